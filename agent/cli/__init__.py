@@ -1,0 +1,1 @@
+"""The `tradegraph` command line (Typer + Rich). One module per command group; `main` wires them."""

@@ -1,0 +1,52 @@
+"""Entry point of the `tradegraph` console script.
+
+Contracts:
+- Every command group lives in its own module exposing `register(app)`; this module only wires them.
+- Heavy imports (pandas, numba, ccxt, langgraph) happen inside commands, so `--help` stays fast.
+- A `TradegraphError` (bad input, missing data, unreachable service) is printed as one line on stderr
+  with exit code 1; Typer's usage errors exit 2. Anything else is a bug and shows a traceback.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from agent.cli import (
+    agent_cmd,
+    backtest_cmd,
+    config_cmd,
+    daemon_cmd,
+    data_cmd,
+    db_cmd,
+    llm_cmd,
+)
+from agent.errors import TradegraphError
+
+app = typer.Typer(
+    name="tradegraph",
+    help="LLM trading agent for crypto markets: data, backtests, paper trading with a self-hosted model.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+for _module in (config_cmd, db_cmd, data_cmd, backtest_cmd, llm_cmd, agent_cmd, daemon_cmd):
+    _module.register(app)
+
+
+def main() -> None:
+    """Run the CLI, turning tradegraph errors into one-line messages and a non-zero exit."""
+    try:
+        app()
+    except TradegraphError as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

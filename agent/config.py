@@ -1,0 +1,232 @@
+"""Typed configuration: one `Settings` object read from `tradegraph.toml` and `TRADEGRAPH_*` variables.
+
+Contracts:
+- Precedence (highest first): explicit keyword arguments, environment (`TRADEGRAPH_*`, nested keys joined
+  with `__`, e.g. `TRADEGRAPH_RISK__MAX_GROSS_EXPOSURE`), the TOML file, then the defaults below.
+- The TOML file is `./tradegraph.toml`, or the path in `TRADEGRAPH_CONFIG`.
+- Unknown keys are errors (`extra="forbid"`), so a typo fails at load instead of being ignored.
+- Secrets are `SecretStr`: never printed; `masked_dump()` is what `tradegraph config show` prints.
+- An invalid value raises `ConfigError` with one line naming the key, the bad value and what is allowed.
+- `mode` is `paper` only; anything else is refused.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from agent.errors import ConfigError
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+"""The checkout root (where `data/` with the bundled sample lives)."""
+
+DEFAULT_DATA_DIR = PROJECT_ROOT / "data"
+
+
+def config_path() -> Path:
+    """Where the TOML configuration is read from."""
+    return Path(os.environ.get("TRADEGRAPH_CONFIG", "tradegraph.toml"))
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class ExchangeSettings(_Section):
+    """Which exchange ccxt talks to, or `replay` for the bundled offline data."""
+
+    id: str = Field("replay", description="ccxt exchange id (e.g. binance) or 'replay' for bundled data")
+    api_key: SecretStr | None = None
+    secret: SecretStr | None = None
+    password: SecretStr | None = None
+    api_url: str | None = Field(None, description="override ccxt's urls['api'] (emulators, proxies)")
+    timeout_ms: int = Field(10_000, ge=100)
+    max_retries: int = Field(5, ge=0, le=20)
+    backoff_base_s: float = Field(0.5, ge=0)
+    backoff_max_s: float = Field(30.0, ge=0)
+    concurrency: int = Field(4, ge=1, le=64)
+
+
+class LLMSettings(_Section):
+    """The OpenAI-compatible endpoint. `base_url = None` means: start the embedded local model."""
+
+    profile: Literal["vllm", "llamacpp", "openai"] = "llamacpp"
+    base_url: str | None = Field(None, description="e.g. http://gpu-host:8000/v1; None = embedded local")
+    api_key: SecretStr = SecretStr("EMPTY")
+    model: str | None = Field(None, description="model id; None = first id from /v1/models")
+    max_tokens: int = Field(512, ge=16)
+    temperature: float = Field(1.0, ge=0, le=2)
+    top_p: float = Field(0.95, gt=0, le=1)
+    seed: int | None = 1234
+    thinking: Literal["on", "off", "low"] = "off"
+    thinking_token_budget: int | None = Field(None, ge=1)
+    timeout_s: float = Field(120.0, gt=0)
+    max_retries: int = Field(2, ge=0, le=10)
+    concurrency: int = Field(8, ge=1, le=256)
+    context_tokens: int | None = Field(None, ge=512, description="prompt budget; None = from max_model_len")
+    cache_mode: Literal["off", "read", "write", "readwrite"] = "readwrite"
+    circuit_failures: int = Field(5, ge=1)
+    circuit_cooldown_s: float = Field(30.0, ge=0)
+    leakage_control: bool = False
+    local_port: int = Field(8765, ge=1, le=65535)
+    local_threads: int | None = Field(None, ge=1)
+    local_n_ctx: int = Field(8192, ge=512)
+
+
+class RiskSettings(_Section):
+    """Deterministic limits the risk layer enforces whatever the model proposes."""
+
+    max_position_exposure: float = Field(0.5, ge=0, le=1, description="per-symbol fraction of equity")
+    max_gross_exposure: float = Field(1.0, ge=0, le=1, description="sum over symbols (spot: <= 1)")
+    min_cash_fraction: float = Field(0.0, ge=0, le=1)
+    risk_per_trade: float = Field(0.02, gt=0, le=1, description="equity fraction lost if the stop is hit")
+    atr_period: int = Field(14, ge=2)
+    default_stop_atr: float = Field(2.0, gt=0)
+    default_take_profit_atr: float = Field(4.0, gt=0)
+    daily_loss_limit: float = Field(0.05, gt=0, le=1)
+    max_drawdown: float = Field(0.25, gt=0, le=1)
+    cooldown_bars: int = Field(3, ge=0)
+    min_confidence: float = Field(0.0, ge=0, le=1)
+    kill_switch_file: str | None = Field(None, description="if this file exists, no new entries")
+
+
+class BrokerSettings(_Section):
+    """Paper broker costs (the backtest engine uses the same numbers)."""
+
+    initial_cash: float = Field(10_000.0, gt=0)
+    quote_currency: str = "USDT"
+    taker_fee: float | None = Field(None, ge=0, le=0.1, description="None = from the ccxt market")
+    maker_fee: float | None = Field(None, ge=0, le=0.1)
+    slippage_bps: float = Field(5.0, ge=0, le=1000)
+    max_participation: float | None = Field(None, gt=0, le=1, description="cap on fill / bar volume")
+
+
+class Settings(BaseSettings):
+    """The effective configuration of one tradegraph process."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="TRADEGRAPH_",
+        env_nested_delimiter="__",
+        extra="forbid",
+        validate_default=True,
+    )
+
+    mode: Literal["paper"] = "paper"
+    symbols: list[str] = Field(default_factory=lambda: ["BTC/USDT", "ETH/USDT"])
+    timeframe: Literal["1m", "5m", "15m", "1h", "4h", "1d"] = "1h"
+    data_dir: Path = DEFAULT_DATA_DIR
+    database_url: str | None = Field(None, description="SQLAlchemy URL; None = sqlite file in data_dir")
+    strategy: str = "llm"
+    fallback: Literal["hold", "rule"] = "hold"
+    fallback_strategy: str = "sma_cross"
+    stale_after_bars: int = Field(2, ge=1)
+    tick_delay_s: float = Field(10.0, ge=0)
+    log_format: Literal["text", "json"] = "text"
+    exchange: ExchangeSettings = Field(default_factory=ExchangeSettings)  # type: ignore[arg-type]
+    llm: LLMSettings = Field(default_factory=LLMSettings)  # type: ignore[arg-type]
+    risk: RiskSettings = Field(default_factory=RiskSettings)  # type: ignore[arg-type]
+    broker: BrokerSettings = Field(default_factory=BrokerSettings)  # type: ignore[arg-type]
+
+    @field_validator("symbols", mode="before")
+    @classmethod
+    def _split_symbols(cls, v: Any) -> Any:
+        if isinstance(v, str):
+            v = [s.strip() for s in v.split(",") if s.strip()]
+        return v
+
+    @field_validator("symbols")
+    @classmethod
+    def _check_symbols(cls, v: list[str]) -> list[str]:
+        for s in v:
+            if "/" not in s:
+                raise ValueError(f"symbol {s!r} must look like BASE/QUOTE, e.g. BTC/USDT")
+        if not v:
+            raise ValueError("at least one symbol is required")
+        return v
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (
+            init_settings,
+            env_settings,
+            TomlConfigSettingsSource(settings_cls, toml_file=config_path()),
+        )
+
+    @property
+    def db_url(self) -> str:
+        """The database URL in force (the SQLite default lives in the data directory)."""
+        return self.database_url or f"sqlite:///{self.data_dir / 'tradegraph.db'}"
+
+    @property
+    def store_dir(self) -> Path:
+        """Where downloaded candles are stored (bundled samples stay in `data/binance`)."""
+        return self.data_dir / "store"
+
+    def masked_dump(self) -> dict[str, Any]:
+        """The configuration as plain data with every secret replaced by '***'."""
+        data = self.model_dump(mode="json")
+        _mask(data, self)
+        if self.database_url:
+            data["database_url"] = _mask_url(self.database_url)
+        return data
+
+
+def _mask(data: dict[str, Any], model: BaseModel) -> None:
+    for name in type(model).model_fields:
+        value = getattr(model, name)
+        if isinstance(value, SecretStr):
+            data[name] = "***" if value.get_secret_value() else ""
+        elif isinstance(value, BaseModel):
+            _mask(data[name], value)
+
+
+def _mask_url(url: str) -> str:
+    """Hide the password in a database URL (`postgresql://u:***@host/db`)."""
+    from sqlalchemy.engine import make_url
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # noqa: BLE001 - an unparsable URL is shown without its credentials part
+        return url.split("@")[-1]
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Load the configuration, turning validation failures into one readable `ConfigError`."""
+    path = config_path()
+    if "TRADEGRAPH_CONFIG" in os.environ and not path.exists():
+        raise ConfigError(f"config file {path} (from TRADEGRAPH_CONFIG) does not exist")
+    try:
+        return Settings(**overrides)
+    except ValidationError as e:
+        raise ConfigError(_describe(e)) from None
+    except Exception as e:  # TOML syntax errors come from tomllib
+        raise ConfigError(f"cannot read configuration {path}: {e}") from None
+
+
+def _describe(e: ValidationError) -> str:
+    err = e.errors()[0]
+    key = ".".join(str(p) for p in err["loc"]) or "(root)"
+    value = err.get("input")
+    if err["type"] == "extra_forbidden":
+        return f"unknown configuration key {key!r}"
+    allowed = err.get("ctx", {}).get("expected") or err["msg"]
+    if key == "mode":
+        allowed = "only 'paper' is supported (live trading is not implemented)"
+    shown = "***" if "key" in key or "secret" in key or "password" in key else repr(value)
+    return f"invalid configuration {key}={shown}: {allowed}"

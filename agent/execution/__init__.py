@@ -1,0 +1,1 @@
+"""Order execution primitives shared by the backtest engine and the paper broker."""

@@ -1,0 +1,87 @@
+"""Fill, fee, slippage and precision rules: the single implementation that the backtest engine's compiled
+loop and the paper broker both call, so a backtest and a paper session fill identically.
+
+Contracts (all prices and cash in the quote currency, amounts in the base currency):
+- `side` is +1 for buy, -1 for sell.
+- Fill price = reference price moved against the trader by `slippage_bps` (buy higher, sell lower).
+- The fee is `fee_rate × filled notional`, charged in the quote currency (deducted from cash).
+- Buys are capped so that amount × price × (1 + fee_rate) <= cash; sells are capped at the position
+  (spot: never short).
+- With `max_participation > 0` an order is capped at that fraction of the bar's volume.
+- The amount is floored to `amount_step` (0 = no rounding). If what is left is below `min_amount` or its
+  notional below `min_notional`, nothing fills and the status says DUST, so dust is counted explicitly.
+- Pure scalar functions compiled with numba (`cache=True`); callable from Python and from njit code.
+"""
+
+from __future__ import annotations
+
+import math
+
+from numba import njit
+
+FILLED = 0
+"""Status: the order (possibly capped) filled."""
+ZERO = 1
+"""Status: nothing to do (zero amount after caps: no cash, no position or no volume)."""
+DUST = 2
+"""Status: the remaining amount is below the exchange minimum (amount or notional): skipped, counted."""
+
+STATUS_NAMES = {FILLED: "filled", ZERO: "zero", DUST: "dust"}
+
+_EPS = 1e-12
+
+
+@njit(cache=True)
+def slipped_price(side: int, ref_price: float, slippage_bps: float) -> float:
+    """Reference price moved against the trader by `slippage_bps` basis points."""
+    return ref_price * (1.0 + side * slippage_bps * 1e-4)
+
+
+@njit(cache=True)
+def floor_to_step(amount: float, step: float) -> float:
+    """Floor `amount` to a multiple of `step` (tolerant of binary rounding); step <= 0 means no rounding."""
+    if step <= 0.0:
+        return amount
+    return math.floor(amount / step + 1e-9) * step
+
+
+@njit(cache=True)
+def execute_order(
+    side: int,
+    amount: float,
+    ref_price: float,
+    cash: float,
+    position: float,
+    fee_rate: float,
+    slippage_bps: float,
+    amount_step: float,
+    min_amount: float,
+    min_notional: float,
+    bar_volume: float,
+    max_participation: float,
+) -> tuple[float, float, float, int]:
+    """Fill a market order of `amount` at `ref_price`; returns (filled_amount, price, fee, status)."""
+    price = slipped_price(side, ref_price, slippage_bps)
+    if max_participation > 0.0 and amount > bar_volume * max_participation:
+        amount = bar_volume * max_participation
+    if side > 0:
+        affordable = cash / (price * (1.0 + fee_rate))
+        if amount > affordable:
+            amount = affordable
+    elif amount > position:
+        amount = position
+    amount = floor_to_step(amount, amount_step)
+    if amount <= _EPS:
+        return 0.0, price, 0.0, ZERO
+    notional = amount * price
+    if amount < min_amount or notional < min_notional:
+        return 0.0, price, 0.0, DUST
+    return amount, price, notional * fee_rate, FILLED
+
+
+@njit(cache=True)
+def order_for_target(target_exposure: float, equity: float, position: float, price: float) -> float:
+    """Signed base amount that moves `position` to `target_exposure × equity` at `price`."""
+    if price <= 0.0:
+        return 0.0
+    return target_exposure * equity / price - position

@@ -1,0 +1,1 @@
+"""Built-in and user strategies: point-in-time OHLCV in, target exposure out."""
