@@ -1,0 +1,1 @@
+"""LLM stage: decision schema, context builder, OpenAI-compatible gateway, cache and local server."""

@@ -1,0 +1,92 @@
+"""The decision schema the model must answer in, and what the gateway hands back.
+
+Contracts:
+- `TradeDecision` is the JSON the model returns for ONE symbol; it is validated with `extra="forbid"` and
+  no NaN or infinity. `target_exposure` is the fraction of equity to hold in the symbol afterwards (spot,
+  0..1). Prices (`stop_loss`, `take_profit`) are absolute quote prices.
+- Semantic checks (right symbol, allowed action, sane stop relative to price, size caps) belong to the risk
+  layer, which records every clamp; the schema only guarantees shape and ranges.
+- `DecisionResult` is what the gateway returns for every request, whatever happened: when the call or the
+  parse fails, `abstained=True`, `reason` says why, and `decision` is a HOLD. It never raises for a bad
+  answer.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class Action(StrEnum):
+    """What the model may propose for a symbol."""
+
+    BUY = "buy"
+    SELL = "sell"
+    HOLD = "hold"
+    CLOSE = "close"
+
+
+RATIONALE_MAX = 600
+INVALIDATION_MAX = 300
+
+
+class TradeDecision(BaseModel):
+    """One symbol's decision, exactly as the model must emit it."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+    symbol: str = Field(max_length=32, description="the symbol this decision is for, e.g. BTC/USDT")
+    action: Action
+    target_exposure: float = Field(ge=0.0, le=1.0, description="fraction of equity to hold afterwards")
+    confidence: float = Field(ge=0.0, le=1.0)
+    stop_loss: float | None = Field(None, gt=0.0, description="absolute price; required for entries")
+    take_profit: float | None = Field(None, gt=0.0, description="absolute price")
+    invalidation: str = Field("", max_length=INVALIDATION_MAX, description="what would prove this wrong")
+    rationale: str = Field(max_length=RATIONALE_MAX, description="short reason, plain text")
+
+
+def hold(symbol: str, rationale: str) -> TradeDecision:
+    """A HOLD decision (used for abstentions and fallbacks)."""
+    return TradeDecision(
+        symbol=symbol,
+        action=Action.HOLD,
+        target_exposure=0.0,
+        confidence=0.0,
+        rationale=rationale[:RATIONALE_MAX],
+    )
+
+
+@dataclass(frozen=True)
+class DecisionRequest:
+    """One question to the model: the messages for one symbol and what it may answer."""
+
+    symbol: str
+    messages: tuple[dict[str, str], ...]
+    prompt_hash: str
+    allowed_actions: tuple[Action, ...] = tuple(Action)
+    max_exposure: float = 1.0
+    run_id: str | None = None
+    bar_ts: int | None = None
+
+
+@dataclass(frozen=True)
+class DecisionResult:
+    """The gateway's answer to a `DecisionRequest`; always present, possibly abstained."""
+
+    request: DecisionRequest
+    decision: TradeDecision
+    abstained: bool
+    reason: str | None = None
+    llm_call_id: int | None = None
+    model: str | None = None
+    reasoning: str | None = None
+    response_text: str | None = None
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    cached_tokens: int | None = None
+    latency_ms: float | None = None
+    from_cache: bool = False
+    extra: dict[str, Any] | None = None
