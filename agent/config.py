@@ -31,6 +31,9 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 DEFAULT_DATA_DIR = PROJECT_ROOT / "data"
 
+SHARED_DIR = Path(os.environ.get("TRADEGRAPH_SHARED_DIR", PROJECT_ROOT.parent / "shared"))
+"""Read-only material beside the checkout (full Binance history, ccxt fixtures); tests and benchmarks only."""
+
 
 def config_path() -> Path:
     """Where the TOML configuration is read from."""

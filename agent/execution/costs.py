@@ -85,3 +85,31 @@ def order_for_target(target_exposure: float, equity: float, position: float, pri
     if price <= 0.0:
         return 0.0
     return target_exposure * equity / price - position
+
+
+NO_EXIT = 0
+"""Exit reason: neither stop-loss nor take-profit was touched."""
+STOP_LOSS = 1
+"""Exit reason: the bar traded at or below the stop."""
+TAKE_PROFIT = 2
+"""Exit reason: the bar traded at or above the take-profit (and did not touch the stop)."""
+
+EXIT_NAMES = {NO_EXIT: "none", STOP_LOSS: "stop_loss", TAKE_PROFIT: "take_profit"}
+
+
+@njit(cache=True)
+def exit_trigger(
+    open_: float, high: float, low: float, stop: float, take_profit: float
+) -> tuple[float, int]:
+    """Whether a long position's stop or take-profit is hit within a bar, and at what reference price.
+
+    Evaluated on the bar's high/low, pessimistically: when both are touched, the stop wins (the path
+    inside the bar is unknown). A bar that opens beyond a level fills at the open (a gap), otherwise at the
+    level. `stop`/`take_profit` <= 0 or NaN mean "none". Slippage is applied afterwards by `execute_order`.
+    Returns (reference_price, reason) with reason NO_EXIT, STOP_LOSS or TAKE_PROFIT.
+    """
+    if stop > 0.0 and low <= stop:
+        return (open_ if open_ < stop else stop), STOP_LOSS
+    if take_profit > 0.0 and high >= take_profit:
+        return (open_ if open_ > take_profit else take_profit), TAKE_PROFIT
+    return 0.0, NO_EXIT

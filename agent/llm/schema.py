@@ -13,6 +13,7 @@ Contracts:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -70,6 +71,8 @@ class DecisionRequest:
     max_exposure: float = 1.0
     run_id: str | None = None
     bar_ts: int | None = None
+    shrink: Callable[[], DecisionRequest | None] | None = None
+    """Rebuilds this request with a smaller context (after a context-length 400); None = cannot."""
 
 
 @dataclass(frozen=True)

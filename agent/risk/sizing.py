@@ -1,0 +1,53 @@
+"""Position sizing rules, pure and vectorised (scalars or numpy arrays in, same shape out).
+
+Contracts:
+- Exposures are fractions of equity for a spot long position, always clipped to [0, cap].
+- `vol_target_exposure`: the exposure at which a stop `stop_atr × ATR` below the entry loses
+  `risk_per_trade` of equity: risk_per_trade / (stop_atr × ATR / close). A NaN or non-positive ATR (warm-up)
+  gives 0, never an unbounded size.
+- `fixed_fraction_exposure`: a signal in [0, 1] scaled by a fixed fraction.
+- ATR itself comes from TA-Lib (`atr`).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import numpy.typing as npt
+import talib
+
+FloatArray = npt.NDArray[np.float64]
+
+
+def atr(high: FloatArray, low: FloatArray, close: FloatArray, period: int = 14) -> FloatArray:
+    """Average true range (TA-Lib, Wilder smoothing); NaN during warm-up."""
+    return np.asarray(
+        talib.ATR(
+            np.ascontiguousarray(high, dtype=np.float64),
+            np.ascontiguousarray(low, dtype=np.float64),
+            np.ascontiguousarray(close, dtype=np.float64),
+            timeperiod=period,
+        )
+    )
+
+
+def fixed_fraction_exposure(signal: FloatArray | float, fraction: float, cap: float = 1.0) -> FloatArray:
+    """`signal × fraction`, clipped to [0, cap]."""
+    return np.clip(np.asarray(signal, dtype=np.float64) * fraction, 0.0, cap)
+
+
+def vol_target_exposure(
+    close: FloatArray | float,
+    atr_value: FloatArray | float,
+    risk_per_trade: float,
+    stop_atr: float,
+    cap: float = 1.0,
+) -> FloatArray:
+    """Exposure that risks `risk_per_trade` of equity with a stop `stop_atr` ATRs away; 0 in warm-up."""
+    close_a = np.asarray(close, dtype=np.float64)
+    atr_a = np.asarray(atr_value, dtype=np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        stop_fraction = stop_atr * atr_a / close_a
+        raw = np.where(
+            np.isfinite(stop_fraction) & (stop_fraction > 0), risk_per_trade / stop_fraction, 0.0
+        )
+    return np.clip(raw, 0.0, cap)
