@@ -50,6 +50,10 @@ class Prompt:
     prompt_hash: str
     estimated_tokens: int
     stable_prefix_chars: int
+    price_scale: float = 1.0
+    """Real price = price in the prompt × price_scale (leakage control rebases prices; else 1.0)."""
+    alias: str | None = None
+    """The name the symbol goes by in the prompt (leakage control hides tickers); None = real symbol."""
 
 
 class ContextBuilder(Protocol):
