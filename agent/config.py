@@ -14,11 +14,12 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import (
     BaseSettings,
+    NoDecode,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     TomlConfigSettingsSource,
@@ -124,7 +125,7 @@ class Settings(BaseSettings):
     )
 
     mode: Literal["paper"] = "paper"
-    symbols: list[str] = Field(default_factory=lambda: ["BTC/USDT", "ETH/USDT"])
+    symbols: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["BTC/USDT", "ETH/USDT"])
     timeframe: Literal["1m", "5m", "15m", "1h", "4h", "1d"] = "1h"
     data_dir: Path = DEFAULT_DATA_DIR
     database_url: str | None = Field(None, description="SQLAlchemy URL; None = sqlite file in data_dir")

@@ -10,6 +10,16 @@ from agent.db.session import make_engine
 config = context.config
 target_metadata = Base.metadata
 
+_FOREIGN_TABLES = {
+    # owned by LangGraph's checkpointers and APScheduler's job store, not by these migrations
+    "checkpoints", "writes", "checkpoint_blobs", "checkpoint_writes", "checkpoint_migrations",
+    "apscheduler_jobs",
+}
+
+
+def _include_name(name: str | None, type_: str, _parent: dict[str, str | None]) -> bool:
+    return not (type_ == "table" and name in _FOREIGN_TABLES)
+
 
 def run_migrations_offline() -> None:
     context.configure(
@@ -30,6 +40,7 @@ def run_migrations_online() -> None:
         context.configure(
             connection=connection,
             target_metadata=target_metadata,
+            include_name=_include_name,
             render_as_batch=connection.dialect.name == "sqlite",
         )
         with context.begin_transaction():
