@@ -1,0 +1,1 @@
+"""The LangGraph agent: observe → settle → screen → analyse → decide → risk → execute → record."""

@@ -1,0 +1,77 @@
+"""Point-in-time candle access for the graph: the only way a node sees market data.
+
+Contracts:
+- `history(symbol, bar_ts)` returns the candle frame up to and including bar `bar_ts` (its open time), never a
+  row after it — the clock is whatever `bar_ts` the caller passes (simulated in backtests and replays, the
+  last closed bar in live mode).
+- `FrameSource` keeps whole frames in memory and slices with a binary search (no copy of the past per tick
+  beyond the view); `reload()` re-reads them after the market-data service stored new bars.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Protocol
+
+import numpy as np
+import pandas as pd
+
+
+class CandleSource(Protocol):
+    """Where the graph reads candles from."""
+
+    def history(self, symbol: str, bar_ts: int) -> pd.DataFrame: ...
+
+
+def ts_ms(index: pd.DatetimeIndex) -> np.ndarray:
+    """Epoch milliseconds of a UTC DatetimeIndex (whatever its resolution)."""
+    return np.asarray(index.as_unit("ms").asi8, dtype=np.int64)
+
+
+class FrameSource:
+    """In-memory candle frames, sliced point in time."""
+
+    def __init__(
+        self,
+        frames: Mapping[str, pd.DataFrame],
+        loader: Callable[[str], pd.DataFrame] | None = None,
+    ) -> None:
+        self._loader = loader
+        self._frames: dict[str, pd.DataFrame] = {}
+        self._times: dict[str, np.ndarray] = {}
+        for symbol, frame in frames.items():
+            self._set(symbol, frame)
+
+    def _set(self, symbol: str, frame: pd.DataFrame) -> None:
+        self._frames[symbol] = frame
+        self._times[symbol] = ts_ms(frame.index)  # type: ignore[arg-type]
+
+    def reload(self) -> None:
+        """Re-read every frame through the loader (after new bars were stored)."""
+        if self._loader is None:
+            return
+        for symbol in list(self._frames):
+            self._set(symbol, self._loader(symbol))
+
+    @property
+    def symbols(self) -> list[str]:
+        """Symbols this source serves."""
+        return list(self._frames)
+
+    def history(self, symbol: str, bar_ts: int) -> pd.DataFrame:
+        """Rows with open time <= bar_ts."""
+        end = int(np.searchsorted(self._times[symbol], bar_ts, side="right"))
+        return self._frames[symbol].iloc[:end]
+
+    def bar_times(self, start_ts: int | None = None, end_ts: int | None = None) -> list[int]:
+        """Union of bar open times over all symbols with start <= t < end, ascending."""
+        times = np.unique(np.concatenate(list(self._times.values())))
+        if start_ts is not None:
+            times = times[times >= start_ts]
+        if end_ts is not None:
+            times = times[times < end_ts]
+        return [int(t) for t in times]
+
+    def last_ts(self, symbol: str) -> int:
+        """Open time of the last bar held for `symbol`."""
+        return int(self._times[symbol][-1])

@@ -1,0 +1,34 @@
+"""The graph's state for one tick (one closed bar, all symbols).
+
+Contracts:
+- Plain JSON-able data only (dicts, lists, numbers, strings), so LangGraph's checkpointer can store it and a
+  tick interrupted after any node resumes from there.
+- Every node returns a partial update; no node mutates what it received.
+- `bar_ts` is the open time (ms, UTC) of the last closed bar t; nothing after t is ever read.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, TypedDict
+
+
+class TickState(TypedDict, total=False):
+    """State flowing through one tick."""
+
+    run_id: Annotated[str, "the run this tick belongs to"]
+    bar_ts: Annotated[int, "open time (ms, UTC) of the last closed bar t"]
+    symbols: Annotated[list[str], "symbols traded in this run"]
+    strategy: Annotated[str, "llm | hybrid | the name of a rule strategy"]
+    marks: Annotated[dict[str, float], "close of bar t per symbol (observed)"]
+    atr: Annotated[dict[str, float], "ATR at bar t per symbol (NaN → absent)"]
+    skipped: Annotated[dict[str, str], "symbol → why it is not traded this tick (stale data, ...)"]
+    portfolio: Annotated[dict[str, Any], "portfolio after bar t was settled (serialised)"]
+    pending: Annotated[dict[str, dict[str, Any]], "targets waiting for the next bar's open"]
+    settled: Annotated[dict[str, Any], "orders, fills and events produced while settling bar t"]
+    allowances: Annotated[dict[str, dict[str, Any]], "per symbol: allowed actions and max exposure"]
+    rule_targets: Annotated[dict[str, float], "rule strategy's target per symbol (rule / hybrid)"]
+    analyses: Annotated[dict[str, dict[str, Any]], "per symbol: the gateway's DecisionResult, serialised"]
+    llm_status: Annotated[str, "ok | unavailable | skipped"]
+    proposals: Annotated[dict[str, dict[str, Any]], "per symbol: the decision proposed to the risk layer"]
+    final: Annotated[dict[str, dict[str, Any]], "per symbol: the risk layer's result"]
+    recorded: Annotated[bool, "the ledger holds this tick"]
