@@ -1,1 +1,16 @@
-"""Market data: ccxt access with retries, the candle store, validation and the offline replay exchange."""
+"""Market data: ccxt access with retries, the candle store, validation and the offline replay exchange.
+
+Modules (nothing is imported here, so `import agent.market` stays cheap):
+
+    candles       the canonical candle frame; load_candles / read_feather / write_feather
+    protocol      ExchangeClient: the subset of ccxt's Exchange the market code calls
+    exchange      make_exchange(settings) (ccxt or replay), MarketRules / market_rules
+    binance_spot  Binance spot rules of the bundled symbols and Binance's REST wire format
+    replay        ReplayExchange: bundled candles behind the ccxt interface, with a settable clock
+    retry         RetryPolicy; ccxt exceptions -> ExchangeError / TemporaryExchangeError
+    fetch         the paging rule and its sync/async drivers
+    validate      duplicates, gaps with exact spans, OHLC sanity
+    store         the Feather store under <data_dir>/store/<exchange>/
+    service       MarketDataService: incremental, validated, atomic downloads
+    async_fetch   many symbols concurrently through ccxt.async_support
+"""
