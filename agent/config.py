@@ -52,7 +52,9 @@ class ExchangeSettings(_Section):
     api_key: SecretStr | None = None
     secret: SecretStr | None = None
     password: SecretStr | None = None
-    api_url: str | None = Field(None, description="override ccxt's urls['api'] (emulators, proxies)")
+    api_url: str | None = Field(
+        None, description="replaces scheme and host of every ccxt urls['api'] entry (emulators, proxies)",
+    )
     timeout_ms: int = Field(10_000, ge=100)
     max_retries: int = Field(5, ge=0, le=20)
     backoff_base_s: float = Field(0.5, ge=0)

@@ -34,7 +34,8 @@ def timeframe_ms(timeframe: str) -> int:
     try:
         return TIMEFRAME_MS[timeframe]
     except KeyError:
-        raise DataError(f"unsupported timeframe {timeframe!r}; use one of {', '.join(TIMEFRAME_MS)}") from None
+        allowed = ", ".join(TIMEFRAME_MS)
+        raise DataError(f"unsupported timeframe {timeframe!r}; use one of {allowed}") from None
 
 
 def utc_timestamp(value: str | pd.Timestamp) -> pd.Timestamp:
