@@ -1,0 +1,439 @@
+"""The graph's nodes, built as closures over an `AgentRuntime`; each returns a partial state update.
+
+    observe  point-in-time candles, marks and ATR per symbol; stale data is skipped with a reason
+    settle   the paper broker settles bar t: pending targets at its open, exits inside it, marks at its close
+    screen   the risk layer's allowance per symbol, computed before any model is asked
+    analyse  prompts for the symbols with a real choice, sent to the LLM gateway concurrently
+    decide   the proposal per symbol: the model's (llm), the rule's (rule), the rule confirmed by the model
+             (hybrid), or the configured fallback when the model is unavailable
+    risk     `apply_limits`: every clamp and rejection recorded
+    execute  targets that change become pending orders for the next bar's open
+    record   one ledger transaction for the whole tick, then the runtime's book is advanced
+
+Only `analyse` (the gateway) and `record` (the ledger) do I/O; the rest are pure functions of the state.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from agent.asyncutil import run_sync
+from agent.broker.models import Bar, BarOutcome, PendingTarget
+from agent.broker.paper import process_bar
+from agent.errors import DataError, LLMUnavailable
+from agent.graph import names
+from agent.graph.runtime import AgentRuntime
+from agent.graph.serde import (
+    allowance_of,
+    decision_result_from_dict,
+    decision_result_to_dict,
+    outcome_from_dict,
+    outcome_to_dict,
+    portfolio_from_dict,
+    portfolio_to_dict,
+)
+from agent.graph.sources import ts_ms
+from agent.graph.state import TickState
+from agent.ledger.writer import DecisionEntry, TickRecord, write_tick
+from agent.llm.protocol import ContextInput, PastDecision, Prompt
+from agent.llm.schema import Action, DecisionRequest, TradeDecision, hold
+from agent.market.candles import timeframe_ms
+from agent.risk.allowance import allowance
+from agent.risk.breakers import kill_switch_active
+from agent.risk.limits import apply_limits, no_call_decision, rule_decision
+from agent.risk.models import RiskResult
+from agent.risk.sizing import atr
+
+Node = Callable[[TickState], dict[str, Any]]
+
+ATR_WINDOW = 500
+"""Bars of history used to compute ATR (Wilder smoothing converges well within this)."""
+
+
+def make_nodes(rt: AgentRuntime) -> dict[str, Node]:
+    """All nodes of the tick graph, bound to `rt`."""
+    return {
+        names.OBSERVE: _observe(rt),
+        names.SETTLE: _settle(rt),
+        names.SCREEN: _screen(rt),
+        names.ANALYSE: _analyse(rt),
+        names.DECIDE: _decide(rt),
+        names.RISK: _risk(rt),
+        names.EXECUTE: _execute(rt),
+        names.RECORD: _record(rt),
+    }
+
+
+# --------------------------------------------------------------------------------------------- observe
+
+
+def _observe(rt: AgentRuntime) -> Node:
+    bar_ms = timeframe_ms(rt.settings.timeframe)
+
+    def observe(state: TickState) -> dict[str, Any]:
+        t = state["bar_ts"]
+        marks: dict[str, float] = {}
+        atrs: dict[str, float] = {}
+        bars: dict[str, dict[str, float]] = {}
+        skipped: dict[str, str] = {}
+        for symbol in state["symbols"]:
+            hist = rt.source.history(symbol, t)
+            if hist.empty:
+                skipped[symbol] = "no data at or before this bar"
+                continue
+            last = int(ts_ms(hist.index[-1:])[0])  # type: ignore[arg-type]
+            if last != t:
+                age = (t - last) // bar_ms
+                skipped[symbol] = f"stale data: no bar at t, the last one is {age} bar(s) older"
+                continue
+            row = hist.iloc[-1]
+            bars[symbol] = {k: float(row[k]) for k in ("open", "high", "low", "close", "volume")}
+            marks[symbol] = float(row["close"])
+            tail = hist.iloc[-ATR_WINDOW:]
+            value = atr(
+                tail["high"].to_numpy(), tail["low"].to_numpy(), tail["close"].to_numpy(),
+                rt.settings.risk.atr_period,
+            )[-1]
+            atrs[symbol] = float(value) if np.isfinite(value) else math.nan
+        return {
+            "marks": marks,
+            "atr": atrs,
+            "skipped": skipped,
+            "settled": {"bars": bars},
+            "portfolio": portfolio_to_dict(rt.portfolio),
+            "pending": {s: p.to_dict() for s, p in rt.pending.items()},
+            "strategy": rt.strategy,
+        }
+
+    return observe
+
+
+# ---------------------------------------------------------------------------------------------- settle
+
+
+def _settle(rt: AgentRuntime) -> Node:
+    def settle(state: TickState) -> dict[str, Any]:
+        raw_bars = state["settled"]["bars"]
+        bars = {s: Bar(**b) for s, b in raw_bars.items()}
+        pending = {s: PendingTarget.from_dict(p) for s, p in state.get("pending", {}).items()}
+        before = portfolio_from_dict(state["portfolio"])
+        try:
+            outcome = process_bar(
+                before, bars, pending, state["bar_ts"], rt.rules, rt.settings, rt.run_id
+            )
+        except DataError as e:
+            # A symbol we hold has no usable bar: nothing is settled, and nothing is traded this tick.
+            return {
+                "skipped": {s: f"tick skipped: {e}" for s in state["symbols"]},
+                "settled": {"bars": raw_bars, "error": str(e)},
+            }
+        return {
+            "portfolio": portfolio_to_dict(outcome.state),
+            "settled": {"bars": raw_bars, "outcome": outcome_to_dict(outcome)},
+            "pending": {},
+        }
+
+    return settle
+
+
+# ---------------------------------------------------------------------------------------------- screen
+
+
+def _screen(rt: AgentRuntime) -> Node:
+    def screen(state: TickState) -> dict[str, Any]:
+        portfolio = portfolio_from_dict(state["portfolio"])
+        kill = kill_switch_active(rt.settings)
+        allowances: dict[str, dict[str, Any]] = {}
+        for symbol in state["symbols"]:
+            if symbol in state.get("skipped", {}):
+                continue
+            a = allowance(
+                symbol, portfolio, state["marks"], state["bar_ts"], state["atr"].get(symbol, math.nan),
+                rt.settings, rt.rules[symbol], kill,
+            )
+            allowances[symbol] = a.to_dict()
+        return {"allowances": allowances, "llm_status": "skipped"}
+
+    return screen
+
+
+# --------------------------------------------------------------------------------------------- analyse
+
+
+def _analyse(rt: AgentRuntime) -> Node:
+    def analyse(state: TickState) -> dict[str, Any]:
+        if rt.gateway is None or rt.builder is None:
+            return {"llm_status": "unavailable", "analyses": {}}
+        t = state["bar_ts"]
+        portfolio = portfolio_from_dict(state["portfolio"])
+        requests: list[DecisionRequest] = []
+        meta: dict[str, dict[str, Any]] = {}
+        for symbol, a_dict in state["allowances"].items():
+            a = allowance_of(a_dict)
+            if not a.llm_needed:
+                continue
+            hist = rt.source.history(symbol, t)
+            ctx = ContextInput(
+                symbol=symbol,
+                candles=hist,
+                portfolio=portfolio,
+                marks=state["marks"],
+                recent_decisions=_with_outcomes(rt.recent_for(symbol), hist),
+                allowed_actions=a.actions,
+                max_exposure=a.max_exposure,
+            )
+            request, prompt = _request(rt, ctx, t, rt.budget_tokens)
+            requests.append(request)
+            meta[symbol] = {"price_scale": prompt.price_scale, "alias": prompt.alias}
+        try:
+            results = run_sync(rt.gateway.decide_many(requests))
+        except LLMUnavailable as e:
+            return {"llm_status": f"unavailable: {e}", "analyses": {}}
+        analyses = {}
+        for res in results:
+            rt.llm_calls += 0 if res.from_cache else 1
+            rt.cache_hits += 1 if res.from_cache else 0
+            rt.tokens += (res.prompt_tokens or 0) + (res.completion_tokens or 0)
+            rt.abstentions += 1 if res.abstained else 0
+            analyses[res.request.symbol] = decision_result_to_dict(res) | meta[res.request.symbol]
+        status = "ok"
+        if results and all(r.abstained and (r.reason or "").startswith("circuit open") for r in results):
+            status = "unavailable: circuit open"
+        return {"llm_status": status, "analyses": analyses}
+
+    return analyse
+
+
+def _request(
+    rt: AgentRuntime, ctx: ContextInput, t: int, budget: int | None
+) -> tuple[DecisionRequest, Prompt]:
+    """The gateway request for `ctx`; on a context-length error it can rebuild itself with half the budget."""
+    assert rt.builder is not None
+    prompt = rt.builder.build(ctx, budget)
+
+    def shrink() -> DecisionRequest | None:
+        smaller = (budget or prompt.estimated_tokens) // 2
+        if smaller < 1024:
+            return None
+        return _request(rt, ctx, t, smaller)[0]
+
+    request = DecisionRequest(
+        symbol=prompt.alias or ctx.symbol,
+        messages=prompt.messages,
+        prompt_hash=prompt.prompt_hash,
+        allowed_actions=ctx.allowed_actions,
+        max_exposure=ctx.max_exposure,
+        run_id=rt.run_id,
+        bar_ts=t,
+        shrink=shrink,
+    )
+    return request, prompt
+
+
+def _with_outcomes(recent: tuple[PastDecision, ...], hist: pd.DataFrame) -> tuple[PastDecision, ...]:
+    """Past decisions with the return from their bar's close to the current close (known at t)."""
+    if not recent:
+        return ()
+    times = ts_ms(hist.index)  # type: ignore[arg-type]
+    closes = hist["close"].to_numpy()
+    out = []
+    for d in recent:
+        i = int(np.searchsorted(times, d.bar_ts))
+        realised = None
+        if i < len(times) and times[i] == d.bar_ts and closes[i] > 0:
+            realised = float(closes[-1] / closes[i] - 1.0)
+        out.append(PastDecision(d.bar_ts, d.action, d.target_exposure, d.confidence, d.rationale, realised))
+    return tuple(out)
+
+
+# ---------------------------------------------------------------------------------------------- decide
+
+
+def _decide(rt: AgentRuntime) -> Node:
+    def decide(state: TickState) -> dict[str, Any]:
+        proposals: dict[str, dict[str, Any]] = {}
+        rule_targets = _rule_targets(rt, state) if rt.rule is not None else {}
+        for symbol, a_dict in state.get("allowances", {}).items():
+            a = allowance_of(a_dict)
+            decision, source = _proposal(rt, state, symbol, a.llm_needed, rule_targets)
+            if not a.llm_needed:
+                decision, source = no_call_decision(a), "risk"
+            proposals[symbol] = {"decision": decision.model_dump(mode="json"), "source": source}
+        return {"proposals": proposals, "rule_targets": {s: v[0] for s, v in rule_targets.items()}}
+
+    return decide
+
+
+def _rule_targets(rt: AgentRuntime, state: TickState) -> dict[str, tuple[float, float | None]]:
+    """The rule strategy's (target at t, target at t-1) per symbol, computed on data up to t only."""
+    assert rt.rule is not None
+    out = {}
+    for symbol in state.get("allowances", {}):
+        hist = rt.source.history(symbol, state["bar_ts"])
+        series = rt.rule.exposure(hist)
+        out[symbol] = (float(series[-1]), float(series[-2]) if len(series) > 1 else None)
+    return out
+
+
+def _proposal(
+    rt: AgentRuntime,
+    state: TickState,
+    symbol: str,
+    llm_needed: bool,
+    rule_targets: dict[str, tuple[float, float | None]],
+) -> tuple[TradeDecision, str]:
+    portfolio = portfolio_from_dict(state["portfolio"])
+    current = portfolio.exposure(symbol, state["marks"])
+    name = rt.strategy
+    llm_ok = state.get("llm_status", "ok") == "ok"
+    analysis = state.get("analyses", {}).get(symbol)
+
+    def rule(source: str) -> tuple[TradeDecision, str]:
+        if rt.rule is None:
+            return hold(symbol, f"{source}: no rule strategy configured"), source
+        target, previous = rule_targets[symbol]
+        return rule_decision(symbol, target, previous, current, rt.rule.name), source
+
+    if name not in ("llm", "hybrid"):
+        return rule("rule")
+    if not llm_ok or analysis is None:
+        if not llm_needed:
+            return hold(symbol, "no choice to make"), "risk"
+        reason = state.get("llm_status", "unavailable")
+        if rt.settings.fallback == "rule":
+            decision, _ = rule("fallback")
+            return decision, "fallback"
+        return hold(symbol, f"fallback HOLD: llm {reason}"), "fallback"
+    result = decision_result_from_dict(analysis)
+    if name == "llm":
+        return result.decision, "llm"
+    # hybrid: the rule proposes, the model confirms or vetoes
+    proposal, _ = rule("hybrid")
+    if proposal.action is Action.HOLD:
+        return proposal, "hybrid"
+    agrees = (proposal.action is Action.BUY) == (result.decision.action is Action.BUY)
+    if result.abstained or not agrees:
+        why = result.reason if result.abstained else f"model says {result.decision.action.value}"
+        return hold(symbol, f"hybrid: rule {proposal.action.value} vetoed ({why})"), "hybrid"
+    return proposal, "hybrid"
+
+
+# ------------------------------------------------------------------------------------------------ risk
+
+
+def _risk(rt: AgentRuntime) -> Node:
+    def risk(state: TickState) -> dict[str, Any]:
+        portfolio = portfolio_from_dict(state["portfolio"])
+        final: dict[str, dict[str, Any]] = {}
+        for symbol, prop in state.get("proposals", {}).items():
+            decision = TradeDecision.model_construct(**prop["decision"])
+            decision = decision.model_copy(update={"action": _action(decision.action)})
+            meta = state.get("analyses", {}).get(symbol, {}) if prop["source"] in ("llm",) else {}
+            result = apply_limits(
+                decision,
+                allowance_of(state["allowances"][symbol]),
+                symbol,
+                portfolio,
+                state["marks"],
+                state["marks"][symbol],
+                state["atr"].get(symbol, math.nan),
+                rt.settings,
+                rt.rules[symbol],
+                source=prop["source"],
+                alias=meta.get("alias"),
+                price_scale=meta.get("price_scale", 1.0),
+            )
+            final[symbol] = result.to_dict()
+        return {"final": final}
+
+    return risk
+
+
+def _action(value: Any) -> Any:
+    try:
+        return Action(value)
+    except ValueError:
+        return value  # an unknown action reaches the risk layer as is, and is rejected there
+
+
+# --------------------------------------------------------------------------------------------- execute
+
+
+def _execute(rt: AgentRuntime) -> Node:
+    def execute(state: TickState) -> dict[str, Any]:
+        pending: dict[str, dict[str, Any]] = {}
+        for symbol, f in state.get("final", {}).items():
+            p = PendingTarget.from_result(RiskResult.from_dict(f), state["bar_ts"])
+            if p is not None:
+                pending[symbol] = p.to_dict()
+        return {"pending": pending}
+
+    return execute
+
+
+# ---------------------------------------------------------------------------------------------- record
+
+
+def _record(rt: AgentRuntime) -> Node:
+    def record(state: TickState) -> dict[str, Any]:
+        t = state["bar_ts"]
+        settled = state.get("settled", {})
+        if "outcome" not in settled:
+            _record_skip(rt, state)
+            return {"recorded": False}
+        outcome: BarOutcome = outcome_from_dict(settled["outcome"])
+        entries = []
+        for symbol, f in state.get("final", {}).items():
+            analysis = state.get("analyses", {}).get(symbol)
+            entries.append(
+                DecisionEntry(
+                    result=RiskResult.from_dict(f),
+                    llm=decision_result_from_dict(analysis) if analysis else None,
+                    allowance=allowance_of(state["allowances"][symbol]),
+                )
+            )
+        write_tick(rt.factory, TickRecord(rt.run_id, t, outcome, tuple(entries)))
+        pending = {s: PendingTarget.from_dict(p) for s, p in state.get("pending", {}).items()}
+        rt.commit_tick(t, outcome.state, pending)
+        for symbol, f in state.get("final", {}).items():
+            prop = f["proposed"]
+            action = _action(prop.get("action"))
+            source = state.get("proposals", {}).get(symbol, {}).get("source")
+            if isinstance(action, Action) and source != "risk":
+                rt.remember(
+                    symbol,
+                    PastDecision(
+                        t, action, _num(prop.get("target_exposure")), _num(prop.get("confidence")),
+                        str(prop.get("rationale", ""))[:200],
+                    ),
+                )
+        return {"recorded": True}
+
+    return record
+
+
+def _record_skip(rt: AgentRuntime, state: TickState) -> None:
+    """A tick that could not be settled leaves a risk event and nothing else."""
+    from agent.db.models import RiskEvent
+    from agent.db.session import transaction
+
+    with transaction(rt.factory) as session:
+        session.add(
+            RiskEvent(
+                run_id=rt.run_id, bar_ts=state["bar_ts"], symbol=None, kind="tick_skipped",
+                detail=str(state.get("settled", {}).get("error", "not settled")),
+            )
+        )
+
+
+def _num(value: Any) -> float:
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        return 0.0
+    return v if math.isfinite(v) else 0.0

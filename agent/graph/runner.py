@@ -1,0 +1,187 @@
+"""Runs the graph one tick at a time: the single entry point the backtest, the daemon and notebooks share.
+
+Contracts:
+- `AgentRunner.tick(bar_ts)` processes the closed bar `bar_ts` for every symbol exactly once per run:
+  a bar at or before the last recorded one is `already_done`; a tick interrupted mid-graph resumes from its
+  checkpoint (`resumed`); a tick whose data could not be settled is `skipped` with its reason recorded.
+- `open_runner(...)` builds the runtime from the ledger, so a restarted process continues the same run with
+  the same book, pending orders and decision memory (bit-identical prompts after a restart).
+- Only the clock (which `bar_ts` is passed) and the candle source differ between modes.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from agent.config import Settings
+from agent.db.models import Decision, Run
+from agent.db.session import open_db
+from agent.graph.build import build_graph
+from agent.graph.checkpoint import open_checkpointer, tick_thread_id
+from agent.graph.nodes import make_nodes
+from agent.graph.runtime import RECENT_DECISIONS, AgentRuntime
+from agent.graph.sources import CandleSource
+from agent.ledger.reader import LedgerReader
+from agent.ledger.writer import start_run
+from agent.llm.protocol import ContextBuilder, DecisionGateway, PastDecision
+from agent.llm.schema import Action
+from agent.market.binance_spot import unified_market
+from agent.market.exchange import MarketRules, market_rules
+from strategies.base import Strategy
+
+Status = Literal["done", "resumed", "already_done", "skipped"]
+
+
+@dataclass(frozen=True)
+class TickOutcome:
+    """What one call to `tick` did."""
+
+    run_id: str
+    bar_ts: int
+    status: Status
+    reason: str | None = None
+    orders: int = 0
+    fills: int = 0
+    equity: float | None = None
+
+
+def new_run_id(prefix: str) -> str:
+    """A fresh, sortable-enough run id such as `bt-1f3a9c2e7b`."""
+    return f"{prefix}-{uuid.uuid4().hex[:10]}"
+
+
+def replay_rules(settings: Settings, symbols: Sequence[str]) -> dict[str, MarketRules]:
+    """Binance spot trading rules for the bundled symbols, with fee overrides from `[broker]`."""
+    return {
+        s: market_rules(
+            unified_market(s), taker_fee=settings.broker.taker_fee, maker_fee=settings.broker.maker_fee
+        )
+        for s in symbols
+    }
+
+
+class AgentRunner:
+    """The compiled graph bound to a runtime, and an optional checkpointer."""
+
+    def __init__(self, runtime: AgentRuntime, checkpointer: Any | None = None) -> None:
+        self.rt = runtime
+        self.checkpointer = checkpointer
+        self.graph = build_graph(make_nodes(runtime), checkpointer)
+
+    @property
+    def run_id(self) -> str:
+        """The run this runner advances."""
+        return self.rt.run_id
+
+    def last_processed_bar(self) -> int | None:
+        """The last bar the ledger holds for this run."""
+        return self.rt.last_bar
+
+    def tick(self, bar_ts: int) -> TickOutcome:
+        """Process the closed bar `bar_ts` (see the module contract)."""
+        rt = self.rt
+        if rt.last_bar is not None and bar_ts <= rt.last_bar:
+            return TickOutcome(rt.run_id, bar_ts, "already_done")
+        config = {"configurable": {"thread_id": tick_thread_id(rt.run_id, bar_ts)}}
+        status: Status = "done"
+        if self.checkpointer is not None and self.graph.get_state(config).next:
+            final = self.graph.invoke(None, config)
+            status = "resumed"
+        else:
+            initial = {"run_id": rt.run_id, "bar_ts": bar_ts, "symbols": rt.symbols, "strategy": rt.strategy}
+            final = self.graph.invoke(initial, config)
+        if not final.get("recorded"):
+            reason = final.get("settled", {}).get("error") or "; ".join(
+                f"{s}: {why}" for s, why in final.get("skipped", {}).items()
+            )
+            return TickOutcome(rt.run_id, bar_ts, "skipped", reason or "not recorded")
+        outcome = final["settled"]["outcome"]
+        return TickOutcome(
+            rt.run_id, bar_ts, status, None, len(outcome["orders"]), len(outcome["fills"]), outcome["equity"]
+        )
+
+
+def load_recent(
+    factory: sessionmaker[Session], run_id: str, symbols: Sequence[str]
+) -> dict[str, list[PastDecision]]:
+    """The decision memory of a run as the record node built it (for bit-identical prompts on resume)."""
+    out: dict[str, list[PastDecision]] = {}
+    with factory() as session:
+        for symbol in symbols:
+            rows = session.scalars(
+                select(Decision)
+                .where(Decision.run_id == run_id, Decision.symbol == symbol, Decision.source != "risk")
+                .order_by(Decision.bar_ts.desc())
+                .limit(RECENT_DECISIONS)
+            ).all()
+            out[symbol] = [
+                PastDecision(
+                    int(r.bar_ts), Action(r.action), float(r.target_exposure or 0.0),
+                    float(r.confidence or 0.0), (r.rationale or "")[:200],
+                )
+                for r in reversed(rows)
+            ]
+    return out
+
+
+@contextmanager
+def open_runner(
+    settings: Settings,
+    *,
+    run_id: str,
+    kind: str,
+    strategy: str,
+    source: CandleSource,
+    rules: Mapping[str, MarketRules],
+    gateway: DecisionGateway | None = None,
+    builder: ContextBuilder | None = None,
+    budget_tokens: int | None = None,
+    rule: Strategy | None = None,
+    checkpoint: bool = True,
+    params: dict[str, Any] | None = None,
+    start_ts: int | None = None,
+    end_ts: int | None = None,
+    factory: sessionmaker[Session] | None = None,
+) -> Iterator[AgentRunner]:
+    """A runner for `run_id`, created or resumed from the ledger, with checkpoints in the same database."""
+    with ExitStack() as stack:
+        if factory is None:
+            engine, factory = open_db(settings.db_url)
+            stack.callback(engine.dispose)
+        start_run(
+            factory, run_id, kind=kind, strategy=strategy, symbols=settings.symbols,
+            timeframe=settings.timeframe, params=params or {}, config=settings.masked_dump(),
+            start_ts=start_ts, end_ts=end_ts,
+        )
+        resume = LedgerReader(factory, settings).load_state(run_id)
+        runtime = AgentRuntime(
+            settings=settings, run_id=run_id, strategy=strategy, source=source, rules=rules,
+            factory=factory, portfolio=resume.state, gateway=gateway, builder=builder,
+            budget_tokens=budget_tokens, rule=rule, pending=dict(resume.pending), last_bar=resume.bar_ts,
+        )
+        for symbol, decisions in load_recent(factory, run_id, settings.symbols).items():
+            for d in decisions:
+                runtime.remember(symbol, d)
+        saver = stack.enter_context(open_checkpointer(settings.db_url)) if checkpoint else None
+        yield AgentRunner(runtime, saver)
+
+
+def finish_run(factory: sessionmaker[Session], run_id: str, **fields: Any) -> None:
+    """Mark a run finished (status, metrics, report path, ...)."""
+    from agent.db.models import utcnow
+    from agent.db.session import transaction
+
+    with transaction(factory) as session:
+        run = session.get(Run, run_id)
+        if run is None:
+            return
+        for key, value in fields.items():
+            setattr(run, key, value)
+        run.finished_at = utcnow()
