@@ -68,6 +68,17 @@ def build_graph(
 def mermaid() -> str:
     """The graph as a Mermaid diagram (`tradegraph graph`)."""
     noop: Node = lambda _state: {}  # noqa: E731
-    all_nodes = {n: noop for n in (names.OBSERVE, names.SETTLE, names.SCREEN, names.ANALYSE,
-                                   names.DECIDE, names.RISK, names.EXECUTE, names.RECORD)}
+    all_nodes = {
+        n: noop
+        for n in (
+            names.OBSERVE,
+            names.SETTLE,
+            names.SCREEN,
+            names.ANALYSE,
+            names.DECIDE,
+            names.RISK,
+            names.EXECUTE,
+            names.RECORD,
+        )
+    }
     return str(build_graph(all_nodes).get_graph().draw_mermaid())

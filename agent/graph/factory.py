@@ -105,17 +105,26 @@ def open_agent(
             gateway, builder, budget = _llm_parts(settings, factory, stack)
         yield stack.enter_context(
             open_runner(
-                settings, run_id=run_id, kind=kind, strategy=strategy,
+                settings,
+                run_id=run_id,
+                kind=kind,
+                strategy=strategy,
                 source=source if source is not None else load_source(settings),
-                rules=trading_rules(settings), gateway=gateway, builder=builder, budget_tokens=budget,
-                rule=rule, checkpoint=checkpoint, params=params, start_ts=start_ts, end_ts=end_ts,
+                rules=trading_rules(settings),
+                gateway=gateway,
+                builder=builder,
+                budget_tokens=budget,
+                rule=rule,
+                checkpoint=checkpoint,
+                params=params,
+                start_ts=start_ts,
+                end_ts=end_ts,
                 factory=factory,
             )
         )
 
 
 def _llm_parts(settings: Settings, factory: sessionmaker[Session], stack: ExitStack) -> tuple[Any, Any, Any]:
-    from agent.asyncutil import run_sync
     from agent.llm.cache import CallStore
     from agent.llm.context import MarketContextBuilder, budget_from_settings
     from agent.llm.discovery import discover
@@ -127,7 +136,6 @@ def _llm_parts(settings: Settings, factory: sessionmaker[Session], stack: ExitSt
     info = discover(base_url, settings.llm)
     llm = settings.llm if settings.llm.model else settings.llm.model_copy(update={"model": info.model})
     gateway = LLMGateway(llm, base_url, store=CallStore(factory))
-    stack.callback(lambda: run_sync(gateway.aclose()))
     builder = MarketContextBuilder.from_settings(
         settings, counter=counter_for_settings(settings), max_model_len=info.max_model_len
     )

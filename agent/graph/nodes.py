@@ -96,7 +96,9 @@ def _observe(rt: AgentRuntime) -> Node:
             marks[symbol] = float(row["close"])
             tail = hist.iloc[-ATR_WINDOW:]
             value = atr(
-                tail["high"].to_numpy(), tail["low"].to_numpy(), tail["close"].to_numpy(),
+                tail["high"].to_numpy(),
+                tail["low"].to_numpy(),
+                tail["close"].to_numpy(),
                 rt.settings.risk.atr_period,
             )[-1]
             atrs[symbol] = float(value) if np.isfinite(value) else math.nan
@@ -123,9 +125,7 @@ def _settle(rt: AgentRuntime) -> Node:
         pending = {s: PendingTarget.from_dict(p) for s, p in state.get("pending", {}).items()}
         before = portfolio_from_dict(state["portfolio"])
         try:
-            outcome = process_bar(
-                before, bars, pending, state["bar_ts"], rt.rules, rt.settings, rt.run_id
-            )
+            outcome = process_bar(before, bars, pending, state["bar_ts"], rt.rules, rt.settings, rt.run_id)
         except DataError as e:
             # A symbol we hold has no usable bar: nothing is settled, and nothing is traded this tick.
             return {
@@ -153,8 +153,14 @@ def _screen(rt: AgentRuntime) -> Node:
             if symbol in state.get("skipped", {}):
                 continue
             a = allowance(
-                symbol, portfolio, state["marks"], state["bar_ts"], state["atr"].get(symbol, math.nan),
-                rt.settings, rt.rules[symbol], kill,
+                symbol,
+                portfolio,
+                state["marks"],
+                state["bar_ts"],
+                state["atr"].get(symbol, math.nan),
+                rt.settings,
+                rt.rules[symbol],
+                kill,
             )
             allowances[symbol] = a.to_dict()
         return {"allowances": allowances, "llm_status": "skipped"}
@@ -190,8 +196,9 @@ def _analyse(rt: AgentRuntime) -> Node:
             request, prompt = _request(rt, ctx, t, rt.budget_tokens)
             requests.append(request)
             meta[symbol] = {"price_scale": prompt.price_scale, "alias": prompt.alias}
+        sync = getattr(rt.gateway, "decide_many_sync", None)
         try:
-            results = run_sync(rt.gateway.decide_many(requests))
+            results = sync(requests) if sync else run_sync(rt.gateway.decide_many(requests))
         except LLMUnavailable as e:
             return {"llm_status": f"unavailable: {e}", "analyses": {}}
         analyses = {}
@@ -408,7 +415,10 @@ def _record(rt: AgentRuntime) -> Node:
                 rt.remember(
                     symbol,
                     PastDecision(
-                        t, action, _num(prop.get("target_exposure")), _num(prop.get("confidence")),
+                        t,
+                        action,
+                        _num(prop.get("target_exposure")),
+                        _num(prop.get("confidence")),
                         str(prop.get("rationale", ""))[:200],
                     ),
                 )
@@ -425,7 +435,10 @@ def _record_skip(rt: AgentRuntime, state: TickState) -> None:
     with transaction(rt.factory) as session:
         session.add(
             RiskEvent(
-                run_id=rt.run_id, bar_ts=state["bar_ts"], symbol=None, kind="tick_skipped",
+                run_id=rt.run_id,
+                bar_ts=state["bar_ts"],
+                symbol=None,
+                kind="tick_skipped",
                 detail=str(state.get("settled", {}).get("error", "not settled")),
             )
         )

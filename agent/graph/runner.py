@@ -123,8 +123,11 @@ def load_recent(
             ).all()
             out[symbol] = [
                 PastDecision(
-                    int(r.bar_ts), Action(r.action), float(r.target_exposure or 0.0),
-                    float(r.confidence or 0.0), (r.rationale or "")[:200],
+                    int(r.bar_ts),
+                    Action(r.action),
+                    float(r.target_exposure or 0.0),
+                    float(r.confidence or 0.0),
+                    (r.rationale or "")[:200],
                 )
                 for r in reversed(rows)
             ]
@@ -156,15 +159,32 @@ def open_runner(
             engine, factory = open_db(settings.db_url)
             stack.callback(engine.dispose)
         start_run(
-            factory, run_id, kind=kind, strategy=strategy, symbols=settings.symbols,
-            timeframe=settings.timeframe, params=params or {}, config=settings.masked_dump(),
-            start_ts=start_ts, end_ts=end_ts,
+            factory,
+            run_id,
+            kind=kind,
+            strategy=strategy,
+            symbols=settings.symbols,
+            timeframe=settings.timeframe,
+            params=params or {},
+            config=settings.masked_dump(),
+            start_ts=start_ts,
+            end_ts=end_ts,
         )
         resume = LedgerReader(factory, settings).load_state(run_id)
         runtime = AgentRuntime(
-            settings=settings, run_id=run_id, strategy=strategy, source=source, rules=rules,
-            factory=factory, portfolio=resume.state, gateway=gateway, builder=builder,
-            budget_tokens=budget_tokens, rule=rule, pending=dict(resume.pending), last_bar=resume.bar_ts,
+            settings=settings,
+            run_id=run_id,
+            strategy=strategy,
+            source=source,
+            rules=rules,
+            factory=factory,
+            portfolio=resume.state,
+            gateway=gateway,
+            builder=builder,
+            budget_tokens=budget_tokens,
+            rule=rule,
+            pending=dict(resume.pending),
+            last_bar=resume.bar_ts,
         )
         for symbol, decisions in load_recent(factory, run_id, settings.symbols).items():
             for d in decisions:

@@ -66,9 +66,7 @@ class AgentRuntime:
         """Append a decision to the symbol's short memory (point in time: only what happened by now)."""
         self.recent.setdefault(symbol, deque(maxlen=RECENT_DECISIONS)).append(decision)
 
-    def commit_tick(
-        self, bar_ts: int, portfolio: PortfolioState, pending: dict[str, PendingTarget]
-    ) -> None:
+    def commit_tick(self, bar_ts: int, portfolio: PortfolioState, pending: dict[str, PendingTarget]) -> None:
         """Adopt the state the ledger now holds for `bar_ts`."""
         self.portfolio = portfolio
         self.pending = pending

@@ -60,8 +60,17 @@ def outcome_from_dict(data: dict[str, Any]) -> BarOutcome:
 
 
 _RESULT_FIELDS = (
-    "abstained", "reason", "llm_call_id", "model", "reasoning", "response_text", "prompt_tokens",
-    "completion_tokens", "cached_tokens", "latency_ms", "from_cache",
+    "abstained",
+    "reason",
+    "llm_call_id",
+    "model",
+    "reasoning",
+    "response_text",
+    "prompt_tokens",
+    "completion_tokens",
+    "cached_tokens",
+    "latency_ms",
+    "from_cache",
 )
 
 

@@ -1,0 +1,1 @@
+"""Reading runs back from the ledger as pandas objects, and judging them: metrics, calibration, reports."""

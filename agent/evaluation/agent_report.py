@@ -1,0 +1,314 @@
+"""The report of an agent run (LLM, hybrid or rule strategy through the graph), read back from the ledger.
+
+Contracts:
+- Metrics come from the run's balance snapshots with the backtest's own metric functions; buy-and-hold
+  (equal weight over the run's symbols, bought at the first bar's open) and cash are computed over the same
+  bars with the same fees and slippage by the backtest engine, so the three columns compare like for like.
+- LLM figures come from `llm_calls`: real calls, cache hits, tokens, abstentions, latency.
+- Behaviour: long bias (mean exposure), turnover, fee drag (fees / initial cash), trades.
+- Calibration: decisions with an action other than HOLD, bucketed by confidence, against the realised
+  next-bar return in the decision's direction — computed after the run from the full data, never shown to
+  the model.
+- `write_agent_report` writes `report.html` (self-contained, figures embedded), `equity.png`,
+  `decisions.csv` and `orders.csv` into the given folder and returns the HTML path.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sqlalchemy.orm import Session, sessionmaker
+
+from agent.backtest.engine import simulate
+from agent.backtest.market import engine_config, rules_matrix
+from agent.backtest.metrics import cash_metrics, compute_metrics, equity_metrics, periods_per_year
+from agent.config import Settings
+from agent.evaluation.frames import decisions_frame, equity_frame, llm_usage, orders_frame
+from agent.graph.sources import CandleSource
+from agent.market.candles import timeframe_ms
+from agent.market.exchange import MarketRules
+
+
+def buy_and_hold(
+    source: CandleSource,
+    symbols: list[str],
+    index: pd.DatetimeIndex,
+    rules: dict[str, MarketRules],
+    settings: Settings,
+) -> tuple[pd.Series, dict[str, float]]:
+    """Equal-weight buy-and-hold over `index`, through the backtest engine with the run's costs."""
+    last = int(index[-1].value // 1_000_000)
+    frames = {s: source.history(s, last).reindex(index) for s in symbols}
+    ohlcv = {
+        c: np.column_stack([frames[s][c].to_numpy() for s in symbols])
+        for c in ("open", "high", "low", "close", "volume")
+    }
+    target = np.full((len(index), len(symbols)), 1.0 / len(symbols))
+    sim = simulate(
+        index, symbols, ohlcv, target, rules_matrix([rules[s] for s in symbols]), engine_config(settings)
+    )
+    return pd.Series(sim.equity, index=index), compute_metrics(sim, settings.timeframe)
+
+
+def run_metrics(
+    factory: sessionmaker[Session],
+    run_id: str,
+    source: CandleSource,
+    settings: Settings,
+    rules: dict[str, MarketRules],
+) -> dict[str, Any]:
+    """Strategy, buy-and-hold and cash metrics, LLM usage and behaviour of a finished run."""
+    eq = equity_frame(factory, run_id)
+    if eq.empty:
+        return {"bars": 0}
+    initial = settings.broker.initial_cash
+    tf = settings.timeframe
+    strat = equity_metrics(eq["equity"].to_numpy(), initial, periods_per_year(tf), timeframe_ms(tf))
+    orders = orders_frame(factory, run_id)
+    decisions = decisions_frame(factory, run_id)
+    filled = orders[orders["status"] == "filled"]
+    notional = float((filled["fill_amount"] * filled["fill_price"]).sum()) if len(filled) else 0.0
+    exposure = 1.0 - eq["cash"] / eq["equity"]
+    hold_curve, hold = buy_and_hold(source, settings.symbols, eq.index, rules, settings)  # type: ignore[arg-type]
+    strat.update(
+        {
+            "bars": len(eq),
+            "fills": len(filled),
+            "fees_paid": float(eq["fees_paid"].iloc[-1]),
+            "fee_drag": float(eq["fees_paid"].iloc[-1]) / initial,
+            "turnover": notional / float(eq["equity"].mean()),
+            "long_bias": float(exposure.mean()),
+            "decisions": len(decisions),
+            "abstentions": int(decisions["abstained"].astype(bool).sum()) if len(decisions) else 0,
+            "clamped_decisions": int(decisions["clamps"].map(bool).sum()) if len(decisions) else 0,
+        }
+    )
+    strat.update(llm_usage(factory, run_id))
+    return {
+        "strategy": strat,
+        "buy_and_hold": hold,
+        "cash": cash_metrics(eq.index, initial, tf),  # type: ignore[arg-type]
+        "hold_curve": hold_curve,
+    }
+
+
+def calibration(decisions: pd.DataFrame, source: CandleSource, buckets: int = 5) -> pd.DataFrame:
+    """Confidence buckets against the realised next-bar return in each decision's direction."""
+    active = decisions[
+        decisions["action"].isin(["buy", "sell", "close"]) & ~decisions["abstained"].astype(bool)
+    ]
+    rows = []
+    for _, d in active.iterrows():
+        hist = source.history(d["symbol"], 1 << 62)
+        times = hist.index.as_unit("ms").asi8
+        i = int(np.searchsorted(times, int(d["bar_ts"])))
+        if i + 1 >= len(hist) or times[i] != d["bar_ts"]:
+            continue
+        ret = float(hist["close"].iloc[i + 1] / hist["close"].iloc[i] - 1.0)
+        sign = 1.0 if d["action"] == "buy" else -1.0
+        rows.append((float(d["confidence"] or 0.0), sign * ret))
+    if not rows:
+        return pd.DataFrame(columns=["confidence", "decisions", "mean_directional_return", "hit_rate"])
+    df = pd.DataFrame(rows, columns=["confidence", "ret"])
+    edges = np.linspace(0.0, 1.0, buckets + 1)
+    df["bucket"] = pd.cut(df["confidence"], edges, include_lowest=True)
+    out = df.groupby("bucket", observed=True).agg(
+        decisions=("ret", "size"),
+        mean_directional_return=("ret", "mean"),
+        hit_rate=("ret", lambda r: float((r > 0).mean())),
+    )
+    out.index = out.index.astype(str)
+    return out.reset_index().rename(columns={"bucket": "confidence"})
+
+
+def write_agent_report(
+    out_dir: Path,
+    factory: sessionmaker[Session],
+    run_id: str,
+    source: CandleSource,
+    settings: Settings,
+    rules: dict[str, MarketRules],
+    title: str,
+) -> tuple[Path, dict[str, Any]]:
+    """Write the run's report files into `out_dir`; returns the HTML path and the metrics."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    metrics = run_metrics(factory, run_id, source, settings, rules)
+    eq = equity_frame(factory, run_id)
+    decisions = decisions_frame(factory, run_id)
+    orders = orders_frame(factory, run_id)
+    calib = calibration(decisions, source)
+    decisions.drop(columns=["reasoning"]).to_csv(out_dir / "decisions.csv", index=False)
+    orders.to_csv(out_dir / "orders.csv", index=False)
+    png = _equity_png(eq, metrics.get("hold_curve"), settings.broker.initial_cash)
+    (out_dir / "equity.png").write_bytes(png)
+    page = _html(title, run_id, metrics, calib, decisions, orders, png)
+    path = out_dir / "report.html"
+    path.write_text(page, encoding="utf-8")
+    metrics.pop("hold_curve", None)
+    return path, metrics
+
+
+# ---------------------------------------------------------------------------------------------- render
+
+
+def _equity_png(eq: pd.DataFrame, hold: pd.Series | None, initial: float) -> bytes:
+    import io
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(11, 5))
+    ax1, ax2 = fig.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [3, 1]})
+    ax1.plot(eq.index, eq["equity"], label="agent", color="tab:blue", linewidth=1.2)
+    if hold is not None:
+        ax1.plot(hold.index, hold.to_numpy(), label="buy & hold", color="tab:gray", linewidth=1.0)
+    ax1.axhline(initial, color="black", linewidth=0.8, linestyle=":", label="cash")
+    ax1.legend(loc="upper left")
+    ax1.grid(alpha=0.3)
+    ax1.set_ylabel("equity")
+    peak = eq["equity"].cummax()
+    ax2.fill_between(eq.index, eq["equity"] / peak - 1.0, 0.0, color="tab:red", alpha=0.4)
+    ax2.set_ylabel("drawdown")
+    ax2.grid(alpha=0.3)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=90)
+    return buf.getvalue()
+
+
+_ROWS = [
+    ("total_return", "Total return", "pct"),
+    ("cagr", "CAGR", "pct"),
+    ("volatility", "Volatility", "pct"),
+    ("sharpe", "Sharpe", "num"),
+    ("sortino", "Sortino", "num"),
+    ("calmar", "Calmar", "num"),
+    ("max_drawdown", "Max drawdown", "pct"),
+    ("max_drawdown_days", "Max DD duration (days)", "num"),
+    ("fees_paid", "Fees paid", "num"),
+    ("turnover", "Turnover", "num"),
+    ("final_equity", "Final equity", "num"),
+]
+
+
+def fmt(value: Any, kind: str = "num") -> str:
+    """A metric for display."""
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "—"
+    if kind == "pct":
+        return f"{value * 100:.2f}%"
+    if isinstance(value, float):
+        return f"{value:,.4g}" if abs(value) < 1e5 else f"{value:,.0f}"
+    return html.escape(str(value))
+
+
+def _table(headers: list[str], rows: list[list[str]]) -> str:
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in headers)
+    body = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in r) + "</tr>" for r in rows)
+    return f"<table><tr>{head}</tr>{body}</table>"
+
+
+def _html(
+    title: str,
+    run_id: str,
+    m: dict[str, Any],
+    calib: pd.DataFrame,
+    decisions: pd.DataFrame,
+    orders: pd.DataFrame,
+    png: bytes,
+) -> str:
+    s, h, c = m.get("strategy", {}), m.get("buy_and_hold", {}), m.get("cash", {})
+    perf = _table(
+        ["metric", "agent", "buy & hold", "cash"],
+        [[label, fmt(s.get(k), kind), fmt(h.get(k), kind), fmt(c.get(k), kind)] for k, label, kind in _ROWS],
+    )
+    llm_keys = [
+        "llm_calls",
+        "cache_hits",
+        "llm_errors",
+        "prompt_tokens",
+        "completion_tokens",
+        "cached_prompt_tokens",
+        "mean_latency_ms",
+        "decisions",
+        "abstentions",
+        "clamped_decisions",
+    ]
+    llm = _table(["LLM", "value"], [[k, fmt(s.get(k))] for k in llm_keys])
+    beh = _table(
+        ["behaviour", "value"],
+        [
+            ["long bias (mean exposure)", fmt(s.get("long_bias"), "pct")],
+            ["turnover", fmt(s.get("turnover"))],
+            ["fee drag", fmt(s.get("fee_drag"), "pct")],
+            ["fills", fmt(s.get("fills"))],
+        ],
+    )
+    cal = _table(list(calib.columns), [[fmt(v) for v in r] for r in calib.itertuples(index=False)])
+    shown = decisions.tail(200)
+    timeline = _table(
+        [
+            "bar (UTC)",
+            "symbol",
+            "source",
+            "action",
+            "target",
+            "final",
+            "conf.",
+            "abstained",
+            "rationale",
+            "clamps",
+        ],
+        [
+            [
+                str(d.date)[:16],
+                html.escape(d.symbol),
+                d.source,
+                html.escape(str(d.action)),
+                fmt(d.target_exposure),
+                fmt(d.final_exposure),
+                fmt(d.confidence),
+                "yes: " + html.escape(str(d.abstain_reason)) if d.abstained else "",
+                html.escape(str(d.rationale or ""))[:300],
+                html.escape("; ".join(e.get("kind", "") for e in (d.clamps or []))),
+            ]
+            for d in shown.itertuples()
+        ],
+    )
+    order_rows = _table(
+        ["bar (UTC)", "symbol", "side", "status", "reason", "amount", "price", "fee"],
+        [
+            [
+                str(o.date)[:16],
+                html.escape(o.symbol),
+                o.side,
+                o.status,
+                html.escape(str(o.reason)),
+                fmt(o.fill_amount),
+                fmt(o.fill_price),
+                fmt(o.fee),
+            ]
+            for o in orders.tail(200).itertuples()
+        ],
+    )
+    img = base64.b64encode(png).decode()
+    style = (
+        "body{font-family:sans-serif;margin:2em;max-width:1200px}table{border-collapse:collapse;margin:1em 0}"
+        "td,th{border:1px solid #ccc;padding:3px 8px;font-size:13px;text-align:left}th{background:#eee}"
+    )
+    return (
+        f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+        f"<style>{style}</style></head><body><h1>{html.escape(title)}</h1><p>run <code>{run_id}</code></p>"
+        f"<img src='data:image/png;base64,{img}' alt='equity'>"
+        f"<h2>Performance (same bars, same fees)</h2>{perf}<h2>Model usage</h2>{llm}<h2>Behaviour</h2>{beh}"
+        f"<h2>Calibration: confidence against the next bar's return in the decision's direction</h2>{cal}"
+        f"<h2>Decision timeline (last 200)</h2>{timeline}<h2>Orders (last 200)</h2>{order_rows}</body></html>"
+    )

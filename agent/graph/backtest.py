@@ -1,0 +1,133 @@
+"""The agent over history on a simulated clock: `tradegraph backtest --strategy llm|hybrid`, and the demo.
+
+The same graph as the daemon, fed every bar of the window in order; the clock is the bar being processed.
+Within a bar, the symbols' LLM requests go out concurrently (the gateway's semaphore); bars are sequential
+because each prompt shows the portfolio the previous bars produced. Responses are cached in `llm_calls`,
+so a rerun of the same window makes no calls and reproduces the ledger bit for bit.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from agent.config import Settings
+from agent.db.session import open_db
+from agent.errors import DataError
+from agent.evaluation.agent_report import write_agent_report
+from agent.graph.factory import load_source, open_agent, trading_rules
+from agent.graph.runner import AgentRunner, TickOutcome, finish_run, new_run_id
+from agent.market.candles import utc_timestamp
+
+
+@dataclass(frozen=True)
+class AgentBacktest:
+    """What an agent backtest produced."""
+
+    run_id: str
+    report: Path
+    metrics: dict[str, Any]
+    outcomes: list[TickOutcome]
+
+
+def _ms(value: str | None) -> int | None:
+    return None if value is None else int(utc_timestamp(value).value // 1_000_000)
+
+
+def drive(
+    runner: AgentRunner, times: list[int], console: Console | None = None, show: bool = True
+) -> list[TickOutcome]:
+    """Tick through `times` in order, with a progress bar showing ETA, model calls, cache hits and tokens."""
+    rt = runner.rt
+    outcomes: list[TickOutcome] = []
+    with Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total} bars"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        TextColumn("{task.fields[llm]}"),
+        console=console or Console(stderr=True),
+        transient=False,
+        disable=not show,
+    ) as progress:
+        task = progress.add_task(runner.run_id, total=len(times), llm="")
+        for t in times:
+            outcomes.append(runner.tick(t))
+            progress.update(
+                task,
+                advance=1,
+                llm=f"calls {rt.llm_calls}  cache hits {rt.cache_hits}  tokens {rt.tokens:,}  "
+                f"abstained {rt.abstentions}",
+            )
+    return outcomes
+
+
+def run_agent_backtest(
+    settings: Settings,
+    *,
+    strategy: str,
+    start: str | None,
+    end: str | None,
+    run_id: str | None = None,
+    kind: str = "backtest",
+    reports_dir: Path = Path("reports"),
+    params: dict[str, Any] | None = None,
+    last_bars: int | None = None,
+    console: Console | None = None,
+    show_progress: bool = True,
+) -> AgentBacktest:
+    """Run the graph over [start, end) (or the last `last_bars` bars) and write its report."""
+    source = load_source(settings)
+    times = source.bar_times(_ms(start), _ms(end))
+    if last_bars is not None:
+        times = times[-last_bars:]
+    if not times:
+        raise DataError(f"no {settings.timeframe} bars for {', '.join(settings.symbols)} in [{start}, {end})")
+    run_id = run_id or new_run_id("bt" if kind == "backtest" else kind)
+    engine, factory = open_db(settings.db_url)
+    try:
+        with open_agent(
+            settings,
+            run_id=run_id,
+            kind=kind,
+            strategy=strategy,
+            params=params,
+            source=source,
+            factory=factory,
+            start_ts=times[0],
+            end_ts=times[-1],
+        ) as runner:
+            try:
+                outcomes = drive(runner, times, console, show_progress)
+            except BaseException as e:
+                finish_run(factory, run_id, status="failed", error=str(e)[:1000])
+                raise
+        report, metrics = write_agent_report(
+            reports_dir / run_id,
+            factory,
+            run_id,
+            source,
+            settings,
+            trading_rules(settings),
+            title=f"tradegraph {strategy} run {run_id}",
+        )
+        finish_run(factory, run_id, status="done", metrics=_json_safe(metrics), report_path=str(report))
+        return AgentBacktest(run_id, report, metrics, outcomes)
+    finally:
+        engine.dispose()
+
+
+def _json_safe(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if hasattr(value, "item"):
+        return _json_safe(value.item())
+    return value
