@@ -1,9 +1,254 @@
-"""Command group placeholder; filled in by the feature that owns it."""
+"""Operator commands for the agent: `demo`, `tick`, `portfolio`, `decisions`, `graph`.
+
+- `demo` is the main job: the embedded local LLM, the agent in paper mode over the last bars of the bundled
+  data, a report, and a summary with the report's path — offline, on embedded defaults.
+- `tick` runs one paper cycle now: the last closed bar (live exchange through ccxt, or replay).
+- `portfolio` and `decisions` read the ledger of a run (default: the most recent run).
+"""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import typer
+
+from agent.config import load_settings
+from agent.errors import ConfigError
 
 
 def register(app: typer.Typer) -> None:
-    """Add this module's commands to the CLI."""
+    """Add the agent's commands to the CLI."""
+    app.command("demo")(demo)
+    app.command("tick")(tick)
+    app.command("portfolio")(portfolio)
+    app.command("decisions")(decisions)
+    app.command("graph")(graph)
+
+
+def demo(
+    bars: int = typer.Option(12, min=2, max=500, help="hourly bars to trade, ending at the last bundled bar"),
+    symbols: str = typer.Option("BTC/USDT,ETH/USDT", help="comma-separated symbols from the bundled data"),
+    reports: Path = typer.Option(Path("reports"), help="folder for the report"),
+) -> None:
+    """Run the agent with the embedded local LLM over the last bars of the bundled data (offline)."""
+    from rich.console import Console
+
+    from agent.graph.backtest import run_agent_backtest
+
+    settings = load_settings()
+    overrides: dict[str, object] = {"symbols": [s.strip() for s in symbols.split(",") if s.strip()]}
+    if settings.llm.base_url is None and settings.llm.context_tokens is None:
+        # the 135M model on a CPU: keep prompts short enough for the demo's time bound
+        overrides["llm"] = settings.llm.model_copy(update={"context_tokens": 1200, "max_tokens": 160})
+    settings = load_settings(**overrides, timeframe="1h", exchange={"id": "replay"}, strategy="llm")
+    console = Console()
+    where = settings.llm.base_url or "the embedded SmolLM2-135M (llama.cpp, 127.0.0.1)"
+    console.print(
+        f"[bold]tradegraph demo[/]: agent in paper mode on {', '.join(settings.symbols)}, "
+        f"last {bars} hourly bars of the bundled Binance data, model: {where}"
+    )
+    result = run_agent_backtest(
+        settings,
+        strategy="llm",
+        start=None,
+        end=None,
+        kind="demo",
+        reports_dir=reports,
+        last_bars=bars,
+        console=console,
+    )
+    _summary(console, result.metrics)
+    console.print(f"report: [bold]{result.report}[/]")
+    console.print(f"run id: {result.run_id}  (tradegraph decisions --run-id {result.run_id})")
+
+
+def _summary(console: object, metrics: dict) -> None:
+    from rich.table import Table
+
+    from agent.evaluation.agent_report import fmt
+
+    s, h = metrics.get("strategy", {}), metrics.get("buy_and_hold", {})
+    table = Table(title="summary")
+    table.add_column("")
+    table.add_column("agent", justify="right")
+    table.add_column("buy & hold", justify="right")
+    for key, label, kind in (
+        ("total_return", "return", "pct"),
+        ("max_drawdown", "max drawdown", "pct"),
+        ("fees_paid", "fees", "num"),
+        ("final_equity", "final equity", "num"),
+    ):
+        table.add_row(label, fmt(s.get(key), kind), fmt(h.get(key), kind))
+    for key in ("decisions", "llm_calls", "cache_hits", "abstentions", "fills", "prompt_tokens"):
+        table.add_row(key.replace("_", " "), fmt(s.get(key)), "")
+    console.print(table)  # type: ignore[attr-defined]
+
+
+def tick(
+    strategy: str = typer.Option(None, help="llm | hybrid | a rule strategy (default: settings.strategy)"),
+    run_id: str = typer.Option(None, help="paper run to advance (default: paper-<strategy>-<timeframe>)"),
+    at: str = typer.Option(None, help="replay only: process the bar that opened at this time"),
+) -> None:
+    """Run one paper cycle now: refresh data, then process the last closed bar for every symbol."""
+    from agent.graph.factory import load_source, open_agent
+    from agent.market.candles import utc_timestamp
+
+    settings = load_settings()
+    strategy = strategy or settings.strategy
+    run_id = run_id or f"paper-{strategy}-{settings.timeframe}"
+    if settings.exchange.id != "replay":
+        if at:
+            raise ConfigError("--at is for replay only; with a live exchange the tick is the last closed bar")
+        from agent.asyncutil import run_sync
+        from agent.errors import TradegraphError
+        from agent.market.async_fetch import download_symbols
+
+        results = run_sync(download_symbols(settings))
+        failed = [r for r in results.values() if isinstance(r, TradegraphError)]
+        if failed:
+            raise failed[0]
+    source = load_source(settings)
+    bar = min(source.last_ts(s) for s in settings.symbols)
+    if at:
+        bar = int(utc_timestamp(at).value // 1_000_000)
+    with open_agent(settings, run_id=run_id, kind="paper", strategy=strategy, source=source) as runner:
+        out = runner.tick(bar)
+    print(
+        f"{out.run_id} bar {_iso(out.bar_ts)}: {out.status}"
+        + (f" ({out.reason})" if out.reason else "")
+        + (f", {out.orders} orders, {out.fills} fills, equity {out.equity:,.2f}" if out.equity else "")
+    )
+
+
+def _iso(ms: int) -> str:
+    import pandas as pd
+
+    return str(pd.Timestamp(ms, unit="ms", tz="UTC"))[:16]
+
+
+def _run_id(factory: object, run_id: str | None) -> str:
+    from sqlalchemy import select
+
+    from agent.db.models import Run
+
+    with factory() as session:  # type: ignore[operator]
+        if run_id:
+            if session.get(Run, run_id) is None:
+                raise ConfigError(f"no run {run_id!r} in the database (see: tradegraph runs list)")
+            return run_id
+        latest = session.scalar(select(Run.id).order_by(Run.created_at.desc()).limit(1))
+    if latest is None:
+        raise ConfigError("the database holds no run yet (try: tradegraph demo)")
+    return str(latest)
+
+
+def portfolio(run_id: str = typer.Option(None, help="run to show (default: the most recent)")) -> None:
+    """Positions, cash, equity and PnL of a run after its last processed bar."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from agent.db.session import open_db
+    from agent.evaluation.frames import equity_frame, positions_frame
+
+    settings = load_settings()
+    engine, factory = open_db(settings.db_url)
+    try:
+        rid = _run_id(factory, run_id)
+        eq = equity_frame(factory, rid)
+        pos = positions_frame(factory, rid)
+    finally:
+        engine.dispose()
+    console = Console()
+    if eq.empty:
+        console.print(f"run {rid}: no bar processed yet")
+        return
+    last = eq.iloc[-1]
+    initial = settings.broker.initial_cash
+    console.print(
+        f"run [bold]{rid}[/] after bar {str(eq.index[-1])[:16]} UTC: cash {last.cash:,.2f}, "
+        f"equity {last.equity:,.2f}, PnL {last.equity - initial:+,.2f} "
+        f"({(last.equity / initial - 1) * 100:+.2f}%), fees {last.fees_paid:,.2f}"
+    )
+    table = Table(title="positions")
+    for col in ("symbol", "amount", "avg price", "mark", "value", "PnL", "stop", "take profit"):
+        table.add_column(col)
+    for p in pos.itertuples():
+        table.add_row(
+            p.symbol,
+            f"{p.amount:.6g}",
+            f"{p.avg_price:,.2f}",
+            f"{p.mark_price:,.2f}",
+            f"{p.value:,.2f}",
+            f"{p.pnl:+,.2f}",
+            _opt(p.stop_loss),
+            _opt(p.take_profit),
+        )
+    console.print(table)
+
+
+def _opt(value: float | None) -> str:
+    return "—" if value is None or value != value else f"{value:,.2f}"
+
+
+def decisions(
+    run_id: str = typer.Option(None, help="run to show (default: the most recent)"),
+    limit: int = typer.Option(20, min=1, help="how many of the latest decisions"),
+) -> None:
+    """Recent decisions with their rationale, the risk layer's clamps and the resulting orders."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from agent.db.session import open_db
+    from agent.evaluation.frames import decisions_frame, orders_frame
+
+    settings = load_settings()
+    engine, factory = open_db(settings.db_url)
+    try:
+        rid = _run_id(factory, run_id)
+        dec = decisions_frame(factory, rid).tail(limit)
+        orders = orders_frame(factory, rid)
+    finally:
+        engine.dispose()
+    table = Table(title=f"decisions of {rid}", show_lines=True)
+    for col in (
+        "bar (UTC)",
+        "symbol",
+        "source",
+        "action",
+        "target→final",
+        "conf.",
+        "rationale",
+        "clamps",
+        "orders (next open)",
+    ):
+        table.add_column(col, overflow="fold")
+    for d in dec.itertuples():
+        nxt = orders[(orders.symbol == d.symbol) & (orders.bar_ts > d.bar_ts)].head(1)
+        order_text = (
+            "; ".join(
+                f"{o.side} {o.fill_amount or 0:.6g} @ {o.fill_price or 0:,.2f} ({o.status})"
+                for o in nxt.itertuples()
+            )
+            if d.final_exposure is not None
+            else ""
+        )
+        abst = f"[abstained: {d.abstain_reason}] " if d.abstained else ""
+        table.add_row(
+            str(d.date)[:16],
+            d.symbol,
+            d.source,
+            str(d.action),
+            f"{_opt(d.target_exposure)}→{_opt(d.final_exposure)}",
+            _opt(d.confidence),
+            abst + str(d.rationale or "")[:240],
+            "; ".join(f"{c.get('kind')}: {c.get('detail')}" for c in (d.clamps or []))[:300],
+            order_text,
+        )
+    Console().print(table)
+
+
+def graph() -> None:
+    """Print the agent graph as a Mermaid diagram."""
+    from agent.graph.build import mermaid
+
+    print(mermaid())
