@@ -1,0 +1,426 @@
+"""The context builder: point-in-time market history and account state → a prompt within a token budget.
+
+Contracts:
+- Point in time: only `ctx.candles` (whose last row is the last closed bar t), `ctx.portfolio`,
+  `ctx.marks` and the decisions with `bar_ts <= t` are read. Days and weeks are resampled from the frame
+  and shown only when complete (period end <= t + one bar); every indicator (TA-Lib) is causal.
+- Layout, oldest → newest: system message (static), then in the user message the symbol line, weekly
+  bars, daily bars, base-timeframe bars up to t (the stable, append-only part), then the volatile tail:
+  indicator snapshot, account, open positions with exit plans, recent decisions, the question.
+- Blocks are anchored to calendar boundaries (weeks start on Monday 00:00 UTC; the smallest base block
+  starts at 00:00 UTC of the previous day), so within an anchoring period each tick only appends a row.
+  This holds when callers pass history from a fixed first bar (the stored history, as the backtest
+  does), not a sliding window: indicator warm-up and the first complete day/week depend on that bar.
+- Budget: tokens are counted per block with the injected `TokenCounter` (cached by text). When the whole
+  history does not fit, the oldest part is coarsened first (base bars → days → weeks, each finer block
+  keeping at least a share of the budget), then dropped oldest-first: weeks, then days, then base bars.
+  The instructions, the latest bars and the account are never dropped. A layout is chosen with room for
+  the rows still to come in its anchoring period (so it stays put), and the result is always <= budget
+  as counted by the same counter (`Prompt.estimated_tokens`, chat-template overhead included).
+- A budget that cannot hold the instructions and current state raises `BudgetTooSmall` (a ConfigError).
+- Leakage control (`agent.llm.leakage`) aliases the symbol, numbers the days and rebases prices; the
+  returned `Prompt.price_scale`/`alias` map the answer back.
+- `Prompt.stable_prefix_chars` counts characters over the concatenated message contents (system, then
+  user) up to the end of the history blocks.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pandas as pd
+
+from agent.errors import ConfigError, DataError
+from agent.llm import prompts
+from agent.llm.encoding import Chunks, encode_chunks, indicator_frame, last_bars
+from agent.llm.leakage import DEFAULT_ALIAS, Disclosure, anonymise
+from agent.llm.protocol import ContextInput, Prompt
+from agent.llm.tokens import CachingTokenCounter, TokenCounter, default_counter
+from agent.market.candles import COLUMNS as CANDLE_COLUMNS
+from agent.market.candles import TIMEFRAME_MS, timeframe_ms
+
+if TYPE_CHECKING:
+    from agent.config import Settings
+
+DAY = pd.Timedelta(days=1)
+WEEK = pd.Timedelta(days=7)
+EPOCH_MONDAY = pd.Timestamp("1970-01-05", tz="UTC")
+SPANS_WEEKS = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512, 768, 1024)
+"""Block lengths tried, in whole weeks before the current week (about x1.4 apart)."""
+MESSAGE_OVERHEAD = 8
+"""Tokens a chat template adds around each message (role markers, separators)."""
+REPLY_OVERHEAD = 16
+"""Tokens of the assistant header the template appends (generation prompt, empty think block)."""
+BASE_SHARE, DAILY_SHARE = 0.5, 0.6
+"""Coarsening stops once base bars fit in this share of the history budget, then once days fit in this
+share of what is left; beyond that, the oldest history is dropped instead."""
+COLUMNS = {
+    "base": ("close", "chg", "hi", "lo", "vol", "rsi"),
+    "1d": ("close", "chg", "hi", "lo", "vol", "vr", "rsi", "e20", "e50", "atr"),
+    "1w": ("close", "chg", "hi", "lo", "vol", "rsi", "e20", "e50"),
+}
+_LABELS = {"base": "hour", "1d": "day", "1w": "week"}
+_AGG = {"open": "first", "high": "max", "low": "min", "close": "last", "volume": "sum"}
+_ALL = int(np.iinfo(np.int64).min)
+
+
+class BudgetTooSmall(ConfigError):
+    """The token budget cannot hold the instructions and the current state."""
+
+
+@dataclass(frozen=True)
+class Level:
+    """One resolution of history cut into chunks: a day of base bars, or a single daily/weekly bar."""
+
+    name: str
+    kind: str
+    """`base` (intraday bars grouped by day), `1d` or `1w`."""
+    frame: pd.DataFrame
+    """Bars with indicators (complete periods only)."""
+    chunks: Chunks
+    cum_tokens: np.ndarray
+    """Tokens of chunks [0, i) at index i (each chunk counted alone, plus one join margin)."""
+
+    @property
+    def header(self) -> str:
+        """Block title and column line."""
+        return prompts.block_header(self.name, _LABELS[self.kind], COLUMNS[self.kind])
+
+    def span(self, start: int, end: int | None) -> tuple[int, int]:
+        """Chunk index range [i, j) of chunks starting in [start, end)."""
+        starts = self.chunks.starts
+        i = int(np.searchsorted(starts, start, side="left"))
+        return i, (len(starts) if end is None else int(np.searchsorted(starts, end, side="left")))
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Where blocks start (ns since epoch): weekly [a2, a1), daily [a1, a0), base bars [a0, t]."""
+
+    a2: int
+    a1: int
+    a0: int
+    keep: int | None = None
+    """Show only the last `keep` base bars (last resort for tiny budgets)."""
+
+
+@dataclass(frozen=True)
+class BuiltContext:
+    """A prompt plus the layout the budget produced (for benchmarks and logs)."""
+
+    prompt: Prompt
+    layout: Layout
+    mix: dict[str, tuple[int, str, str]]
+    """Per non-empty block: (bars, first bar, last bar) with real UTC dates."""
+
+
+class MarketContextBuilder:
+    """Implements `agent.llm.protocol.ContextBuilder` for one-symbol decision prompts."""
+
+    def __init__(
+        self,
+        counter: TokenCounter | None = None,
+        *,
+        leakage_control: bool = False,
+        atr_period: int = 14,
+        default_budget: int | None = None,
+        timeframe: str | None = None,
+        alias: str = DEFAULT_ALIAS,
+        max_decisions: int = 8,
+    ) -> None:
+        """Configure the builder.
+
+        Args:
+            counter: the tokenizer budgets are counted with (default: SmolLM2's, else the estimate).
+            leakage_control: hide ticker, dates and price level (see `agent.llm.leakage`).
+            atr_period: ATR period shown to the model (the risk layer's `risk.atr_period`).
+            default_budget: the budget when `build` gets None; None = no limit.
+            timeframe: the candles' timeframe; None = inferred from the index.
+            alias: the symbol's name under leakage control.
+            max_decisions: how many recent decisions the prompt shows.
+        """
+        inner = counter if counter is not None else default_counter()
+        self.counter = inner if isinstance(inner, CachingTokenCounter) else CachingTokenCounter(inner)
+        self.leakage_control = leakage_control
+        self.atr_period = atr_period
+        self.default_budget = default_budget
+        self.timeframe = pd.Timedelta(milliseconds=timeframe_ms(timeframe)) if timeframe else None
+        self.alias = alias
+        self.max_decisions = max_decisions
+
+    @classmethod
+    def from_settings(
+        cls, settings: Settings, counter: TokenCounter | None = None, max_model_len: int | None = None
+    ) -> MarketContextBuilder:
+        """A builder configured from `settings` (budget: `llm.context_tokens` or from `max_model_len`)."""
+        return cls(
+            counter,
+            leakage_control=settings.llm.leakage_control,
+            atr_period=settings.risk.atr_period,
+            default_budget=budget_from_settings(settings, max_model_len),
+            timeframe=settings.timeframe,
+        )
+
+    def build(self, ctx: ContextInput, budget_tokens: int | None = None) -> Prompt:
+        """The prompt for `ctx` within `budget_tokens` (None = the builder's default budget)."""
+        return self.render(ctx, budget_tokens).prompt
+
+    def render(self, ctx: ContextInput, budget_tokens: int | None = None) -> BuiltContext:
+        """Like `build`, also returning the layout chosen."""
+        frame, tf = _validated(ctx.candles, ctx.symbol, self.timeframe)
+        now = frame.index[-1] + tf
+        disc = (
+            anonymise(ctx.symbol, frame, self.alias) if self.leakage_control else Disclosure.plain(ctx.symbol)
+        )
+        levels = self._levels(frame, tf, now, disc)
+        base_name = levels[0].name
+        system = prompts.system_message(base_name, disc.anonymised)
+        head = prompts.intro(disc.name, disc.quote, base_name)
+        tail = prompts.tail_text(ctx, disc, [(lv.name, lv.frame) for lv in levels], tf, self.max_decisions)
+        fixed = sum(self.counter.count(x) + 1 for x in (system, head, tail))
+        planner = _Planner(levels, self.counter.count, now, tf, fixed + 2 * MESSAGE_OVERHEAD + REPLY_OVERHEAD)
+        layout = planner.plan(budget_tokens if budget_tokens is not None else self.default_budget)
+        history, mix = _history(levels, layout)
+        user = head + history + tail
+        messages = ({"role": "system", "content": system}, {"role": "user", "content": user})
+        prompt = Prompt(
+            messages=messages,
+            prompt_hash=prompt_hash(messages),
+            estimated_tokens=planner.cost(layout),
+            stable_prefix_chars=len(system) + len(head) + len(history),
+            price_scale=disc.price_scale,
+            alias=disc.alias,
+        )
+        return BuiltContext(prompt=prompt, layout=layout, mix=mix)
+
+    def _levels(
+        self, frame: pd.DataFrame, tf: pd.Timedelta, now: pd.Timestamp, disc: Disclosure
+    ) -> list[Level]:
+        """Finest first: base bars, complete days (empty when the base is daily), complete weeks."""
+        name = _timeframe_name(tf)
+        base_kind = "base" if tf < DAY else "1d"
+        levels = [self._level(name, base_kind, indicator_frame(frame, self.atr_period), disc)]
+        days = _complete(frame, DAY, now, pd.Timestamp(0, tz="UTC")) if tf < DAY else frame.iloc[:0]
+        levels.append(self._level("1d", "1d", indicator_frame(days, self.atr_period), disc))
+        weeks = _complete(frame, WEEK, now, EPOCH_MONDAY)
+        levels.append(self._level("1w", "1w", indicator_frame(weeks, self.atr_period), disc))
+        return levels
+
+    def _level(self, name: str, kind: str, frame: pd.DataFrame, disc: Disclosure) -> Level:
+        chunks = encode_chunks(frame, kind, COLUMNS[kind], disc)
+        counts = np.array([self.counter.count(x) + 1 for x in chunks.texts], dtype=np.int64)
+        return Level(name, kind, frame, chunks, np.concatenate(([0], np.cumsum(counts))).astype(np.int64))
+
+
+def budget_from_settings(
+    settings: Settings, max_model_len: int | None = None, margin: int = 256
+) -> int | None:
+    """`llm.context_tokens`, else max_model_len − max_tokens − margin (embedded model: `llm.local_n_ctx`)."""
+    if settings.llm.context_tokens is not None:
+        return settings.llm.context_tokens
+    if max_model_len is None and settings.llm.base_url is None:
+        max_model_len = settings.llm.local_n_ctx
+    if max_model_len is None:
+        return None
+    return max(512, max_model_len - settings.llm.max_tokens - margin)
+
+
+def prompt_hash(messages: tuple[dict[str, str], ...]) -> str:
+    """sha256 of the canonical JSON of the messages (sorted keys, no whitespace, UTF-8)."""
+    canonical = json.dumps(list(messages), ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+# --- layout planning -----------------------------------------------------------------------------
+
+
+class _Planner:
+    """Chooses block anchors: coarsen the oldest history first, then drop it oldest-first."""
+
+    def __init__(
+        self,
+        levels: list[Level],
+        count: Callable[[str], int],
+        now: pd.Timestamp,
+        tf: pd.Timedelta,
+        fixed: int,
+    ) -> None:
+        self.levels, self.count, self.fixed = levels, count, fixed
+        day_now = now.floor("D")
+        self.monday_now = day_now - pd.Timedelta(days=day_now.weekday())
+        self.min_a0 = (day_now - DAY if levels[0].kind == "base" else self.monday_now - WEEK).value
+        base = levels[0]
+        self.row_tokens = float(base.cum_tokens[-1]) / max(1, int(base.chunks.rows.sum()))
+        self.rows_to_day = int((day_now + DAY - now) / tf)
+        self.rows_to_week = int((self.monday_now + WEEK - now) / tf)
+
+    def plan(self, budget: int | None) -> Layout:
+        """The richest layout within `budget` (None: every bar at base resolution)."""
+        if budget is None:
+            return Layout(_ALL, _ALL, _ALL)
+        for reserve in (True, False):
+            found = self._greedy(budget, reserve)
+            if found is not None:
+                return found
+        for keep in (24, 12, 6, 3, 1):
+            layout = Layout(self.min_a0, self.min_a0, self.min_a0, keep)
+            if self.cost(layout) <= budget:
+                return layout
+        raise BudgetTooSmall(
+            f"a context budget of {budget} tokens cannot hold the instructions and the current state "
+            f"(about {self.cost(Layout(self.min_a0, self.min_a0, self.min_a0, 1))} tokens); "
+            "raise llm.context_tokens"
+        )
+
+    def _greedy(self, budget: int, reserve: bool) -> Layout | None:
+        history = budget - self.fixed
+
+        def fits(layout: Layout) -> bool:
+            return self.cost(layout, reserve) <= budget
+
+        # Coarsen the oldest base bars into days until it fits or base bars are within their share.
+        a0s = self._options(0, [_ALL, *self._anchors(self.monday_now.value), self.min_a0])
+        i0 = _first(
+            a0s,
+            lambda a: (
+                fits(Layout(_ALL, self._daily_options(a)[0], a))
+                or self._span(0, a, None, reserve) <= BASE_SHARE * history
+            ),
+        )
+        a0 = a0s[i0]
+        # Then the oldest days into weeks, until it fits or days are within their share of the rest.
+        rest = history - self._span(0, a0, None, reserve)
+        a1s = self._daily_options(a0)
+        i1 = _first(a1s, lambda a: fits(Layout(_ALL, a, a0)) or self._span(1, a, a0) <= DAILY_SHARE * rest)
+        a1 = a1s[i1]
+        # Then drop the oldest weeks, then the oldest days, then the oldest base bars.
+        candidates = [Layout(a2, a1, a0) for a2 in self._options(2, [_ALL, *self._anchors(a1), a1])]
+        candidates += [Layout(a, a, a0) for a in [*a1s[i1 + 1 :], a0]]
+        candidates += [Layout(a, a, a) for a in a0s[i0 + 1 :]]
+        candidates = [Layout(_ALL, a1s[0], a0), Layout(_ALL, a1, a0), *candidates]
+        return next((c for c in candidates if fits(c)), None)
+
+    def cost(self, layout: Layout, reserve: bool = False) -> int:
+        """Tokens of the whole prompt with `layout` (plus room for the bars still to come if `reserve`)."""
+        total = self.fixed + self._span(2, layout.a2, layout.a1) + self._span(1, layout.a1, layout.a0)
+        if layout.keep is None:
+            return total + self._span(0, layout.a0, None, reserve)
+        base = self.levels[0]
+        return total + self.count(base.header) + self.count(last_bars(base.chunks.texts, layout.keep)) + 2
+
+    def _span(self, level: int, start: int, end: int | None, reserve: bool = False) -> int:
+        lv = self.levels[level]
+        i, j = lv.span(start, end)
+        if j <= i:
+            return 0
+        tokens = int(lv.cum_tokens[j] - lv.cum_tokens[i]) + 2
+        tokens += self.count(lv.header) + self.count(lv.chunks.leads[i])
+        if reserve and level == 0:
+            rows = self.rows_to_day if start >= self.min_a0 else self.rows_to_week
+            tokens += int(np.ceil(rows * self.row_tokens))
+        return tokens
+
+    def _anchors(self, upper: int) -> list[int]:
+        """Mondays n weeks before the current week for n in SPANS_WEEKS (longest first), <= `upper`."""
+        return [min(upper, (self.monday_now - n * WEEK).value) for n in reversed(SPANS_WEEKS)]
+
+    def _daily_options(self, a0: int) -> list[int]:
+        """Where daily bars may start given base bars from `a0` (just `a0` when the base is daily)."""
+        if len(self.levels[1].chunks.starts) == 0:
+            return [a0]
+        monday = _monday(a0)
+        return self._options(1, [_ALL, *self._anchors(monday), monday])
+
+    def _options(self, level: int, anchors: list[int]) -> list[int]:
+        """Anchors in order, without those selecting the same first chunk as an earlier one."""
+        out, seen = [], set()
+        for a in anchors:
+            first = int(np.searchsorted(self.levels[level].chunks.starts, a, side="left"))
+            if first not in seen:
+                seen.add(first)
+                out.append(a)
+        return out
+
+
+# --- rendering -----------------------------------------------------------------------------------
+
+
+def _history(levels: list[Level], layout: Layout) -> tuple[str, dict[str, tuple[int, str, str]]]:
+    """The history blocks (weekly, daily, base bars) and what each holds."""
+    parts, mix = [], {}
+    for lv, start, end in (
+        (levels[2], layout.a2, layout.a1),
+        (levels[1], layout.a1, layout.a0),
+        (levels[0], layout.a0, None),
+    ):
+        if lv is levels[0] and layout.keep is not None:
+            parts.append(lv.header + last_bars(lv.chunks.texts, layout.keep))
+            kept = min(layout.keep, len(lv.frame))
+            mix[lv.name] = (kept, str(lv.frame.index[-kept]), str(lv.frame.index[-1]))
+            continue
+        i, j = lv.span(start, end)
+        if j <= i:
+            continue
+        parts.append(lv.header + lv.chunks.leads[i] + "".join(lv.chunks.texts[i:j]))
+        first = int(lv.chunks.rows[:i].sum())
+        count = int(lv.chunks.rows[i:j].sum())
+        mix[lv.name] = (count, str(lv.frame.index[first]), str(lv.frame.index[first + count - 1]))
+    return "".join(parts), mix
+
+
+def _complete(
+    frame: pd.DataFrame, period: pd.Timedelta, now: pd.Timestamp, origin: pd.Timestamp
+) -> pd.DataFrame:
+    """Bars of `period` (resampled) that lie wholly within the data and end at or before `now`."""
+    bars = frame.resample(period, origin=origin, closed="left", label="left").agg(_AGG)
+    bars = bars.dropna(subset=["close"])
+    keep = (bars.index >= frame.index[0]) & (bars.index + period <= now)
+    return bars.loc[keep]
+
+
+def _validated(
+    candles: pd.DataFrame, symbol: str, tf: pd.Timedelta | None
+) -> tuple[pd.DataFrame, pd.Timedelta]:
+    """The candle frame (float64, UTC, ascending) and its timeframe; `DataError` when unusable."""
+    if candles is None or len(candles) == 0:
+        raise DataError(f"no candles for {symbol}: the context needs at least one closed bar")
+    index = candles.index
+    if not isinstance(index, pd.DatetimeIndex) or index.tz is None:
+        raise DataError(f"candles for {symbol} need a UTC DatetimeIndex of bar open times")
+    if not (index.is_monotonic_increasing and index.is_unique):
+        raise DataError(f"candles for {symbol} must be in ascending time order without duplicates")
+    missing = [c for c in CANDLE_COLUMNS if c not in candles.columns]
+    if missing:
+        raise DataError(f"candles for {symbol} lack column {missing[0]!r}")
+    frame = candles[CANDLE_COLUMNS].astype("float64")
+    if str(index.tz) != "UTC":
+        frame.index = index.tz_convert("UTC")
+    if tf is None:
+        if len(frame) < 2:
+            raise DataError(f"cannot tell the timeframe of {symbol} from one bar; pass timeframe=")
+        tf = pd.Timedelta(int(np.diff(frame.index.asi8[-500:]).min()), unit="ns")
+        if _timeframe_name(tf) not in TIMEFRAME_MS:
+            raise DataError(f"candles for {symbol} are {tf} apart; supported: {', '.join(TIMEFRAME_MS)}")
+    return frame, tf
+
+
+def _timeframe_name(tf: pd.Timedelta) -> str:
+    ms = int(tf / pd.Timedelta(milliseconds=1))
+    return next((name for name, v in TIMEFRAME_MS.items() if v == ms), str(tf))
+
+
+def _first(options: list[int], done: Callable[[int], bool]) -> int:
+    """Index of the first option for which `done` holds, else the last index."""
+    return next((i for i, a in enumerate(options) if done(a)), len(options) - 1)
+
+
+def _monday(ts_ns: int) -> int:
+    if ts_ns == _ALL:
+        return _ALL
+    day = pd.Timestamp(ts_ns, tz="UTC").floor("D")
+    return (day - pd.Timedelta(days=day.weekday())).value
