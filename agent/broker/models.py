@@ -1,0 +1,199 @@
+"""Records of the paper broker: its inputs (bars, pending targets, market rules) and outputs (orders, fills,
+events), plus the client-order-id rule.
+
+Contracts:
+- `MarketRules` is `agent.market.exchange.MarketRules` (amount step, minimum amount, minimum notional,
+  taker/maker fee), re-exported here; `effective_fee` is the taker fee in force: `Settings.broker.taker_fee`
+  when set, else the market's.
+- A `PendingTarget` is a target exposure decided at close_{t-1}, executed at open_t, with the exit plan an
+  entry (from flat) stores on the position: absolute levels (the model's, via the risk layer), or distances
+  below/above the entry's fill price (a rule strategy's ATR multiples, exactly as the backtest engine
+  applies them; distances win when both are given). `from_result` makes one from a risk result only when
+  it `changes`.
+- `client_order_id(run, symbol, bar, leg)` is deterministic (`{run}-{BASEQUOTE}-{bar_ts}-{leg}`, characters
+  outside [A-Za-z0-9_-] dropped, at most 96 characters): a retried tick produces the same ids, and the
+  unique `orders.client_order_id` stops a second fill.
+- Legs: `target` (the order moving to a pending target) and `exit` (a stop-loss or take-profit exit); a
+  symbol has at most one of each per bar.
+- All records are flat frozen dataclasses with `to_dict`/`from_dict`, JSON-able for the graph's state, and
+  carry every column the `orders` and `fills` tables need.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import re
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any, Self
+
+from agent.market.exchange import MarketRules
+from agent.portfolio import PortfolioState
+
+if TYPE_CHECKING:
+    from agent.config import Settings
+    from agent.risk.models import RiskResult
+
+__all__ = [
+    "Bar",
+    "BarOutcome",
+    "BrokerEvent",
+    "FillRecord",
+    "MarketRules",
+    "OrderRecord",
+    "PendingTarget",
+    "client_order_id",
+    "effective_fee",
+]
+
+TARGET_LEG = "target"
+EXIT_LEG = "exit"
+_MAX_ID = 96
+
+
+def effective_fee(rules: MarketRules, settings: Settings) -> float:
+    """The taker fee rate that fills pay: the configured override, else the market's."""
+    override = settings.broker.taker_fee
+    return float(override) if override is not None else float(rules.taker_fee)
+
+
+def client_order_id(run_id: str, symbol: str, bar_ts: int, leg: str) -> str:
+    """The deterministic id of an order (see the module contract)."""
+    raw = f"{run_id}-{re.sub(r'[^A-Za-z0-9_]', '', symbol)}-{bar_ts}-{leg}"
+    clean = re.sub(r"[^A-Za-z0-9_-]", "", raw)
+    if len(clean) <= _MAX_ID:
+        return clean
+    digest = hashlib.sha256(raw.encode()).hexdigest()[:16]
+    return f"{clean[: _MAX_ID - 17]}-{digest}"
+
+
+class _Record:
+    """`to_dict`/`from_dict` for flat dataclasses."""
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data."""
+        return asdict(self)  # type: ignore[call-overload, no-any-return]
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Self:
+        """Rebuild a record written by `to_dict`."""
+        return cls(**dict(data))
+
+
+@dataclass(frozen=True)
+class Bar(_Record):
+    """One symbol's OHLCV bar (volume in the base currency)."""
+
+    open: float
+    high: float
+    low: float
+    close: float
+    volume: float
+
+
+@dataclass(frozen=True)
+class PendingTarget(_Record):
+    """A target exposure waiting for the next bar's open, with the exit plan an entry stores."""
+
+    symbol: str
+    target: float
+    decided_ts: int
+    """Open time of the bar at whose close the target was decided."""
+    stop_loss: float | None = None
+    take_profit: float | None = None
+    invalidation: str = ""
+    stop_distance: float | None = None
+    """Stop-loss this far below the entry's fill price (price units); overrides `stop_loss`."""
+    take_profit_distance: float | None = None
+    """Take-profit this far above the entry's fill price; overrides `take_profit`."""
+
+    def levels(self, fill_price: float) -> tuple[float | None, float | None]:
+        """(stop_loss, take_profit) of an entry filled at `fill_price`; None where there is no level."""
+        stop, take = self.stop_loss, self.take_profit
+        if self.stop_distance is not None:
+            stop = fill_price - self.stop_distance
+        if self.take_profit_distance is not None:
+            take = fill_price + self.take_profit_distance
+        return _level(stop), _level(take)
+
+    @classmethod
+    def from_result(cls, result: RiskResult, decided_ts: int) -> PendingTarget | None:
+        """The pending target a risk result produces, or None when it changes nothing."""
+        if not result.changes:
+            return None
+        return cls(
+            symbol=result.symbol,
+            target=result.target_exposure,
+            decided_ts=decided_ts,
+            stop_loss=result.stop_loss,
+            take_profit=result.take_profit,
+            invalidation=result.invalidation,
+        )
+
+
+def _level(value: float | None) -> float | None:
+    return value if value is not None and math.isfinite(value) and value > 0 else None
+
+
+@dataclass(frozen=True)
+class OrderRecord(_Record):
+    """A paper market order; a `rejected` one (dust, nothing fillable) has no fill."""
+
+    client_order_id: str
+    run_id: str
+    symbol: str
+    bar_ts: int
+    side: str
+    amount: float
+    """Requested base amount, before the cash, position, volume and precision caps."""
+    price: float
+    """Reference price (open_t for targets, the stop/take-profit level or a gapped open for exits)."""
+    status: str
+    """filled | rejected."""
+    reason: str
+    """entry | increase | decrease | exit | stop_loss | take_profit, plus ': why' when rejected."""
+    leg: str
+    decided_ts: int | None = None
+    """Bar of the decision behind a target order (None for exits)."""
+    type: str = "market"
+
+
+@dataclass(frozen=True)
+class FillRecord(_Record):
+    """The execution of an order: amount, slipped price and fee (in the quote currency)."""
+
+    client_order_id: str
+    run_id: str
+    symbol: str
+    bar_ts: int
+    side: str
+    amount: float
+    price: float
+    fee: float
+    fee_currency: str
+
+
+@dataclass(frozen=True)
+class BrokerEvent(_Record):
+    """Something the broker did or could not do (dust, nothing to fill, a stop-out and its cooldown)."""
+
+    symbol: str
+    kind: str
+    detail: str
+
+
+@dataclass(frozen=True)
+class BarOutcome:
+    """The state after bar t was processed, and everything that happened in it."""
+
+    state: PortfolioState
+    orders: tuple[OrderRecord, ...]
+    fills: tuple[FillRecord, ...]
+    events: tuple[BrokerEvent, ...]
+    marks: Mapping[str, float]
+    """Close of bar t per symbol with a bar."""
+    equity: float
+    """cash + Σ amount × close_t."""
+    in_force: Mapping[str, float] = field(default_factory=dict)
+    """Per symbol, the last target acted on (pass it back with a raw target series; see `process_bar`)."""

@@ -1,0 +1,260 @@
+"""Writing one tick to the ledger: decisions, orders, fills, the balance and position snapshots and the risk
+events of one bar, in ONE transaction.
+
+Contracts:
+- `write_tick` is atomic (`agent.db.session.transaction`): after a crash either the whole tick is in the
+  database or none of it. The balance snapshot (unique per run and bar) marks a tick as written.
+- Idempotent: writing a tick that is already there writes nothing and returns `written=False`; within a
+  tick, a decision (unique per run, symbol, bar), an order (unique `client_order_id`, with its fill), a
+  position snapshot or an identical risk event that already exists is skipped. A concurrent writer losing
+  the race on a unique constraint gets `written=False` too, never a duplicate.
+- Decisions: `action`, `target_exposure`, `confidence` and `rationale` are the proposal as made (a
+  non-finite number is stored as NULL and kept verbatim in `clamps`); `stop_loss`/`take_profit` are the
+  exit plan after the risk layer; `final_exposure` is the target sent to the broker, NULL when nothing was
+  sent (hold, rejection, clamp back to the current exposure); `clamps` holds every `ClampEvent` (the
+  allowance's breakers first) as JSON; the LLM fields come from the gateway's `DecisionResult`.
+- Each clamp event is also a `risk_events` row linked to its decision; broker events (dust, nothing
+  fillable, cooldown) are `risk_events` rows without a decision.
+- An order is linked to the decision it executes: (run, symbol, `decided_ts`).
+- The run row must exist (`start_run`, idempotent).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
+
+from agent.broker.models import BarOutcome, OrderRecord
+from agent.db.models import (
+    BalanceSnapshot,
+    Decision,
+    Fill,
+    Order,
+    PositionSnapshot,
+    RiskEvent,
+    Run,
+)
+from agent.db.session import transaction
+from agent.llm.schema import Action, DecisionResult
+from agent.risk.models import Allowance, ClampEvent, RiskResult
+
+RATIONALE_STORED = 4000
+"""Longest rationale kept (the schema allows far less; a bypassed schema must not break the write)."""
+
+
+@dataclass(frozen=True)
+class DecisionEntry:
+    """One symbol's decision at the tick's bar: the risk layer's verdict and where the proposal came from."""
+
+    result: RiskResult
+    llm: DecisionResult | None = None
+    allowance: Allowance | None = None
+
+    @property
+    def events(self) -> tuple[ClampEvent, ...]:
+        """The allowance's events, then the risk layer's."""
+        return (self.allowance.events if self.allowance else ()) + self.result.events
+
+
+@dataclass(frozen=True)
+class TickRecord:
+    """Everything one tick (one closed bar t) produced."""
+
+    run_id: str
+    bar_ts: int
+    outcome: BarOutcome
+    decisions: Sequence[DecisionEntry] = ()
+
+
+@dataclass(frozen=True)
+class WriteSummary:
+    """What `write_tick` did: `written=False` when the tick was already in the ledger."""
+
+    written: bool
+    counts: dict[str, int] = field(default_factory=dict)
+
+
+def start_run(
+    factory: sessionmaker[Session],
+    run_id: str,
+    *,
+    kind: str,
+    strategy: str,
+    symbols: Sequence[str],
+    timeframe: str,
+    params: dict[str, Any] | None = None,
+    config: dict[str, Any] | None = None,
+    start_ts: int | None = None,
+    end_ts: int | None = None,
+) -> bool:
+    """Create the run row unless it exists; returns True when it was created."""
+    with transaction(factory) as session:
+        if session.get(Run, run_id) is not None:
+            return False
+        session.add(Run(id=run_id, kind=kind, strategy=strategy, params=params or {}, symbols=list(symbols),
+                        timeframe=timeframe, start_ts=start_ts, end_ts=end_ts, config=config or {}))
+        return True
+
+
+def write_tick(factory: sessionmaker[Session], tick: TickRecord) -> WriteSummary:
+    """Write `tick` in one transaction, unless it is already there (see the module contract)."""
+    try:
+        with transaction(factory) as session:
+            if _tick_exists(session, tick.run_id, tick.bar_ts):
+                return WriteSummary(False)
+            return WriteSummary(True, _write(session, tick))
+    except IntegrityError:
+        with factory() as session:
+            if _tick_exists(session, tick.run_id, tick.bar_ts):
+                return WriteSummary(False)
+        raise
+
+
+class TickWriter(Protocol):
+    """The seam the graph records through: `LedgerWriter`, or a fake that keeps the records in memory."""
+
+    def write_tick(self, tick: TickRecord) -> WriteSummary: ...
+
+
+class LedgerWriter:
+    """`start_run` and `write_tick` bound to a session factory (a `TickWriter`)."""
+
+    def __init__(self, factory: sessionmaker[Session]) -> None:
+        self.factory = factory
+
+    def start_run(self, run_id: str, **kwargs: Any) -> bool:
+        """See `start_run`."""
+        return start_run(self.factory, run_id, **kwargs)
+
+    def write_tick(self, tick: TickRecord) -> WriteSummary:
+        """See `write_tick`."""
+        return write_tick(self.factory, tick)
+
+
+def _tick_exists(session: Session, run_id: str, bar_ts: int) -> bool:
+    query = select(BalanceSnapshot.id).where(BalanceSnapshot.run_id == run_id,
+                                             BalanceSnapshot.bar_ts == bar_ts)
+    return session.scalar(query) is not None
+
+
+def _write(session: Session, tick: TickRecord) -> dict[str, int]:
+    counts = {"decisions": 0, "orders": 0, "fills": 0, "positions": 0, "risk_events": 0}
+    decision_ids = _write_decisions(session, tick, counts)
+    order_ids = _write_orders(session, tick.run_id, tick.outcome.orders, counts)
+    for fill in tick.outcome.fills:
+        if fill.client_order_id in order_ids:
+            session.add(Fill(order_id=order_ids[fill.client_order_id], run_id=fill.run_id, symbol=fill.symbol,
+                             bar_ts=fill.bar_ts, side=fill.side, amount=fill.amount, price=fill.price,
+                             fee=fill.fee, fee_currency=fill.fee_currency))
+            counts["fills"] += 1
+    outcome = tick.outcome
+    session.add(BalanceSnapshot(run_id=tick.run_id, bar_ts=tick.bar_ts, cash=outcome.state.cash,
+                                equity=outcome.equity, fees_paid=outcome.state.fees_paid))
+    stored = set(session.scalars(select(PositionSnapshot.symbol).where(
+        PositionSnapshot.run_id == tick.run_id, PositionSnapshot.bar_ts == tick.bar_ts)))
+    for symbol, pos in outcome.state.positions.items():
+        if symbol in stored:
+            continue
+        session.add(PositionSnapshot(run_id=tick.run_id, bar_ts=tick.bar_ts, symbol=symbol, amount=pos.amount,
+                                     avg_price=pos.avg_price, mark_price=outcome.marks[symbol],
+                                     stop_loss=pos.stop_loss, take_profit=pos.take_profit))
+        counts["positions"] += 1
+    events = [(decision_ids.get(entry.result.symbol), entry.result.symbol, e.kind, _event_text(e))
+              for entry in tick.decisions for e in entry.events]
+    events += [(None, e.symbol, e.kind, e.detail) for e in outcome.events]
+    seen = set(session.execute(select(RiskEvent.symbol, RiskEvent.kind, RiskEvent.detail).where(
+        RiskEvent.run_id == tick.run_id, RiskEvent.bar_ts == tick.bar_ts)).tuples())
+    for decision_id, symbol, kind, detail in events:
+        if (symbol, kind[:32], detail) not in seen:
+            session.add(RiskEvent(run_id=tick.run_id, decision_id=decision_id, bar_ts=tick.bar_ts,
+                                  symbol=symbol, kind=kind[:32], detail=detail))
+            counts["risk_events"] += 1
+    return counts
+
+
+def _write_decisions(session: Session, tick: TickRecord, counts: dict[str, int]) -> dict[str, int]:
+    """Insert the tick's decisions (skipping existing ones); symbol → decision id."""
+    ids: dict[str, int] = dict(session.execute(
+        select(Decision.symbol, Decision.id).where(Decision.run_id == tick.run_id,
+                                                   Decision.bar_ts == tick.bar_ts)
+    ).tuples().all())
+    rows = {e.result.symbol: _decision_row(tick.run_id, tick.bar_ts, e) for e in tick.decisions
+            if e.result.symbol not in ids}
+    session.add_all(rows.values())
+    session.flush()
+    counts["decisions"] += len(rows)
+    return ids | {symbol: row.id for symbol, row in rows.items()}
+
+
+def _decision_row(run_id: str, bar_ts: int, entry: DecisionEntry) -> Decision:
+    result, llm, proposed = entry.result, entry.llm, entry.result.proposed
+    try:
+        action = Action(proposed.action).value
+    except ValueError:
+        action = result.action.value
+    rationale = proposed.rationale if isinstance(proposed.rationale, str) else repr(proposed.rationale)
+    return Decision(
+        run_id=run_id, symbol=result.symbol, bar_ts=bar_ts, source=result.source, action=action,
+        target_exposure=_finite(proposed.target_exposure), confidence=_finite(proposed.confidence),
+        final_exposure=result.target_exposure if result.changes else None,
+        stop_loss=result.stop_loss, take_profit=result.take_profit, invalidation=result.invalidation,
+        rationale=rationale[:RATIONALE_STORED],
+        abstained=bool(llm and llm.abstained), abstain_reason=llm.reason if llm and llm.abstained else None,
+        llm_call_id=llm.llm_call_id if llm else None,
+        prompt_hash=llm.request.prompt_hash if llm else None, model=llm.model if llm else None,
+        reasoning=llm.reasoning if llm else None,
+        prompt_tokens=llm.prompt_tokens if llm else None,
+        completion_tokens=llm.completion_tokens if llm else None,
+        latency_ms=llm.latency_ms if llm else None,
+        clamps=[e.to_dict() for e in entry.events],
+    )
+
+
+def _write_orders(
+    session: Session, run_id: str, orders: Iterable[OrderRecord], counts: dict[str, int]
+) -> dict[str, int]:
+    """Insert orders not yet known by client id; client id → new order id (existing ones are left out)."""
+    orders = list(orders)
+    if not orders:
+        return {}
+    known = set(session.scalars(
+        select(Order.client_order_id).where(Order.client_order_id.in_([o.client_order_id for o in orders]))
+    ))
+    decision_cache: dict[tuple[str, int], int | None] = {}
+    rows: dict[str, Order] = {}
+    for order in orders:
+        if order.client_order_id in known:
+            continue
+        decision_id = None
+        if order.decided_ts is not None:
+            key = (order.symbol, order.decided_ts)
+            if key not in decision_cache:
+                decision_cache[key] = session.scalar(select(Decision.id).where(
+                    Decision.run_id == run_id, Decision.symbol == order.symbol,
+                    Decision.bar_ts == order.decided_ts))
+            decision_id = decision_cache[key]
+        rows[order.client_order_id] = Order(
+            run_id=order.run_id, client_order_id=order.client_order_id, decision_id=decision_id,
+            symbol=order.symbol, bar_ts=order.bar_ts, side=order.side, type=order.type, amount=order.amount,
+            price=order.price, status=order.status, reason=order.reason)
+    session.add_all(rows.values())
+    session.flush()
+    counts["orders"] += len(rows)
+    return {coid: row.id for coid, row in rows.items()}
+
+
+def _event_text(event: ClampEvent) -> str:
+    plain = event.to_dict()
+    return f"{event.detail} [{event.field}: {plain['before']!r} -> {plain['after']!r}]"
+
+
+def _finite(value: object) -> float | None:
+    if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
+        return float(value)
+    return None

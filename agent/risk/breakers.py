@@ -1,0 +1,102 @@
+"""Circuit breakers: conditions under which no new entry is allowed, whatever the proposal.
+
+Contracts:
+- Pure functions of the portfolio state at the close of bar t (after the broker marked it), except
+  `kill_switch_active`, which looks at the file system.
+- Daily loss limit: equity at close_t has lost `risk.daily_loss_limit` (or more) of
+  `PortfolioState.day_start_equity`, the equity at the start of the current UTC day (the broker rolls it).
+- Maximum drawdown: equity at close_t is `risk.max_drawdown` (or more) below `PortfolioState.peak_equity`.
+  Not latching: it clears only if held positions recover (no entries are possible meanwhile).
+- Cooldown: after a stop-out at bar s the broker sets `cooldown_until[symbol] = cooldown_end(s, ...)`
+  = s + cooldown_bars bars; decisions at bars t < cooldown_until may not enter (cooldown_bars = 3: the
+  decisions at s, s+1 and s+2 are blocked; 0 disables it).
+- Kill switch: the file `risk.kill_switch_file` exists (a relative path is taken from the working
+  directory). A database flag is not implemented yet (it needs a table); `session` is accepted for it.
+- Breakers never force an exit: held positions may still be sold or closed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from agent.portfolio import PortfolioState
+from agent.risk.models import COOLDOWN, DAILY_LOSS_LIMIT, KILL_SWITCH, MAX_DRAWDOWN
+
+if TYPE_CHECKING:
+    from agent.config import RiskSettings, Settings
+
+
+@dataclass(frozen=True)
+class Breach:
+    """A breaker that blocks new entries, and why."""
+
+    kind: str
+    detail: str
+
+
+def kill_switch_active(settings: Settings, session: Any = None) -> bool:
+    """True when the kill-switch file exists (the database flag is future work; `session` is unused)."""
+    path = settings.risk.kill_switch_file
+    return bool(path) and Path(str(path)).exists()
+
+
+def daily_loss(state: PortfolioState, equity: float, risk: RiskSettings) -> Breach | None:
+    """The daily loss limit, if today's loss reached it."""
+    start = state.day_start_equity
+    if start <= 0:
+        return None
+    loss = 1.0 - equity / start
+    if loss >= risk.daily_loss_limit:
+        return Breach(
+            DAILY_LOSS_LIMIT,
+            f"equity {equity:.2f} is {loss:.2%} below the day's start {start:.2f} "
+            f"(limit {risk.daily_loss_limit:.2%})",
+        )
+    return None
+
+
+def drawdown(state: PortfolioState, equity: float, risk: RiskSettings) -> Breach | None:
+    """The maximum-drawdown breaker, if the drawdown from peak equity reached it."""
+    peak = state.peak_equity
+    if peak <= 0:
+        return None
+    depth = 1.0 - equity / peak
+    if depth >= risk.max_drawdown:
+        return Breach(
+            MAX_DRAWDOWN,
+            f"equity {equity:.2f} is {depth:.2%} below the peak {peak:.2f} (limit {risk.max_drawdown:.2%})",
+        )
+    return None
+
+
+def cooldown_end(stop_bar_ts: int, cooldown_bars: int, bar_ms: int) -> int:
+    """The first bar at which a symbol stopped out at `stop_bar_ts` may be entered again by a decision."""
+    return stop_bar_ts + cooldown_bars * bar_ms
+
+
+def cooldown(state: PortfolioState, symbol: str, bar_ts: int) -> Breach | None:
+    """The cooldown after a stop-out, if `symbol` is still in it at `bar_ts`."""
+    until = state.cooldown_until.get(symbol)
+    if until is not None and bar_ts < until:
+        return Breach(COOLDOWN, f"{symbol} stopped out recently; no entry before bar {until}")
+    return None
+
+
+def entry_blocks(
+    state: PortfolioState,
+    symbol: str,
+    equity: float,
+    bar_ts: int,
+    risk: RiskSettings,
+    kill_switch: bool,
+) -> list[Breach]:
+    """Every breaker that forbids a new entry in `symbol` at `bar_ts` (empty when entries are allowed)."""
+    found: list[Breach | None] = [
+        Breach(KILL_SWITCH, "the kill switch is on") if kill_switch else None,
+        daily_loss(state, equity, risk),
+        drawdown(state, equity, risk),
+        cooldown(state, symbol, bar_ts),
+    ]
+    return [b for b in found if b is not None]
