@@ -40,6 +40,7 @@ from agent.graph.serde import (
 from agent.graph.sources import ts_ms
 from agent.graph.state import TickState
 from agent.ledger.writer import DecisionEntry, TickRecord, write_tick
+from agent.llm.context import BudgetTooSmall
 from agent.llm.protocol import ContextInput, PastDecision, Prompt
 from agent.llm.schema import Action, DecisionRequest, TradeDecision, hold
 from agent.market.candles import timeframe_ms
@@ -225,9 +226,10 @@ def _request(
 
     def shrink() -> DecisionRequest | None:
         smaller = (budget or prompt.estimated_tokens) // 2
-        if smaller < 1024:
-            return None
-        return _request(rt, ctx, t, smaller)[0]
+        try:
+            return _request(rt, ctx, t, smaller)[0]
+        except BudgetTooSmall:
+            return None  # the instructions and current state alone do not fit: give up (abstain)
 
     request = DecisionRequest(
         symbol=prompt.alias or ctx.symbol,
