@@ -16,8 +16,16 @@ from tests.graph.helpers import emulator_settings
 def main() -> None:
     db_url, base_url, run_id, bars, reports = sys.argv[1:6]
     settings = emulator_settings(db_url, base_url)
-    result = run_agent_backtest(settings, strategy="llm", start=None, end=None, last_bars=int(bars),
-                                run_id=run_id, reports_dir=Path(reports), show_progress=False)
+    result = run_agent_backtest(
+        settings,
+        strategy="llm",
+        start=None,
+        end=None,
+        last_bars=int(bars),
+        run_id=run_id,
+        reports_dir=Path(reports),
+        show_progress=False,
+    )
     for out in result.outcomes:
         print(out.bar_ts, out.status, flush=True)
 

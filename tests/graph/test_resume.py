@@ -21,7 +21,10 @@ REPO = Path(__file__).resolve().parents[2]
 def _child(db_url: str, base_url: str, run_id: str, out: Path) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [sys.executable, "-m", "tests.graph.agent_child", db_url, base_url, run_id, str(BARS), str(out)],
-        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
 
 
