@@ -22,6 +22,7 @@ from agent.errors import DataError
 from agent.evaluation.agent_report import write_agent_report
 from agent.graph.factory import load_source, open_agent, trading_rules
 from agent.graph.runner import AgentRunner, TickOutcome, finish_run, new_run_id
+from agent.graph.sources import FrameSource
 from agent.market.candles import utc_timestamp
 
 
@@ -81,9 +82,14 @@ def run_agent_backtest(
     last_bars: int | None = None,
     console: Console | None = None,
     show_progress: bool = True,
+    source: FrameSource | None = None,
 ) -> AgentBacktest:
-    """Run the graph over [start, end) (or the last `last_bars` bars) and write its report."""
-    source = load_source(settings)
+    """Run the graph over [start, end) (or the last `last_bars` bars) and write its report.
+
+    `source` defaults to every stored or bundled candle of the configured symbols; pass a shorter one to
+    limit how much history the prompts can draw on.
+    """
+    source = source if source is not None else load_source(settings)
     times = source.bar_times(_ms(start), _ms(end))
     if last_bars is not None:
         times = times[-last_bars:]

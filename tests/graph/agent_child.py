@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 from agent.graph.backtest import run_agent_backtest
-from tests.graph.helpers import emulator_settings
+from tests.graph.helpers import emulator_settings, short_source
 
 
 def main() -> None:
@@ -25,6 +25,7 @@ def main() -> None:
         run_id=run_id,
         reports_dir=Path(reports),
         show_progress=False,
+        source=short_source(settings),
     )
     for out in result.outcomes:
         print(out.bar_ts, out.status, flush=True)

@@ -11,6 +11,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from agent.config import Settings, load_settings
 from agent.db.models import BalanceSnapshot, Fill, Order, PositionSnapshot
+from agent.graph.factory import load_source
+from agent.graph.sources import FrameSource
 
 
 def emulator_settings(db_url: str, base_url: str, **overrides: Any) -> Settings:
@@ -24,6 +26,16 @@ def emulator_settings(db_url: str, base_url: str, **overrides: Any) -> Settings:
         "timeout_s": 5.0,
     } | overrides.pop("llm", {})
     return load_settings(database_url=db_url, llm=llm, symbols=["BTC/USDT", "ETH/USDT"], **overrides)
+
+
+def short_source(settings: Settings, days: int = 60) -> FrameSource:
+    """The configured symbols' bundled candles, cut to the last `days` days (keeps prompt building fast)."""
+    full = load_source(settings)
+    frames = {}
+    for symbol in settings.symbols:
+        frame = full.history(symbol, full.last_ts(symbol))
+        frames[symbol] = frame[frame.index >= frame.index[-1] - pd.Timedelta(days=days)]
+    return FrameSource(frames)
 
 
 def ledger(factory: sessionmaker[Session], run_id: str) -> dict[str, pd.DataFrame]:

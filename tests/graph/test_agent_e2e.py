@@ -8,7 +8,7 @@ from pathlib import Path
 from agent.db.session import open_db
 from agent.graph.backtest import run_agent_backtest
 from agent.testing.vllm_emulator import VLLMEmulator
-from tests.graph.helpers import assert_ledger_identities, emulator_settings, ledger
+from tests.graph.helpers import assert_ledger_identities, emulator_settings, ledger, short_source
 
 
 def test_200_bars_two_symbols_balance_and_rerun_from_cache(sqlite_url: str, tmp_path: Path) -> None:
@@ -22,6 +22,7 @@ def test_200_bars_two_symbols_balance_and_rerun_from_cache(sqlite_url: str, tmp_
             last_bars=200,
             reports_dir=tmp_path,
             show_progress=False,
+            source=short_source(settings),
         )
         calls_after_first = len(emu.calls)
         second = run_agent_backtest(
@@ -32,6 +33,7 @@ def test_200_bars_two_symbols_balance_and_rerun_from_cache(sqlite_url: str, tmp_
             last_bars=200,
             reports_dir=tmp_path,
             show_progress=False,
+            source=short_source(settings),
         )
         assert len(emu.calls) == calls_after_first, "the rerun must be served from the cache"
     assert calls_after_first > 0
