@@ -1,0 +1,182 @@
+"""Request hashing and the `llm_calls` store: the audit log of every LLM call and the response cache.
+
+Contracts:
+- `request_hash(payload)` = sha256 of the canonical JSON (sorted keys, compact, UTF-8) of the request
+  payload from `profiles.request_payload`: model, messages, schema, sampling parameters, profile extras.
+- One row per attempt (retries, the repair retry, the shrink retry) and one per cache hit (`from_cache`).
+  All rows of one decision share the `request_hash` of the decision's first request, so the answer a repair
+  or shrink finally produced is served for that request next time; each row's `request` JSON says which
+  attempt it was (`attempt`) and holds what was actually sent (cache hits point at their source row).
+- Only rows with `error IS NULL`, `from_cache = false` and `request.cacheable = true` are served.
+  `cacheable` is set on successful parses written in cache mode `write`/`readwrite`; abstentions are kept
+  for audit but never served.
+- `lookup` answers many hashes in one query (per 2,000 hashes); `insert_many` writes many rows in one
+  transaction and returns their ids in input order. Both block: the gateway runs them in a worker thread.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import insert, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from agent.db.models import LLMCall
+from agent.db.session import transaction
+
+_LOOKUP_CHUNK = 2000  # bind parameters per query: well inside SQLite (32766) and PostgreSQL (65535)
+
+
+def canonical_json(obj: Any) -> str:
+    """Deterministic JSON text: sorted keys, no whitespace, UTF-8, NaN refused."""
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
+def request_hash(payload: dict[str, Any]) -> str:
+    """The cache key of one request payload: hex sha256 of `canonical_json(payload)`.
+
+    The text is assembled key by key so that the `response_format` (with its schema, most of the bytes),
+    which `profiles` shares between requests, is serialised once rather than once per request.
+    """
+    parts = []
+    for key in sorted(payload):
+        value = payload[key]
+        text = _shared_canonical(value) if key == "response_format" else canonical_json(value)
+        parts.append(f"{canonical_json(key)}:{text}")
+    return hashlib.sha256(("{" + ",".join(parts) + "}").encode("utf-8")).hexdigest()
+
+
+_SHARED: dict[int, tuple[Any, str]] = {}
+
+
+def _shared_canonical(obj: dict[str, Any]) -> str:
+    """`canonical_json(obj)`, memoised by identity (the entry holds `obj`, so its id cannot be reused).
+
+    Only objects that are never mutated may be passed: `profiles` hands out memoised response formats.
+    """
+    hit = _SHARED.get(id(obj))
+    if hit is not None and hit[0] is obj:
+        return hit[1]
+    text = canonical_json(obj)
+    if len(_SHARED) >= 4096:
+        _SHARED.clear()
+    _SHARED[id(obj)] = (obj, text)
+    return text
+
+
+@dataclass
+class CallRecord:
+    """One `llm_calls` row to be written."""
+
+    request_hash: str
+    prompt_hash: str
+    endpoint: str
+    profile: str
+    model: str
+    request: dict[str, Any] = field(default_factory=dict)
+    run_id: str | None = None
+    response_text: str | None = None
+    reasoning: str | None = None
+    finish_reason: str | None = None
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    cached_tokens: int | None = None
+    latency_ms: float | None = None
+    error: str | None = None
+    from_cache: bool = False
+
+
+@dataclass(frozen=True)
+class CachedAnswer:
+    """A servable answer found in `llm_calls`."""
+
+    id: int
+    model: str
+    response_text: str
+    reasoning: str | None
+    finish_reason: str | None
+    prompt_tokens: int | None
+    completion_tokens: int | None
+    cached_tokens: int | None
+    latency_ms: float | None
+
+
+class CallStore:
+    """The `llm_calls` table behind a session factory."""
+
+    def __init__(self, factory: sessionmaker[Session]) -> None:
+        """Wrap a session factory (from `agent.db.session.open_db`)."""
+        self._factory = factory
+
+    def lookup(self, hashes: Iterable[str]) -> dict[str, CachedAnswer]:
+        """The newest servable answer per request hash (hashes without one are absent)."""
+        wanted = sorted(set(hashes))
+        found: dict[str, CachedAnswer] = {}
+        cols = (
+            LLMCall.request_hash,
+            LLMCall.id,
+            LLMCall.model,
+            LLMCall.response_text,
+            LLMCall.reasoning,
+            LLMCall.finish_reason,
+            LLMCall.prompt_tokens,
+            LLMCall.completion_tokens,
+            LLMCall.cached_tokens,
+            LLMCall.latency_ms,
+        )
+        with self._factory() as session:
+            for i in range(0, len(wanted), _LOOKUP_CHUNK):
+                stmt = (
+                    select(*cols)
+                    .where(LLMCall.request_hash.in_(wanted[i : i + _LOOKUP_CHUNK]))
+                    .where(LLMCall.error.is_(None), LLMCall.from_cache.is_(False))
+                    .where(LLMCall.response_text.is_not(None))
+                    .where(LLMCall.request["cacheable"].as_boolean().is_(True))
+                    .order_by(LLMCall.id)
+                )
+                for row in session.execute(stmt):
+                    found[row[0]] = CachedAnswer(*row[1:])  # later ids overwrite earlier ones
+        return found
+
+    def insert_many(self, records: Sequence[CallRecord]) -> list[int]:
+        """Write `records` in one transaction; their new ids, in the same order."""
+        if not records:
+            return []
+        rows = [dict(vars(r)) for r in records]  # shallow: asdict() would deep-copy every payload
+        stmt = insert(LLMCall).returning(LLMCall.id, sort_by_parameter_order=True)
+        with transaction(self._factory) as session:
+            return list(session.scalars(stmt, rows))
+
+    def count(self) -> int:
+        """Number of rows (for tests and `tradegraph llm` reports)."""
+        from sqlalchemy import func
+
+        with self._factory() as session:
+            return int(session.scalar(select(func.count()).select_from(LLMCall)) or 0)
+
+
+def hit_record(
+    hit: CachedAnswer, request_hash: str, prompt_hash: str, endpoint: str, profile: str, run_id: str | None
+) -> CallRecord:
+    """The audit row of a cache hit: the served answer, `from_cache`, pointing at its source row."""
+    return CallRecord(
+        request_hash=request_hash,
+        prompt_hash=prompt_hash,
+        endpoint=endpoint,
+        profile=profile,
+        model=hit.model,
+        request={"attempt": "cache", "source_id": hit.id, "cacheable": False},
+        run_id=run_id,
+        response_text=hit.response_text,
+        reasoning=hit.reasoning,
+        finish_reason=hit.finish_reason,
+        prompt_tokens=hit.prompt_tokens,
+        completion_tokens=hit.completion_tokens,
+        cached_tokens=hit.cached_tokens,
+        latency_ms=0.0,
+        from_cache=True,
+    )

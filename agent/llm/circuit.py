@@ -1,0 +1,77 @@
+"""Circuit breaker for the LLM endpoint: stop calling a server that keeps failing, probe it again later.
+
+Contracts:
+- Closed: calls pass. After `failures` consecutive failed calls (transport faults after their retries:
+  timeouts, connection errors, 5xx, 429) it opens.
+- Open: `allow()` is False for `cooldown_s` (measured on the injected `clock`); the gateway abstains with
+  reason "circuit open" without touching the network.
+- Half-open: after the cooldown, calls are let through as probes; the first success closes it, a failure
+  re-opens it for another cooldown.
+- Bad answers (invalid JSON, schema errors) and over-long prompts are not endpoint failures and do not count.
+- Single-threaded by design: the gateway uses it from one event loop.
+- `backoff_delay(n, base, cap, rng)` is the wait before retry n+1: exponential (base * 2**n, capped) with
+  "equal jitter" (a uniform draw in its upper half), so synchronized clients spread out.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable
+from typing import Literal
+
+State = Literal["closed", "open", "half-open"]
+
+
+class CircuitBreaker:
+    """Counts consecutive endpoint failures and opens for a cooldown."""
+
+    def __init__(self, failures: int, cooldown_s: float, clock: Callable[[], float] = time.monotonic) -> None:
+        """Create a closed breaker.
+
+        Args:
+            failures: Consecutive failures that open the circuit.
+            cooldown_s: How long it stays open before probing again.
+            clock: Monotonic seconds (injectable for tests).
+        """
+        self.failures = failures
+        self.cooldown_s = cooldown_s
+        self._clock = clock
+        self._consecutive = 0
+        self._opened_at: float | None = None
+
+    @property
+    def state(self) -> State:
+        """The breaker's state now."""
+        if self._opened_at is None:
+            return "closed"
+        if self._clock() - self._opened_at < self.cooldown_s:
+            return "open"
+        return "half-open"
+
+    def allow(self) -> bool:
+        """Whether a call may go out now."""
+        return self.state != "open"
+
+    def record_success(self) -> None:
+        """A call reached the endpoint and got an answer: close the circuit."""
+        self._consecutive = 0
+        self._opened_at = None
+
+    def record_failure(self) -> None:
+        """A call failed at the transport level; open when the threshold is reached (or when probing)."""
+        self._consecutive += 1
+        if self.state == "half-open" or self._consecutive >= self.failures:
+            self._opened_at = self._clock()
+
+    def retry_in_s(self) -> float:
+        """Seconds until the open circuit lets a probe through (0 when not open)."""
+        if self._opened_at is None:
+            return 0.0
+        return max(0.0, self.cooldown_s - (self._clock() - self._opened_at))
+
+
+def backoff_delay(n: int, base_s: float, cap_s: float, rng: random.Random) -> float:
+    """Seconds to wait before retry `n + 1` (n = 0 for the first retry)."""
+    d = min(cap_s, base_s * 2**n)
+    return d / 2 + rng.uniform(0, d / 2)

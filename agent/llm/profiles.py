@@ -1,0 +1,226 @@
+"""Request shaping per endpoint profile: the exact chat-completion arguments sent for one decision.
+
+Contracts:
+- `decision_schema(request, profile)` derives the JSON schema from `TradeDecision`, narrowed to the request:
+  `symbol` is an enum of the one symbol, `action` an enum of `request.allowed_actions`, `target_exposure`
+  capped at `request.max_exposure`. It is strict: every property required, `additionalProperties: false`,
+  nullable fields as `anyOf [..., {"type": "null"}]`, no defaults, `$defs` inlined.
+- Profiles (`settings.llm.profile`):
+  - `vllm`: `response_format={"type": "json_schema", "json_schema": {..., "strict": true}}`; reasoning via
+    `extra_body.chat_template_kwargs` (`enable_thinking`; `low_effort` for thinking="low") and an optional
+    top-level `thinking_token_budget`. Never `guided_*` (removed in vLLM 0.12 and silently ignored).
+  - `llamacpp`: llama-cpp-python's server answers json_schema with HTTP 500; it gets
+    `{"type": "json_object", "schema": ...}` instead. Its grammar ignores numeric bounds, so bounded
+    fractions are sent as an enum grid (0.05 steps) and positive prices as decimal strings (see
+    `_grammar_bounds`); `maxLength` is dropped (its nested grammar rules make sampling very slow; the
+    validation still enforces it). No reasoning switches (SmolLM2 has none).
+  - `openai`: hosted, strict json_schema, `max_completion_tokens` (hosted reasoning models refuse
+    `max_tokens`); string `maxLength` is dropped because strict mode refuses it.
+- Every request bounds its output (`max_tokens`, or `max_completion_tokens` for `openai`) and carries
+  `temperature`, `top_p` and `seed` from the settings (Nemotron's recommended sampling is temperature=1.0,
+  top_p=0.95, the defaults).
+- `request_payload(...)` is pure: the same inputs give the same wire body, which `cache.request_hash` hashes.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+from typing import Any
+
+from agent.config import LLMSettings
+from agent.llm.schema import DecisionRequest, TradeDecision
+
+SCHEMA_NAME = "trade_decision"
+FRACTION_STEP = 0.05
+POSITIVE_DECIMAL = r"^([1-9][0-9]{0,11}([.][0-9]{1,10})?|0[.][0-9]{0,9}[1-9])$"
+"""A positive decimal; the dot is written `[.]` because llama.cpp's converter mangles an escaped dot."""
+REPAIR_INSTRUCTION = (
+    "Your previous answer could not be used ({error}). Reply again with only one JSON object that "
+    "matches the required schema exactly: no prose, no code fences."
+)
+
+
+def decision_schema(request: DecisionRequest, profile: str = "vllm") -> dict[str, Any]:
+    """The strict JSON schema the model must answer `request` in.
+
+    Args:
+        request: The decision request (symbol, allowed actions and exposure cap narrow the schema).
+        profile: The endpoint profile; `openai` drops keywords hosted strict mode rejects.
+
+    Returns:
+        A self-contained JSON schema (no `$ref`). It is memoised and shared: treat it as read-only.
+    """
+    actions = tuple(str(a) for a in request.allowed_actions)
+    return _schema(request.symbol, actions, float(request.max_exposure), profile)
+
+
+@functools.lru_cache(maxsize=1024)
+def _schema(symbol: str, actions: tuple[str, ...], max_exposure: float, profile: str) -> dict[str, Any]:
+    base = TradeDecision.model_json_schema()
+    defs = base.pop("$defs", {})
+    props: dict[str, Any] = {}
+    for name, prop in base["properties"].items():
+        prop = _inline(copy.deepcopy(prop), defs)
+        prop.pop("default", None)
+        prop.pop("title", None)
+        props[name] = prop
+    props["symbol"] = {
+        "type": "string",
+        "enum": [symbol],
+        "description": props["symbol"]["description"],
+    }
+    props["action"] = {
+        "type": "string",
+        "enum": list(actions),
+        "description": "what to do; only these actions are allowed now",
+    }
+    props["target_exposure"]["maximum"] = min(1.0, max(0.0, max_exposure))
+    if profile == "openai":
+        for prop in props.values():
+            prop.pop("maxLength", None)
+    if profile == "llamacpp":
+        props = {name: _grammar_bounds(prop) for name, prop in props.items()}
+        for prop in props.values():
+            prop.pop("maxLength", None)  # compiles to deeply nested rules that slow sampling badly
+    return {
+        "type": "object",
+        "description": base.get("description", ""),
+        "properties": props,
+        "required": list(props),
+        "additionalProperties": False,
+    }
+
+
+def _grammar_bounds(node: dict[str, Any]) -> dict[str, Any]:
+    """Express numeric bounds in forms llama.cpp's grammar enforces (it ignores minimum/maximum).
+
+    A number bounded on both sides becomes an enum on a grid of `FRACTION_STEP`; a number that must be
+    positive becomes a decimal string matching `POSITIVE_DECIMAL` (pydantic parses it into a float).
+    """
+    if "anyOf" in node:
+        return {**node, "anyOf": [_grammar_bounds(o) for o in node["anyOf"]]}
+    if node.get("type") != "number":
+        return node
+    lo, hi = node.get("minimum"), node.get("maximum")
+    if lo is not None and hi is not None:
+        steps = int((hi - lo) / FRACTION_STEP + 1e-9)
+        grid = [round(lo + i * FRACTION_STEP, 6) for i in range(steps + 1)]
+        return {"type": "number", "enum": grid, **_desc(node)}
+    if node.get("exclusiveMinimum") == 0 or (lo is not None and lo > 0):
+        return {"type": "string", "pattern": POSITIVE_DECIMAL, **_desc(node)}
+    return node
+
+
+def _desc(node: dict[str, Any]) -> dict[str, Any]:
+    return {"description": node["description"]} if "description" in node else {}
+
+
+def _inline(node: Any, defs: dict[str, Any]) -> Any:
+    """Replace `$ref` to `#/$defs/X` by a copy of the definition, recursively."""
+    if isinstance(node, dict):
+        ref = node.get("$ref")
+        if isinstance(ref, str) and ref.startswith("#/$defs/"):
+            resolved = copy.deepcopy(defs[ref.removeprefix("#/$defs/")])
+            resolved.pop("title", None)
+            return _inline(resolved, defs)
+        return {k: _inline(v, defs) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_inline(v, defs) for v in node]
+    return node
+
+
+def response_format(schema: dict[str, Any], profile: str) -> dict[str, Any]:
+    """The `response_format` argument that makes `profile`'s server constrain output to `schema`.
+
+    Memoised per schema object (like the schemas themselves): treat it as read-only.
+    """
+    key = (id(schema), profile)
+    hit = _FORMATS.get(key)
+    if hit is not None and hit[0] is schema:
+        return hit[1]
+    if profile == "llamacpp":
+        fmt: dict[str, Any] = {"type": "json_object", "schema": schema}
+    else:
+        fmt = {"type": "json_schema", "json_schema": {"name": SCHEMA_NAME, "schema": schema, "strict": True}}
+    if len(_FORMATS) >= 4096:
+        _FORMATS.clear()
+    _FORMATS[key] = (schema, fmt)  # holding `schema` keeps its id from being reused
+    return fmt
+
+
+_FORMATS: dict[tuple[int, str], tuple[dict[str, Any], dict[str, Any]]] = {}
+
+
+def extra_body(llm: LLMSettings) -> dict[str, Any]:
+    """Profile-specific top-level fields (sent through the client's `extra_body`)."""
+    if llm.profile != "vllm":
+        return {}
+    kwargs: dict[str, Any] = {"enable_thinking": llm.thinking != "off"}
+    if llm.thinking == "low":
+        kwargs["low_effort"] = True
+    body: dict[str, Any] = {"chat_template_kwargs": kwargs}
+    if llm.thinking != "off" and llm.thinking_token_budget is not None:
+        body["thinking_token_budget"] = llm.thinking_token_budget
+    return body
+
+
+def request_payload(
+    llm: LLMSettings,
+    model: str,
+    messages: list[dict[str, str]],
+    schema: dict[str, Any],
+) -> dict[str, Any]:
+    """The JSON body of one chat-completion request, exactly as it goes on the wire.
+
+    Args:
+        llm: The LLM settings (profile, sampling, thinking).
+        model: The model id to address.
+        messages: The chat messages.
+        schema: The JSON schema the answer must match.
+
+    Returns:
+        A plain dict; it is what the request hash is computed over and what `llm_calls.request` records.
+        `client_kwargs` splits it for `chat.completions.create`.
+    """
+    token_key = "max_completion_tokens" if llm.profile == "openai" else "max_tokens"
+    payload: dict[str, Any] = {
+        "model": model,
+        "messages": messages,
+        token_key: llm.max_tokens,
+        "temperature": llm.temperature,
+        "top_p": llm.top_p,
+        "response_format": response_format(schema, llm.profile),
+    }
+    if llm.seed is not None:
+        payload["seed"] = llm.seed
+    payload.update(extra_body(llm))
+    return payload
+
+
+_TYPED = ("model", "messages", "max_tokens", "max_completion_tokens", "temperature", "top_p", "seed")
+
+
+def client_kwargs(payload: dict[str, Any]) -> dict[str, Any]:
+    """Arguments for `chat.completions.create` that put exactly `payload` on the wire.
+
+    The standard fields go as typed arguments; the rest (vLLM extras, and `response_format`, whose nested
+    schema the client's TypedDict transformer would walk at some CPU cost) goes through `extra_body`, which
+    the client merges verbatim. (The gateway itself posts `payload` as is with `client.post`.)
+    """
+    kwargs = {k: v for k, v in payload.items() if k in _TYPED}
+    extra = {k: v for k, v in payload.items() if k not in _TYPED}
+    if extra:
+        kwargs["extra_body"] = extra
+    return kwargs
+
+
+def repair_messages(
+    messages: list[dict[str, str]], bad_answer: str | None, error: str
+) -> list[dict[str, str]]:
+    """The conversation for the one repair retry: the bad answer and what was wrong with it."""
+    return [
+        *messages,
+        {"role": "assistant", "content": bad_answer or ""},
+        {"role": "user", "content": REPAIR_INSTRUCTION.format(error=error)},
+    ]
