@@ -1,9 +1,247 @@
-"""Command group placeholder; filled in by the feature that owns it."""
+"""`tradegraph backtest | sweep | check-lookahead | runs list | runs show`: the backtesting commands.
+
+Contracts:
+- Thin wrappers: validation, simulation, reports and records live in `agent.backtest`; heavy imports
+  (pandas, numba, matplotlib) happen inside the commands so `--help` stays fast.
+- Bad input (unknown strategy, bad parameter, empty date range, missing data) raises a `TradegraphError`
+  before anything is written; `agent.cli.main` prints it as one line and exits 1.
+- `check-lookahead` exits 1 when any signal changes with later bars removed.
+"""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import typer
+
+REPORTS_DIR = Path("reports")
+
+_STRATEGY = typer.Option(
+    ..., "--strategy", "-s", help="built-in name (e.g. sma_cross) or path/to/file.py:Class"
+)
+_SYMBOL = typer.Option(None, "--symbol", help="one symbol, e.g. BTC/USDT")
+_SYMBOLS = typer.Option(None, "--symbols", help="several symbols, comma-separated (shared cash)")
+_TIMEFRAME = typer.Option(None, "--timeframe", "-t", help="bar size; default: the configured timeframe")
+_START = typer.Option(None, "--start", help="first bar (UTC date or timestamp, inclusive)")
+_END = typer.Option(None, "--end", help="end of the window (exclusive)")
+_PARAM = typer.Option(None, "--param", "-p", help="strategy parameter NAME=VALUE (repeatable)")
 
 
 def register(app: typer.Typer) -> None:
-    """Add this module's commands to the CLI."""
+    """Add the backtest, sweep, check-lookahead and runs commands."""
+    app.command("backtest")(backtest)
+    app.command("sweep")(sweep)
+    app.command("check-lookahead")(check_lookahead)
+    runs = typer.Typer(help="Recorded backtest and sweep runs.", no_args_is_help=True)
+    runs.command("list")(runs_list)
+    runs.command("show")(runs_show)
+    app.add_typer(runs, name="runs")
+
+
+def backtest(
+    strategy: str = _STRATEGY,
+    symbol: str | None = _SYMBOL,
+    symbols: str | None = _SYMBOLS,
+    timeframe: str | None = _TIMEFRAME,
+    start: str | None = _START,
+    end: str | None = _END,
+    param: list[str] | None = _PARAM,
+    fill: str = typer.Option("next_open", "--fill", help="next_open (default) or same_close (optimistic)"),
+    sizing: str = typer.Option("fixed", "--sizing", help="fixed (signal x fraction) or vol_target (ATR)"),
+    fraction: float = typer.Option(1.0, "--fraction", help="fixed sizing: exposure when fully in"),
+    max_position: float | None = typer.Option(
+        None, "--max-position", help="per-symbol cap; default risk config"
+    ),
+    cash: float | None = typer.Option(None, "--cash", help="initial cash; default broker.initial_cash"),
+    fee: float | None = typer.Option(None, "--fee", help="taker fee rate, e.g. 0.001; default market/config"),
+    slippage_bps: float | None = typer.Option(None, "--slippage-bps", help="default broker.slippage_bps"),
+    max_participation: float | None = typer.Option(None, "--max-participation", help="cap on fill / volume"),
+    warmup: int | None = typer.Option(None, "--warmup", help="bars of history before --start; default auto"),
+    no_report: bool = typer.Option(False, "--no-report", help="skip the HTML/PNG/CSV report"),
+) -> None:
+    """Backtest a strategy on stored candles; print a summary, write a report, record the run."""
+    from rich.console import Console
+
+    from agent.backtest.service import BacktestRequest, parse_symbols, run_request
+    from agent.backtest.tables import summary_table
+    from agent.config import load_settings
+    from strategies.registry import parse_params
+
+    settings = load_settings()
+    request = BacktestRequest(
+        strategy=strategy,
+        params=parse_params(param or []),
+        symbols=parse_symbols(symbol, symbols, list(settings.symbols)),
+        timeframe=timeframe,
+        start=start,
+        end=end,
+        fill=fill,
+        sizing=sizing,
+        fraction=fraction,
+        max_position=max_position,
+        cash=cash,
+        fee=fee,
+        slippage_bps=slippage_bps,
+        max_participation=max_participation,
+        warmup=warmup,
+    )
+    outcome = run_request(request, settings, None if no_report else REPORTS_DIR)
+    console = Console()
+    for note in outcome.notes:
+        console.print(f"[yellow]note:[/] {note}")
+    idx = outcome.result.sim.index
+    title = (
+        f"{strategy} on {', '.join(outcome.result.symbols)} {outcome.result.timeframe}: {idx[0]} to {idx[-1]}"
+    )
+    console.print(summary_table(outcome.comparison, title))
+    console.print(f"run id: {outcome.run_id}")
+    if outcome.report_path is not None:
+        print(f"report: {outcome.report_path}")
+
+
+def sweep(
+    strategy: str = _STRATEGY,
+    grid: list[str] | None = typer.Option(None, "--grid", "-g", help="NAME=START:STOP:STEP or NAME=A,B,C"),
+    symbol: str | None = _SYMBOL,
+    symbols: str | None = _SYMBOLS,
+    timeframe: str | None = _TIMEFRAME,
+    start: str | None = _START,
+    end: str | None = _END,
+    metric: str = typer.Option("sharpe", "--metric", help="metric to rank by"),
+    workers: int | None = typer.Option(None, "--workers", help="processes; default: all cores"),
+    top: int = typer.Option(10, "--top", help="rows to show"),
+    fee: float | None = typer.Option(None, "--fee", help="taker fee rate; default market/config"),
+    max_position: float | None = typer.Option(
+        None, "--max-position", help="per-symbol cap; default risk config"
+    ),
+) -> None:
+    """Backtest every combination of a parameter grid across all cores and rank them."""
+    from rich.console import Console
+    from rich.progress import Progress
+
+    from agent.backtest.formatting import fmt, kind_of, label
+    from agent.backtest.service import parse_symbols
+    from agent.backtest.sweep_job import SweepRequest, finish_sweep, prepare_sweep
+    from agent.backtest.tables import sweep_table
+    from agent.config import load_settings
+
+    settings = load_settings()
+    request = SweepRequest(
+        strategy=strategy,
+        grid=list(grid or []),
+        symbols=parse_symbols(symbol, symbols, list(settings.symbols)),
+        timeframe=timeframe,
+        start=start,
+        end=end,
+        metric=metric,
+        workers=workers,
+        fee=fee,
+        max_position=max_position,
+    )
+    job = prepare_sweep(request, settings)
+    console = Console()
+    for note in job.notes:
+        console.print(f"[yellow]note:[/] {note}")
+    console.print(
+        f"{len(job.trials)} trials, {job.skipped} invalid combinations skipped"
+        + (f" (e.g. {job.skip_reason})" if job.skipped else "")
+    )
+    with Progress(console=console, transient=True) as progress:
+        task = progress.add_task("backtesting", total=len(job.trials))
+        outcome = finish_sweep(job, settings, on_done=lambda: progress.advance(task))
+    console.print(sweep_table(outcome.ranked, metric, top))
+    best = outcome.ranked[0]
+    console.print(
+        f"best {label(metric)}: {fmt(best['metrics'].get(metric), kind_of(metric))} with "
+        f"{', '.join(f'{k}={v}' for k, v in best['params'].items())} — best of {len(outcome.ranked)} trials "
+        f"({job.skipped} invalid combinations skipped)."
+    )
+    console.print(
+        f"[yellow]warning:[/] selection bias: the best of {len(outcome.ranked)} trials overstates what to "
+        f"expect out of sample; a Sharpe of about {outcome.luck_sharpe:.2f} is reachable by luck alone here. "
+        "Check the winner on a later, unseen window."
+    )
+    console.print(f"sweep id: {outcome.sweep_id} (trials recorded as runs {outcome.sweep_id}-NNNN)")
+
+
+def check_lookahead(
+    strategy: str = _STRATEGY,
+    symbol: str | None = _SYMBOL,
+    symbols: str | None = _SYMBOLS,
+    timeframe: str | None = _TIMEFRAME,
+    start: str | None = _START,
+    end: str | None = _END,
+    param: list[str] | None = _PARAM,
+    samples: int = typer.Option(20, "--samples", help="cut points per symbol"),
+) -> None:
+    """Re-run a strategy on data cut at sample bars; exit 1 if any signal changes (look-ahead bias)."""
+    from rich.console import Console
+
+    from agent.backtest.data import load_window
+    from agent.backtest.lookahead import check_lookahead as check
+    from agent.backtest.service import parse_symbols
+    from agent.backtest.tables import lookahead_table
+    from agent.config import load_settings
+    from agent.errors import ConfigError
+    from strategies.registry import build_strategy, parse_params
+
+    if samples < 1:
+        raise ConfigError(f"--samples {samples}: must be >= 1")
+    settings = load_settings()
+    strat = build_strategy(strategy, parse_params(param or []))
+    chosen = parse_symbols(symbol, symbols, list(settings.symbols)[:1])
+    exchange = "binance" if settings.exchange.id == "replay" else settings.exchange.id
+    window = load_window(chosen, timeframe or settings.timeframe, settings.data_dir, start, end, 0, exchange)
+    findings, cuts = [], 0
+    for name, frame in window.frames.items():
+        found, checked = check(strat, frame, name, samples)
+        findings += found
+        cuts += checked
+    console = Console()
+    if findings:
+        console.print(lookahead_table(findings))
+        console.print(
+            f"[red]look-ahead detected[/]: {strat.describe()} changed {len(findings)} of {cuts} "
+            "sampled signals when later bars were removed"
+        )
+        raise typer.Exit(1)
+    console.print(
+        f"no look-ahead: {strat.describe()} gave the same signals at {cuts} cut points on {', '.join(chosen)}"
+    )
+
+
+def runs_list(
+    kind: str | None = typer.Option(None, "--kind", help="backtest, sweep, paper, ..."),
+    limit: int = typer.Option(20, "--limit", help="how many runs"),
+) -> None:
+    """List recorded runs, newest first."""
+    from rich.console import Console
+
+    from agent.backtest.store import list_runs
+    from agent.backtest.tables import runs_table
+    from agent.config import load_settings
+    from agent.db.session import open_db
+
+    engine, factory = open_db(load_settings().db_url)
+    try:
+        runs = list_runs(factory, kind, limit)
+    finally:
+        engine.dispose()
+    Console().print(runs_table(runs))
+
+
+def runs_show(ids: list[str] = typer.Argument(..., help="one or more run ids to compare")) -> None:
+    """Show runs side by side: settings and every metric."""
+    from rich.console import Console
+
+    from agent.backtest.store import get_runs
+    from agent.backtest.tables import compare_runs_table
+    from agent.config import load_settings
+    from agent.db.session import open_db
+
+    engine, factory = open_db(load_settings().db_url)
+    try:
+        runs = get_runs(factory, ids)
+    finally:
+        engine.dispose()
+    Console().print(compare_runs_table(runs))

@@ -1,0 +1,142 @@
+"""One backtest end to end: candle frames and a strategy in, simulation and metrics out (no I/O).
+
+Contracts:
+- `run_backtest` computes each symbol's signal on its whole frame (including any warm-up rows before
+  `start`), sizes and caps it (`agent.backtest.plan`), aligns the symbols, then simulates only the bars at
+  or after `start` with the compiled engine and computes the metrics. The strategy is point in time, so
+  computing it over earlier rows and then cutting them off sees nothing from the future.
+- Symbols are processed in sorted order, as in the paper broker (the order buys are filled when cash is
+  short).
+- `rules` are the symbols' `MarketRules` (in sorted symbol order) or a ready (k, 4) array; required,
+  so no fee is ever assumed.
+- `compare(result, frames, ...)` runs buy-and-hold through the same engine, sizing and costs over the same
+  bars, plus cash: the two references every report shows.
+- Deterministic: the same inputs give bit-identical outputs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from agent.backtest.engine import simulate
+from agent.backtest.market import rules_matrix
+from agent.backtest.metrics import cash_metrics, compute_metrics
+from agent.backtest.models import EngineConfig, FloatArray, SimResult, SizingRules
+from agent.backtest.plan import align, exit_distances, gross_cap, sized_targets, spread
+from agent.errors import DataError
+from agent.market.exchange import MarketRules
+from strategies.base import Strategy
+from strategies.buy_and_hold import BuyAndHold
+
+
+@dataclass(frozen=True)
+class BacktestResult:
+    """A simulation with its inputs and metrics."""
+
+    strategy: str
+    params: dict[str, Any]
+    timeframe: str
+    sim: SimResult
+    metrics: dict[str, float]
+    targets: FloatArray
+    """(n, k) target exposure decided at each bar's close, after sizing and caps."""
+    close: FloatArray
+    """(n, k) closes (NaN where a symbol has no bar), for charts."""
+    config: EngineConfig = field(default_factory=EngineConfig)
+    sizing: SizingRules = field(default_factory=SizingRules)
+
+    @property
+    def symbols(self) -> tuple[str, ...]:
+        """Symbols in engine order."""
+        return self.sim.symbols
+
+
+def run_backtest(
+    frames: Mapping[str, pd.DataFrame],
+    strategy: Strategy,
+    *,
+    timeframe: str,
+    rules: Sequence[MarketRules] | FloatArray,
+    config: EngineConfig | None = None,
+    sizing: SizingRules | None = None,
+    start: pd.Timestamp | None = None,
+) -> BacktestResult:
+    """Simulate `strategy` over `frames` (symbol -> candle frame); bars before `start` only warm up."""
+    config = config or EngineConfig()
+    sizing = sizing or SizingRules()
+    symbols = sorted(frames)
+    if not symbols:
+        raise DataError("no symbols to backtest")
+    index, ohlcv, rows = align(frames, symbols)
+    n, k = len(index), len(symbols)
+    targets = np.empty((n, k))
+    clamped = np.zeros((n, k), dtype=bool)
+    dists: FloatArray | None = None
+    for j, symbol in enumerate(symbols):
+        frame = frames[symbol]
+        sized, capped = sized_targets(strategy.exposure(frame), frame, sizing)
+        if capped.any():
+            clamped[rows[j], j] = capped
+        targets[:, j] = spread(sized, rows[j], n, 0.0)
+        levels = exit_distances(frame, strategy.params)
+        if levels is not None:
+            if dists is None:
+                dists = np.full((3, n, k), np.nan)
+            for i in range(3):
+                dists[i, :, j] = spread(levels[i], rows[j], n, np.nan)
+    if k > 1:
+        targets, scaled = gross_cap(targets, sizing.gross_cap)
+        clamped[scaled] = True
+    first = 0 if start is None else int(index.searchsorted(start))
+    if first >= n:
+        raise DataError(f"no bars at or after {start} to backtest")
+    if first:
+        index = index[first:]
+        ohlcv = {c: a[first:] for c, a in ohlcv.items()}
+        targets = targets[first:]
+        dists = dists[:, first:] if dists is not None else None
+    matrix = rules if isinstance(rules, np.ndarray) else rules_matrix(rules)
+    if matrix.shape != (k, 4):
+        raise ValueError(f"rules for {matrix.shape[0]} symbols given, {k} needed")
+    sim = simulate(index, symbols, ohlcv, targets, matrix, config, dists)
+    metrics = compute_metrics(sim, timeframe)
+    metrics["clamped_bars"] = int(np.count_nonzero(clamped[first:]))
+    return BacktestResult(
+        strategy=strategy.name,
+        params=strategy.params.model_dump(),
+        timeframe=timeframe,
+        sim=sim,
+        metrics=metrics,
+        targets=targets,
+        close=ohlcv["close"],
+        config=config,
+        sizing=sizing,
+    )
+
+
+def compare(
+    frames: Mapping[str, pd.DataFrame],
+    result: BacktestResult,
+    rules: Sequence[MarketRules] | FloatArray,
+    start: pd.Timestamp | None = None,
+) -> tuple[BacktestResult, dict[str, dict[str, float]]]:
+    """Buy-and-hold (same engine, sizing and costs) and the metrics of strategy, buy-and-hold and cash."""
+    hold = run_backtest(
+        frames,
+        BuyAndHold(),
+        timeframe=result.timeframe,
+        rules=rules,
+        config=result.config,
+        sizing=result.sizing,
+        start=start,
+    )
+    return hold, {
+        "strategy": result.metrics,
+        "buy_and_hold": hold.metrics,
+        "cash": cash_metrics(result.sim.index, result.config.initial_cash, result.timeframe),
+    }

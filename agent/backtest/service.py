@@ -1,0 +1,234 @@
+"""The `tradegraph backtest` job: validate the request, load data, simulate, compare, report, record.
+
+Contracts:
+- `prepare` checks every input (strategy and parameters, symbols, options, date range, data) and raises a
+  `TradegraphError` with one line on the first problem — before anything is written.
+- `run_request` then records the run (`runs` table, kind `backtest`, status running), simulates the
+  strategy and the buy-and-hold reference, writes the report under `<reports_dir>/<run id>/` and marks
+  the run done with its metrics (strategy metrics plus `buy_and_hold` and `cash` sub-dicts) and report
+  path; any failure after the run row exists marks it failed and re-raises.
+- Settings supply the defaults (cash, fees, slippage, participation cap, risk caps); request fields that
+  are not None override them and are stored in the run's `config`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from agent.backtest.data import Window, epoch_ms, load_window
+from agent.backtest.market import engine_config, rules_for, sizing_rules, unknown_rules
+from agent.backtest.models import EngineConfig, FillMode, SizingRules
+from agent.backtest.runner import BacktestResult, compare, run_backtest
+from agent.config import Settings
+from agent.errors import ConfigError
+from agent.market.exchange import MarketRules
+from strategies.base import Strategy
+from strategies.registry import build_strategy
+
+
+@dataclass(frozen=True)
+class BacktestRequest:
+    """What the user asked for; None means: from the configuration."""
+
+    strategy: str
+    params: dict[str, str] = field(default_factory=dict)
+    symbols: list[str] = field(default_factory=list)
+    timeframe: str | None = None
+    start: str | None = None
+    end: str | None = None
+    fill: str = "next_open"
+    sizing: str = "fixed"
+    fraction: float = 1.0
+    max_position: float | None = None
+    cash: float | None = None
+    fee: float | None = None
+    slippage_bps: float | None = None
+    max_participation: float | None = None
+    warmup: int | None = None
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A validated request with its data loaded."""
+
+    strategy: Strategy
+    symbols: list[str]
+    timeframe: str
+    window: Window
+    rules: list[MarketRules]
+    config: EngineConfig
+    sizing: SizingRules
+    notes: list[str]
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What a finished backtest produced."""
+
+    run_id: str
+    result: BacktestResult
+    hold: BacktestResult
+    comparison: dict[str, dict[str, float]]
+    report_path: Path | None
+    notes: list[str]
+
+
+def parse_symbols(symbol: str | None, symbols: str | None, default: list[str]) -> list[str]:
+    """`--symbol` and/or `--symbols A,B` (upper-cased, de-duplicated), else the configured symbols."""
+    raw = [s for part in (symbol, symbols) if part for s in part.split(",")]
+    chosen = [s.strip().upper() for s in raw if s.strip()] or list(default)
+    for s in chosen:
+        if "/" not in s:
+            raise ConfigError(f"symbol {s!r} must look like BASE/QUOTE, e.g. BTC/USDT")
+    return sorted(set(chosen))
+
+
+def _check_options(r: BacktestRequest) -> None:
+    checks = [
+        (r.fill in ("next_open", "same_close"), f"--fill {r.fill!r}: use next_open or same_close"),
+        (r.sizing in ("fixed", "vol_target"), f"--sizing {r.sizing!r}: use fixed or vol_target"),
+        (0 < r.fraction <= 1, f"--fraction {r.fraction}: must be in (0, 1]"),
+        (
+            r.max_position is None or 0 < r.max_position <= 1,
+            f"--max-position {r.max_position}: must be in (0, 1]",
+        ),
+        (r.cash is None or r.cash > 0, f"--cash {r.cash}: must be positive"),
+        (r.fee is None or 0 <= r.fee <= 0.1, f"--fee {r.fee}: must be a rate in [0, 0.1], e.g. 0.001"),
+        (r.slippage_bps is None or 0 <= r.slippage_bps <= 1000, f"--slippage-bps {r.slippage_bps}: 0..1000"),
+        (
+            r.max_participation is None or 0 < r.max_participation <= 1,
+            f"--max-participation {r.max_participation}: must be in (0, 1]",
+        ),
+        (r.warmup is None or r.warmup >= 0, f"--warmup {r.warmup}: must be >= 0"),
+    ]
+    for ok, message in checks:
+        if not ok:
+            raise ConfigError(message)
+
+
+def prepare(request: BacktestRequest, settings: Settings) -> Prepared:
+    """Validate the request and load its data (see the module contract)."""
+    _check_options(request)
+    strategy = build_strategy(request.strategy, request.params)
+    symbols = request.symbols or list(settings.symbols)
+    timeframe = request.timeframe or settings.timeframe
+    sizing = sizing_rules(
+        settings, mode=request.sizing, fraction=request.fraction, position_cap=request.max_position
+    )
+    warmup = request.warmup
+    if warmup is None:
+        warmup = max(strategy.warmup_bars(), sizing.atr_period + 1 if sizing.mode == "vol_target" else 0)
+    exchange = "binance" if settings.exchange.id == "replay" else settings.exchange.id
+    window = load_window(symbols, timeframe, settings.data_dir, request.start, request.end, warmup, exchange)
+    rules = [rules_for(s, settings, request.fee) for s in sorted(symbols)]
+    notes = list(window.notes)
+    notes += [
+        f"{s}: no exchange precision or minimums known offline; only the fee applies"
+        for s in unknown_rules(symbols)
+    ]
+    config = engine_config(
+        settings,
+        initial_cash=request.cash,
+        fill=_fill(request.fill),
+        slippage_bps=request.slippage_bps,
+        max_participation=request.max_participation,
+    )
+    return Prepared(strategy, sorted(symbols), timeframe, window, rules, config, sizing, notes)
+
+
+def _fill(value: str) -> FillMode:
+    return "same_close" if value == "same_close" else "next_open"
+
+
+def simulate_prepared(p: Prepared) -> tuple[BacktestResult, BacktestResult, dict[str, dict[str, float]]]:
+    """The strategy, its buy-and-hold reference and the metric comparison (no I/O)."""
+    result = run_backtest(
+        p.window.frames,
+        p.strategy,
+        timeframe=p.timeframe,
+        rules=p.rules,
+        config=p.config,
+        sizing=p.sizing,
+        start=p.window.trade_start,
+    )
+    hold, comparison = compare(p.window.frames, result, p.rules, start=p.window.trade_start)
+    return result, hold, comparison
+
+
+def run_config(p: Prepared) -> dict[str, Any]:
+    """What a run's `config` column records: costs, sizing, rules and fill timing."""
+    return {
+        "engine": asdict(p.config),
+        "sizing": asdict(p.sizing),
+        "rules": {r.symbol: asdict(r) for r in p.rules},
+        "warmup_bars": int(p.window.frames[p.symbols[0]].index.searchsorted(p.window.trade_start)),
+    }
+
+
+def run_request(request: BacktestRequest, settings: Settings, reports_dir: Path | None) -> Outcome:
+    """Prepare, record, simulate, report (unless `reports_dir` is None), finish the run."""
+    from agent.db.session import open_db
+
+    prepared = prepare(request, settings)
+    engine, factory = open_db(settings.db_url)
+    try:
+        return _record_and_run(prepared, request.strategy, factory, reports_dir)
+    finally:
+        engine.dispose()
+
+
+def _record_and_run(
+    prepared: Prepared, spec: str, factory: sessionmaker[Session], reports_dir: Path | None
+) -> Outcome:
+    from agent.backtest import store
+    from agent.backtest.report import write_report
+
+    run_id = store.new_run_id("backtest")
+    window = prepared.window
+    row = {
+        "id": run_id,
+        "kind": "backtest",
+        "strategy": prepared.strategy.name,
+        "params": prepared.strategy.params.model_dump(),
+        "symbols": prepared.symbols,
+        "timeframe": prepared.timeframe,
+        "start_ts": epoch_ms(window.trade_start),
+        "end_ts": epoch_ms(window.trade_end),
+        "config": run_config(prepared) | {"strategy_spec": spec},
+    }
+    store.start_runs(factory, [row])
+    try:
+        result, hold, comparison = simulate_prepared(prepared)
+        report_path = None
+        if reports_dir is not None:
+            meta = _meta(run_id, prepared, result)
+            report_path = write_report(reports_dir / run_id, result, hold, comparison, meta, prepared.notes)
+        metrics = dict(comparison["strategy"]) | {
+            "buy_and_hold": comparison["buy_and_hold"],
+            "cash": comparison["cash"],
+        }
+        store.finish_run(factory, run_id, metrics, str(report_path) if report_path else None)
+    except BaseException as e:
+        store.fail_run(factory, run_id, f"{type(e).__name__}: {e}")
+        raise
+    return Outcome(run_id, result, hold, comparison, report_path, prepared.notes)
+
+
+def _meta(run_id: str, p: Prepared, result: BacktestResult) -> dict[str, Any]:
+    idx = result.sim.index
+    return {
+        "title": f"{p.strategy.describe()} on {', '.join(p.symbols)} {p.timeframe}",
+        "run id": run_id,
+        "window": f"{idx[0]} to {idx[-1]} ({len(idx)} bars)",
+        "parameters": p.strategy.describe(),
+        "fills": f"{p.config.fill}, slippage {p.config.slippage_bps} bps, "
+        f"participation cap {p.config.max_participation or 'none'}",
+        "fees (taker)": ", ".join(f"{r.symbol} {r.taker_fee:g}" for r in p.rules),
+        "sizing": f"{p.sizing.mode}, fraction {p.sizing.fraction}, per-symbol cap {p.sizing.position_cap}, "
+        f"gross cap {p.sizing.gross_cap}",
+        "initial cash": p.config.initial_cash,
+    }

@@ -1,0 +1,172 @@
+"""The `tradegraph sweep` job: validate the grid, load data once, run the trials, rank and record them.
+
+Contracts:
+- `prepare_sweep` validates everything (metric, grid, strategy, data) before any trial runs; without
+  `--grid`, the strategy's declared sweep ranges are used. If every combination is invalid it raises
+  `StrategyError` with the first reason.
+- Data is loaded once with the warm-up the most demanding trial needs; all trials share the window, costs
+  and sizing of an equivalent `tradegraph backtest`.
+- `finish_sweep` records every trial as a run (kind `sweep`, id `<sweep id>-NNNN`, status done) with its
+  metrics and its rank, in one transaction after all trials finished.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from agent.backtest.data import epoch_ms
+from agent.backtest.formatting import METRICS
+from agent.backtest.market import rules_matrix
+from agent.backtest.metrics import periods_per_year
+from agent.backtest.service import BacktestRequest, Prepared, prepare, run_config
+from agent.backtest.sweep import Trial, luck_sharpe, parse_grid, rank, run_sweep, trials
+from agent.config import Settings
+from agent.db.models import utcnow
+from agent.errors import ConfigError, StrategyError
+from strategies.registry import strategy_class
+
+RANKABLE = [key for key, _, _ in METRICS]
+
+
+@dataclass(frozen=True)
+class SweepRequest:
+    """What the user asked for; None means: from the configuration."""
+
+    strategy: str
+    grid: list[str] = field(default_factory=list)
+    symbols: list[str] = field(default_factory=list)
+    timeframe: str | None = None
+    start: str | None = None
+    end: str | None = None
+    metric: str = "sharpe"
+    workers: int | None = None
+    fee: float | None = None
+    max_position: float | None = None
+
+
+@dataclass(frozen=True)
+class SweepJob:
+    """A validated sweep, ready to run."""
+
+    request: SweepRequest
+    grid: dict[str, list[Any]]
+    trials: list[Trial]
+    skipped: int
+    skip_reason: str
+    prepared: Prepared
+    notes: list[str]
+
+
+@dataclass(frozen=True)
+class SweepOutcome:
+    """Ranked results of a finished sweep."""
+
+    sweep_id: str
+    ranked: list[dict[str, Any]]
+    luck_sharpe: float
+
+
+def prepare_sweep(request: SweepRequest, settings: Settings) -> SweepJob:
+    """Validate the sweep and load its data (see the module contract)."""
+    if request.metric not in RANKABLE:
+        raise ConfigError(f"unknown --metric {request.metric!r}; use one of {', '.join(RANKABLE)}")
+    if request.workers is not None and request.workers < 1:
+        raise ConfigError(f"--workers {request.workers}: must be >= 1")
+    cls = strategy_class(request.strategy)
+    grid = parse_grid(request.grid) if request.grid else _declared_grid(cls.default_grid())
+    if not grid:
+        raise ConfigError(f"{cls.name} declares no sweep ranges; give --grid NAME=START:STOP:STEP")
+    valid, skipped, reason = trials(request.strategy, grid)
+    if not valid:
+        raise StrategyError(f"all {skipped} parameter combinations are invalid, e.g. {reason}")
+    warmup = max(cls(cls.make_params(v)).warmup_bars() for v in valid)
+    prepared = prepare(
+        BacktestRequest(
+            strategy=request.strategy,
+            symbols=request.symbols,
+            timeframe=request.timeframe,
+            start=request.start,
+            end=request.end,
+            fee=request.fee,
+            max_position=request.max_position,
+            warmup=warmup,
+        ),
+        settings,
+    )
+    return SweepJob(request, grid, valid, skipped, reason, prepared, list(prepared.notes))
+
+
+def _declared_grid(ranges: dict[str, tuple[float, float, float]]) -> dict[str, list[Any]]:
+    def text(v: float) -> str:
+        return str(int(v)) if float(v).is_integer() else str(v)
+
+    return parse_grid([f"{k}={text(a)}:{text(b)}:{text(c)}" for k, (a, b, c) in ranges.items()])
+
+
+def finish_sweep(
+    job: SweepJob, settings: Settings, on_done: Callable[[], None] | None = None
+) -> SweepOutcome:
+    """Run every trial, rank by the metric and record the trials as runs."""
+    from agent.db.session import open_db
+
+    p = job.prepared
+    results = run_sweep(
+        job.request.strategy,
+        job.trials,
+        p.window.frames,
+        timeframe=p.timeframe,
+        rules=rules_matrix(p.rules),
+        config=p.config,
+        sizing=p.sizing,
+        start=p.window.trade_start,
+        workers=job.request.workers,
+        on_done=on_done,
+    )
+    ranked = rank(results, job.request.metric)
+    engine, factory = open_db(settings.db_url)
+    try:
+        sweep_id = _record(job, ranked, factory)
+    finally:
+        engine.dispose()
+    bars = int(ranked[0]["metrics"].get("bars", 0)) if ranked else 0
+    return SweepOutcome(sweep_id, ranked, luck_sharpe(len(ranked), bars, periods_per_year(p.timeframe)))
+
+
+def _record(job: SweepJob, ranked: list[dict[str, Any]], factory: sessionmaker[Session]) -> str:
+    """Every trial as a finished run of kind `sweep`, in one transaction; returns the sweep id."""
+    from agent.backtest import store
+
+    p = job.prepared
+    sweep_id = store.new_run_id("sweep")
+    cls = strategy_class(job.request.strategy)
+    base = run_config(p) | {
+        "sweep_id": sweep_id,
+        "grid": job.grid,
+        "metric": job.request.metric,
+        "trials": len(ranked),
+        "skipped": job.skipped,
+        "strategy_spec": job.request.strategy,
+    }
+    rows = [
+        {
+            "id": f"{sweep_id}-{i:04d}",
+            "kind": "sweep",
+            "strategy": cls.name,
+            "params": cls.make_params(row["params"]).model_dump(),
+            "symbols": p.symbols,
+            "timeframe": p.timeframe,
+            "start_ts": epoch_ms(p.window.trade_start),
+            "end_ts": epoch_ms(p.window.trade_end),
+            "status": "done",
+            "metrics": row["metrics"],
+            "config": base | {"rank": i},
+            "finished_at": utcnow(),
+        }
+        for i, row in enumerate(ranked, 1)
+    ]
+    store.start_runs(factory, rows)
+    return sweep_id
