@@ -4,7 +4,7 @@ Contracts:
 - Returns are per bar: r_0 = equity_0 / initial_cash - 1, r_t = equity_t / equity_{t-1} - 1, so the first
   bar counts as a period. Annualisation uses the timeframe: crypto trades 365 days a year, 24 h a day
   (`periods_per_year("1h") == 8760`). The risk-free rate is 0.
-- Definitions follow empyrical (and are tested against it): Sharpe = mean / std(ddof=1) x sqrt(P);
+- Definitions are the standard ones (tested against quantstats): Sharpe = mean / std(ddof=1) x sqrt(P);
   Sortino = mean x P / (sqrt(mean(min(r, 0)^2)) x sqrt(P)); volatility = std(ddof=1) x sqrt(P);
   CAGR = (final / initial)^(P / n) - 1; max drawdown = the deepest fall from a running peak that
   includes the initial cash (a negative fraction); Calmar = CAGR / |max drawdown|.
@@ -18,7 +18,7 @@ Contracts:
   orders as counted by the engine.
 - The equity-curve statistics are one compiled pass (`_curve_stats`, numba) so metrics cost about as much
   as the simulation itself on long curves; the small numpy functions above it state the definitions and
-  are what the tests compare with empyrical.
+  are what the tests compare with quantstats.
 """
 
 from __future__ import annotations
