@@ -68,6 +68,11 @@ def backtest(
     from strategies.registry import parse_params
 
     settings = load_settings()
+    if strategy in ("llm", "hybrid"):
+        _agent_backtest(
+            strategy, parse_symbols(symbol, symbols, list(settings.symbols)), timeframe, start, end
+        )
+        return
     request = BacktestRequest(
         strategy=strategy,
         params=parse_params(param or []),
@@ -245,3 +250,23 @@ def runs_show(ids: list[str] = typer.Argument(..., help="one or more run ids to 
     finally:
         engine.dispose()
     Console().print(compare_runs_table(runs))
+
+
+def _agent_backtest(
+    strategy: str, symbols: list[str], timeframe: str | None, start: str | None, end: str | None
+) -> None:
+    """`--strategy llm|hybrid`: the agent graph over history on a simulated clock (agent.graph.backtest)."""
+    from rich.console import Console
+
+    from agent.cli.agent_cmd import _summary
+    from agent.config import load_settings
+    from agent.graph.backtest import run_agent_backtest
+
+    overrides: dict[str, object] = {"symbols": symbols}
+    if timeframe:
+        overrides["timeframe"] = timeframe
+    settings = load_settings(**overrides)
+    console = Console()
+    result = run_agent_backtest(settings, strategy=strategy, start=start, end=end, console=console)
+    _summary(console, result.metrics)
+    console.print(f"report: [bold]{result.report}[/]")

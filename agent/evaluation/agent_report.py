@@ -206,7 +206,7 @@ def fmt(value: Any, kind: str = "num") -> str:
     if kind == "pct":
         return f"{value * 100:.2f}%"
     if isinstance(value, float):
-        return f"{value:,.4g}" if abs(value) < 1e5 else f"{value:,.0f}"
+        return f"{value:,.2f}" if abs(value) >= 1000 else f"{value:.4g}"
     return html.escape(str(value))
 
 
