@@ -211,3 +211,53 @@ class RiskEvent(Base):
     kind: Mapped[str] = mapped_column(String(32))
     detail: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class DaemonLease(Base):
+    """The one-daemon-per-database lease (`agent.daemon.lease`), with the holder's heartbeat and status.
+
+    `epoch` grows by one at every acquisition: claims and heartbeats are compare-and-swap UPDATEs on it, so
+    two starters cannot both win and a daemon whose lease was taken over learns it at its next heartbeat.
+    Times are wall-clock milliseconds since the epoch (`*_ms`); `last_bar_ts` is a bar open time.
+    """
+
+    __tablename__ = "daemon_leases"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    epoch: Mapped[int] = mapped_column(Integer, default=0)
+    holder: Mapped[str | None] = mapped_column(String(128))  # NULL = released
+    run_id: Mapped[str | None] = mapped_column(String(32))
+    mode: Mapped[str | None] = mapped_column(String(16))  # live | replay
+    host: Mapped[str | None] = mapped_column(String(255))
+    pid: Mapped[int | None] = mapped_column(Integer)
+    ttl_s: Mapped[float] = mapped_column(Float, default=30.0)
+    acquired_ms: Mapped[int | None] = mapped_column(BigInteger)
+    heartbeat_ms: Mapped[int | None] = mapped_column(BigInteger)
+    released_ms: Mapped[int | None] = mapped_column(BigInteger)
+    clock_ms: Mapped[int | None] = mapped_column(BigInteger)  # the daemon's now (simulated in replay)
+    last_bar_ts: Mapped[int | None] = mapped_column(BigInteger)
+    next_tick_ms: Mapped[int | None] = mapped_column(BigInteger)
+    note: Mapped[str | None] = mapped_column(Text)  # e.g. why the daemon stopped
+
+
+class DaemonTick(Base):
+    """One bar the daemon ticked, or one wake-up it skipped, with why and when (the daemon's audit trail).
+
+    The ledger stays the truth about what was processed (a balance snapshot per bar); this row is written
+    after the tick's ledger transaction, so a crash in between leaves a processed bar without its row.
+    """
+
+    __tablename__ = "daemon_ticks"
+    __table_args__ = (Index("ix_daemon_ticks_run_bar", "run_id", "bar_ts"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    run_id: Mapped[str] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"))
+    bar_ts: Mapped[int] = mapped_column(BigInteger)
+    status: Mapped[str] = mapped_column(String(16))  # done | resumed | already_done | skipped | error
+    reason: Mapped[str | None] = mapped_column(Text)
+    orders: Mapped[int] = mapped_column(Integer, default=0)
+    fills: Mapped[int] = mapped_column(Integer, default=0)
+    equity: Mapped[float | None] = mapped_column(Float)
+    holder: Mapped[str | None] = mapped_column(String(128))
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    finished_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

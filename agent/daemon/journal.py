@@ -1,0 +1,73 @@
+"""The daemon's tick journal (`daemon_ticks`): one row per bar ticked and per wake-up skipped.
+
+Contracts:
+- `record` writes one row in its own transaction, after the tick's ledger transaction: the ledger (a balance
+  snapshot per bar) stays the truth about what was processed, the journal says when and why.
+- Statuses: `done`, `resumed` (finished from a checkpoint), `already_done`, `skipped` (nothing traded; the
+  reason says why: exchange fault, stale data, a bar the graph could not settle), `error` (an unexpected
+  fault; the bar is retried at the next wake-up).
+- Reasons are one line, at most `MAX_REASON` characters.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from agent.db.models import DaemonTick, utcnow
+from agent.db.session import transaction
+
+MAX_REASON = 2000
+PROBLEMS = ("skipped", "error")
+
+
+@dataclass(frozen=True)
+class JournalEntry:
+    """One row of the journal."""
+
+    run_id: str
+    bar_ts: int
+    status: str
+    reason: str | None = None
+    orders: int = 0
+    fills: int = 0
+    equity: float | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+
+
+def one_line(text: str) -> str:
+    """`text` on one line, cut to `MAX_REASON` characters."""
+    flat = " ".join(str(text).split())
+    return flat if len(flat) <= MAX_REASON else flat[: MAX_REASON - 3] + "..."
+
+
+def record(factory: sessionmaker[Session], entry: JournalEntry, holder: str | None = None) -> None:
+    """Append `entry` to the journal."""
+    now = utcnow()
+    with transaction(factory) as session:
+        session.add(DaemonTick(
+            run_id=entry.run_id, bar_ts=entry.bar_ts, status=entry.status,
+            reason=one_line(entry.reason) if entry.reason else None, orders=entry.orders, fills=entry.fills,
+            equity=entry.equity, holder=holder, started_at=entry.started_at or now,
+            finished_at=entry.finished_at or now,
+        ))
+
+
+def recent(
+    factory: sessionmaker[Session], run_id: str, statuses: tuple[str, ...] | None = None, limit: int = 10
+) -> list[JournalEntry]:
+    """The newest rows of `run_id` (optionally only some statuses), newest first."""
+    query = select(DaemonTick).where(DaemonTick.run_id == run_id)
+    if statuses:
+        query = query.where(DaemonTick.status.in_(statuses))
+    with factory() as session:
+        rows = session.scalars(query.order_by(DaemonTick.id.desc()).limit(limit)).all()
+    return [
+        JournalEntry(r.run_id, int(r.bar_ts), r.status, r.reason, r.orders, r.fills, r.equity, r.started_at,
+                     r.finished_at)
+        for r in rows
+    ]
