@@ -30,6 +30,8 @@ bench: $(STAMP)
 	$(BIN)/pip install --quiet -e '.[local,dev,bench]'
 	$(BIN)/python benchmarks/bench_backtest.py
 	$(BIN)/python benchmarks/bench_llm.py
+	$(BIN)/python benchmarks/bench_context.py
+	$(BIN)/python benchmarks/bench_tick.py
 
 clean:
 	rm -rf $(VENV) reports data/store data/tradegraph.db*
