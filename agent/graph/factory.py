@@ -46,10 +46,15 @@ def trading_rules(settings: Settings) -> dict[str, MarketRules]:
     if settings.exchange.id == "replay":
         return replay_rules(settings, settings.symbols)
     from agent.market.exchange import make_exchange, market_rules
+    from agent.market.retry import RetryPolicy, call
 
     exchange = make_exchange(settings)
     try:
-        exchange.load_markets()
+        call(
+            RetryPolicy.from_settings(settings.exchange),
+            f"{settings.exchange.id} load_markets",
+            exchange.load_markets,
+        )
         return {
             s: market_rules(
                 exchange.market(s), taker_fee=settings.broker.taker_fee, maker_fee=settings.broker.maker_fee

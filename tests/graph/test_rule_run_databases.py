@@ -43,3 +43,26 @@ def test_same_ledger_on_sqlite_and_postgres(sqlite_url: str, pg_url: str, tmp_pa
     assert_ledger_identities(lite, 10_000.0)
     for key in lite:
         assert lite[key].reset_index(drop=True).equals(pg[key].reset_index(drop=True)), key
+
+
+def test_unreachable_live_exchange_is_one_line_error_after_retries() -> None:
+    import socket
+
+    from agent.errors import TemporaryExchangeError
+    from agent.graph.factory import trading_rules
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]  # bound, not listening: connection refused
+        settings = load_settings(
+            exchange={
+                "id": "binance",
+                "api_url": f"http://127.0.0.1:{port}",
+                "max_retries": 1,
+                "backoff_base_s": 0.0,
+                "backoff_max_s": 0.0,
+            }
+        )
+        with pytest.raises(TemporaryExchangeError) as e:
+            trading_rules(settings)
+    assert "load_markets" in str(e.value) and "\n" not in str(e.value)
