@@ -4,8 +4,9 @@ Contracts:
 - A candle frame has a `DatetimeIndex` named `date` (UTC, ascending, unique; the bar's *open* time) and
   float64 columns `open, high, low, close, volume` (volume in the base currency).
 - On disk: freqtrade's Feather layout, `date` as a column, file `{BASE}_{QUOTE}-{timeframe}.feather`.
-- `load_candles` looks in the download store (`<data_dir>/store/<exchange>/`) first, then in the bundled
-  sample (`<data_dir>/binance/`), and raises `DataError` with one line when nothing is found or the window
+- `load_candles` looks in the download store (`<data_dir>/store/<exchange>/`) first, then in
+  `<data_dir>/binance/`, then in the bundled sample of the checkout (`data/binance/`), and raises
+  `DataError` with one line when nothing is found or the window
   is empty.
 """
 
@@ -18,6 +19,9 @@ import pandas as pd
 from agent.errors import DataError
 
 COLUMNS = ["open", "high", "low", "close", "volume"]
+
+BUNDLED_DIR = Path(__file__).resolve().parents[2] / "data" / "binance"
+"""The sample shipped with the checkout; always a fallback, whatever `data_dir` is."""
 
 TIMEFRAME_MS = {
     "1m": 60_000,
@@ -55,7 +59,8 @@ def file_name(symbol: str, timeframe: str) -> str:
 def candidate_paths(data_dir: Path, symbol: str, timeframe: str, exchange: str = "binance") -> list[Path]:
     """Where a symbol's candles may live, in order of preference."""
     name = file_name(symbol, timeframe)
-    return [data_dir / "store" / exchange / name, data_dir / "binance" / name]
+    paths = [data_dir / "store" / exchange / name, data_dir / "binance" / name, BUNDLED_DIR / name]
+    return list(dict.fromkeys(paths))
 
 
 def read_feather(path: Path) -> pd.DataFrame:
