@@ -1,0 +1,58 @@
+"""Market data for notebooks: what candle files exist, and loading one as the canonical candle frame.
+
+Contracts:
+- `list_data` describes the files `tradegraph data list` shows (download store and bundled sample) with their
+  span, rows and gaps (`agent.market.validate`); it only reads.
+- `load_candles` is `agent.market.candles.load_candles` with the configured data folder: the download store
+  first, then the bundled sample; start <= bar open time < end; a missing file or empty window is a
+  `DataError`.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from agent.notebook.common import SettingsLike, When, exchange_folder, resolve_settings
+
+
+def list_data(settings: SettingsLike = None) -> pd.DataFrame:
+    """Candle files with their span, rows and gaps, one row per file.
+
+    Example:
+        >>> tg.list_data()[["symbol", "timeframe", "first", "last", "rows", "gaps"]]  # doctest: +SKIP
+    """
+    from agent.market.store import CandleStore, read_candle_file
+    from agent.market.validate import check_candles
+
+    rows = []
+    for f in CandleStore(resolve_settings(settings).data_dir).files():
+        report = check_candles(read_candle_file(f.path), f.timeframe)
+        rows.append(
+            {
+                "source": f.source,
+                "exchange": f.exchange,
+                "symbol": f.symbol,
+                "timeframe": f.timeframe,
+                "first": report.first,
+                "last": report.last,
+                "rows": report.rows,
+                "gaps": len(report.gaps),
+                "missing_bars": report.missing_bars,
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def load_candles(
+    symbol: str, timeframe: str = "1h", start: When = None, end: When = None, *, settings: SettingsLike = None
+) -> pd.DataFrame:
+    """Stored candles of `symbol` with start <= open time < end (UTC index `date`, float64 OHLCV).
+
+    Example:
+        >>> btc = tg.load_candles("BTC/USDT", "1d", start="2024-01-01")  # doctest: +SKIP
+        >>> btc["close"].plot()  # doctest: +SKIP
+    """
+    from agent.market import candles
+
+    s = resolve_settings(settings)
+    return candles.load_candles(symbol, timeframe, s.data_dir, start, end, exchange_folder(s))
