@@ -26,7 +26,7 @@ def register(app: typer.Typer) -> None:
 
 
 def demo(
-    bars: int = typer.Option(12, min=2, max=500, help="hourly bars to trade, ending at the last bundled bar"),
+    bars: int = typer.Option(6, min=2, max=500, help="hourly bars to trade, ending at the last bundled bar"),
     symbols: str = typer.Option("BTC/USDT,ETH/USDT", help="comma-separated symbols from the bundled data"),
     reports: Path = typer.Option(Path("reports"), help="folder for the report"),
 ) -> None:
@@ -39,7 +39,7 @@ def demo(
     overrides: dict[str, object] = {"symbols": [s.strip() for s in symbols.split(",") if s.strip()]}
     if settings.llm.base_url is None and settings.llm.context_tokens is None:
         # the 135M model on a CPU: keep prompts short enough for the demo's time bound
-        overrides["llm"] = settings.llm.model_copy(update={"context_tokens": 1600, "max_tokens": 160})
+        overrides["llm"] = settings.llm.model_copy(update={"context_tokens": 2000, "max_tokens": 160})
     settings = load_settings(**overrides, timeframe="1h", exchange={"id": "replay"}, strategy="llm")
     console = Console()
     where = settings.llm.base_url or "the embedded SmolLM2-135M (llama.cpp, 127.0.0.1)"

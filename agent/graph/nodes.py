@@ -42,7 +42,7 @@ from agent.graph.state import TickState
 from agent.ledger.writer import DecisionEntry, TickRecord, write_tick
 from agent.llm.context import BudgetTooSmall
 from agent.llm.protocol import ContextInput, PastDecision, Prompt
-from agent.llm.schema import Action, DecisionRequest, TradeDecision, hold
+from agent.llm.schema import Action, DecisionRequest, DecisionResult, TradeDecision, hold
 from agent.market.candles import timeframe_ms
 from agent.risk.allowance import allowance
 from agent.risk.breakers import kill_switch_active
@@ -180,6 +180,7 @@ def _analyse(rt: AgentRuntime) -> Node:
         portfolio = portfolio_from_dict(state["portfolio"])
         requests: list[DecisionRequest] = []
         meta: dict[str, dict[str, Any]] = {}
+        unasked: dict[str, dict[str, Any]] = {}
         for symbol, a_dict in state["allowances"].items():
             a = allowance_of(a_dict)
             if not a.llm_needed:
@@ -194,7 +195,11 @@ def _analyse(rt: AgentRuntime) -> Node:
                 allowed_actions=a.actions,
                 max_exposure=a.max_exposure,
             )
-            request, prompt = _request(rt, ctx, t, rt.budget_tokens)
+            try:
+                request, prompt = _request(rt, ctx, t, rt.budget_tokens)
+            except BudgetTooSmall as e:  # the current state alone outgrew the budget: abstain, recorded
+                unasked[symbol] = _abstain(symbol, f"context budget too small: {e}")
+                continue
             requests.append(request)
             meta[symbol] = {"price_scale": prompt.price_scale, "alias": prompt.alias}
         sync = getattr(rt.gateway, "decide_many_sync", None)
@@ -202,7 +207,8 @@ def _analyse(rt: AgentRuntime) -> Node:
             results = sync(requests) if sync else run_sync(rt.gateway.decide_many(requests))
         except LLMUnavailable as e:
             return {"llm_status": f"unavailable: {e}", "analyses": {}}
-        analyses = {}
+        analyses = dict(unasked)
+        rt.abstentions += len(unasked)
         for res in results:
             rt.llm_calls += 0 if res.from_cache else 1
             rt.cache_hits += 1 if res.from_cache else 0
@@ -242,6 +248,13 @@ def _request(
         shrink=shrink,
     )
     return request, prompt
+
+
+def _abstain(symbol: str, reason: str) -> dict[str, Any]:
+    """An abstained answer for a symbol the model was not asked about (serialised like the gateway's)."""
+    request = DecisionRequest(symbol=symbol, messages=(), prompt_hash="")
+    result = DecisionResult(request=request, decision=hold(symbol, reason), abstained=True, reason=reason)
+    return decision_result_to_dict(result) | {"price_scale": 1.0, "alias": None}
 
 
 def _with_outcomes(recent: tuple[PastDecision, ...], hist: pd.DataFrame) -> tuple[PastDecision, ...]:

@@ -49,3 +49,29 @@ def test_200_bars_two_symbols_balance_and_rerun_from_cache(sqlite_url: str, tmp_
         assert a[key].equals(b[key]), f"rerun differs in {key}"
     assert first.report.exists() and "buy &amp; hold" in first.report.read_text()
     assert second.metrics["strategy"]["cache_hits"] == first.metrics["strategy"]["llm_calls"]
+
+
+def test_a_budget_too_small_for_the_state_abstains_without_calling(sqlite_url: str, tmp_path: Path) -> None:
+    with VLLMEmulator(latency_s=0.0) as emu:
+        settings = emulator_settings(sqlite_url, emu.base_url, llm={"context_tokens": 600})
+        run = run_agent_backtest(
+            settings,
+            strategy="llm",
+            start=None,
+            end=None,
+            last_bars=3,
+            reports_dir=tmp_path,
+            show_progress=False,
+            source=short_source(settings),
+        )
+        assert emu.calls == []
+    engine, factory = open_db(sqlite_url)
+    try:
+        from agent.evaluation.frames import decisions_frame
+
+        decisions = decisions_frame(factory, run.run_id)
+    finally:
+        engine.dispose()
+    assert len(decisions) == 6 and decisions["abstained"].all()
+    assert decisions["abstain_reason"].str.startswith("context budget too small").all()
+    assert decisions["final_exposure"].isna().all()
