@@ -160,10 +160,7 @@ def write_agent_report(
 def _equity_png(eq: pd.DataFrame, hold: pd.Series | None, initial: float) -> bytes:
     import io
 
-    import matplotlib
-
-    matplotlib.use("Agg")
-    from matplotlib.figure import Figure
+    from matplotlib.figure import Figure  # the OO API needs no backend (and leaves Jupyter's alone)
 
     fig = Figure(figsize=(11, 5))
     ax1, ax2 = fig.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [3, 1]})
