@@ -13,7 +13,8 @@ from agent.config import load_settings
 from agent.errors import ConfigError
 
 
-def test_defaults_are_embedded_and_offline() -> None:
+def test_defaults_are_embedded_and_offline(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("TRADEGRAPH_DATABASE_URL")  # set by the autouse fixture; here we test the default
     s = load_settings()
     assert s.mode == "paper"
     assert s.exchange.id == "replay"

@@ -9,7 +9,9 @@ Contracts:
 
 from __future__ import annotations
 
+import signal
 import sys
+from types import FrameType
 
 import typer
 
@@ -36,8 +38,14 @@ for _module in (config_cmd, db_cmd, data_cmd, backtest_cmd, llm_cmd, agent_cmd, 
     _module.register(app)
 
 
+def _terminate(signum: int, _frame: FrameType | None) -> None:
+    raise SystemExit(128 + signum)
+
+
 def main() -> None:
     """Run the CLI, turning tradegraph errors into one-line messages and a non-zero exit."""
+    # SIGTERM unwinds like Ctrl-C, so context managers (the local model server, the database) clean up
+    signal.signal(signal.SIGTERM, _terminate)
     try:
         app()
     except TradegraphError as e:

@@ -202,6 +202,8 @@ def fmt(value: Any, kind: str = "num") -> str:
         return "—"
     if kind == "pct":
         return f"{value * 100:.2f}%"
+    if isinstance(value, float) and value.is_integer() and abs(value) < 1e15:
+        return f"{int(value):,}"
     if isinstance(value, float):
         return f"{value:,.2f}" if abs(value) >= 1000 else f"{value:.4g}"
     return html.escape(str(value))

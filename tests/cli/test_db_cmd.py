@@ -28,6 +28,7 @@ def test_db_upgrade_creates_schema_in_configured_sqlite(tmp_path: Path, monkeypa
 
 
 def test_db_upgrade_default_url_lives_in_data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("TRADEGRAPH_DATABASE_URL")  # set by the autouse fixture; here we test the default
     monkeypatch.setenv("TRADEGRAPH_DATA_DIR", str(tmp_path / "d"))
     result = CliRunner().invoke(app, ["db", "upgrade"])
     assert result.exit_code == 0, result.output
