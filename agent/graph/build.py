@@ -23,6 +23,18 @@ from agent.graph.state import TickState
 
 Node = Callable[[TickState], dict[str, Any]]
 
+NODES = (
+    names.OBSERVE,
+    names.SETTLE,
+    names.SCREEN,
+    names.ANALYSE,
+    names.DECIDE,
+    names.RISK,
+    names.EXECUTE,
+    names.RECORD,
+)
+"""Every node, in the order data flows through them."""
+
 
 def route_after_screen(state: TickState) -> names.AfterScreen:
     """Ask the model only if it has something to decide."""
@@ -42,16 +54,7 @@ def build_graph(
 ) -> CompiledStateGraph[Any, Any, Any, Any]:
     """Compile the tick graph from its node functions."""
     graph: StateGraph[Any, Any, Any, Any] = StateGraph(TickState)
-    for name in (
-        names.OBSERVE,
-        names.SETTLE,
-        names.SCREEN,
-        names.ANALYSE,
-        names.DECIDE,
-        names.RISK,
-        names.EXECUTE,
-        names.RECORD,
-    ):
+    for name in NODES:
         graph.add_node(name, nodes[name])
     graph.add_edge(START, names.OBSERVE)
     graph.add_edge(names.OBSERVE, names.SETTLE)
@@ -68,17 +71,5 @@ def build_graph(
 def mermaid() -> str:
     """The graph as a Mermaid diagram (`tradegraph graph`)."""
     noop: Node = lambda _state: {}  # noqa: E731
-    all_nodes = {
-        n: noop
-        for n in (
-            names.OBSERVE,
-            names.SETTLE,
-            names.SCREEN,
-            names.ANALYSE,
-            names.DECIDE,
-            names.RISK,
-            names.EXECUTE,
-            names.RECORD,
-        )
-    }
+    all_nodes = dict.fromkeys(NODES, noop)
     return str(build_graph(all_nodes).get_graph().draw_mermaid())

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from agent.db.session import open_db
-from agent.graph.backtest import run_agent_backtest
+from agent.graph.backtest import AgentBacktest, run_agent_backtest
 from agent.testing.vllm_emulator import VLLMEmulator
 from tests.graph.helpers import assert_ledger_identities, emulator_settings, ledger, short_source
 
@@ -14,27 +14,23 @@ from tests.graph.helpers import assert_ledger_identities, emulator_settings, led
 def test_200_bars_two_symbols_balance_and_rerun_from_cache(sqlite_url: str, tmp_path: Path) -> None:
     with VLLMEmulator(latency_s=0.0, max_num_seqs=16, max_model_len=32768) as emu:
         settings = emulator_settings(sqlite_url, emu.base_url)
-        first = run_agent_backtest(
-            settings,
-            strategy="llm",
-            start=None,
-            end=None,
-            last_bars=200,
-            reports_dir=tmp_path,
-            show_progress=False,
-            source=short_source(settings),
-        )
+        source = short_source(settings)
+
+        def run() -> AgentBacktest:
+            return run_agent_backtest(
+                settings,
+                strategy="llm",
+                start=None,
+                end=None,
+                last_bars=200,
+                reports_dir=tmp_path,
+                show_progress=False,
+                source=source,
+            )
+
+        first = run()
         calls_after_first = len(emu.calls)
-        second = run_agent_backtest(
-            settings,
-            strategy="llm",
-            start=None,
-            end=None,
-            last_bars=200,
-            reports_dir=tmp_path,
-            show_progress=False,
-            source=short_source(settings),
-        )
+        second = run()
         assert len(emu.calls) == calls_after_first, "the rerun must be served from the cache"
     assert calls_after_first > 0
     engine, factory = open_db(sqlite_url)
