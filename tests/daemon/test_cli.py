@@ -45,11 +45,15 @@ def _main(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], *
     ],
 )
 def test_bad_input_is_one_error_line_and_writes_nothing(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], args: list[str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    args: list[str],
     message: str,
 ) -> None:
     folder = data_dir(tmp_path)
     monkeypatch.setenv("TRADEGRAPH_DATA_DIR", str(folder))
+    monkeypatch.delenv("TRADEGRAPH_DATABASE_URL")  # the default database, in the data directory
     monkeypatch.setenv("TRADEGRAPH_STRATEGY", "sma_cross")
     code, err = _main(monkeypatch, capsys, "run", *args)
     lines = [line for line in err.splitlines() if line.strip()]
@@ -63,14 +67,16 @@ def test_status_shows_state_account_decisions_and_problems(
     folder = data_dir(tmp_path)
     url = f"sqlite:///{folder / 'tradegraph.db'}"
     monkeypatch.setenv("TRADEGRAPH_DATA_DIR", str(folder))
+    monkeypatch.delenv("TRADEGRAPH_DATABASE_URL")  # the default database, in the data directory
     monkeypatch.setenv("COLUMNS", "250")
     result = CliRunner().invoke(cli.app, ["status"])
     assert result.exit_code == 0 and "no daemon has run on this database" in result.output
 
     cfg = settings(folder, None, exchange={"max_retries": 0, "backoff_base_s": 0.0})
     flaky = FlakyExchange(ReplayExchange(folder), rate=0.2, seed=3)
-    options = DaemonOptions(replay=True, speed=3600 * 40, start=iso(DATA_END - 40 * HOUR), params=SMA,
-                            run_id="shown")
+    options = DaemonOptions(
+        replay=True, speed=3600 * 40, start=iso(DATA_END - 40 * HOUR), params=SMA, run_id="shown"
+    )
     assert Daemon(cfg, options, exchange=flaky).run().finished
     result = CliRunner().invoke(cli.app, ["status"])
     out = result.output
@@ -78,8 +84,18 @@ def test_status_shows_state_account_decisions_and_problems(
     assert _row(out, "state") == "stopped" and _row(out, "run") == "shown"
     assert _row(out, "note") == "replay finished"
     assert _row(out, "last tick") == "bar 2025-09-19 22:00 UTC: done"
-    for text in ("Account", "after bar", "2025-09-19 22:00 UTC", "Latest decisions", "BTC/USDT", "ETH/USDT",
-                 "rule", "Recent skips and errors", "skipped", "NetworkError: injected network fault"):
+    for text in (
+        "Account",
+        "after bar",
+        "2025-09-19 22:00 UTC",
+        "Latest decisions",
+        "BTC/USDT",
+        "ETH/USDT",
+        "rule",
+        "Recent skips and errors",
+        "skipped",
+        "NetworkError: injected network fault",
+    ):
         assert text in out, f"{text!r} missing from:\n{out}"
 
     engine, factory = open_db(url)
@@ -127,7 +143,8 @@ def test_replay_window_defaults_and_alignment(tmp_path: Path) -> None:
     symbols = ["BTC/USDT", "ETH/USDT"]
     assert replay_window(folder, symbols, "1h", None, None) == Window(DATA_END - 30 * 24 * HOUR, DATA_END)
     assert replay_window(folder, symbols, "1h", "2025-09-19 10:30", "2030-01-01") == Window(
-        DATA_END - 12 * HOUR, DATA_END)  # start rounded up to the next bar, end capped at the data
+        DATA_END - 12 * HOUR, DATA_END
+    )  # start rounded up to the next bar, end capped at the data
     with pytest.raises(DataError, match="no bundled 1h candles for DOGE/USDT"):
         replay_window(folder, ["DOGE/USDT"], "1h", None, None)
     with pytest.raises(ConfigError):

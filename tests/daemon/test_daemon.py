@@ -53,18 +53,31 @@ class Background:
 @pytest.mark.timeout(180)
 def test_live_mode_over_ccxt_ticks_the_last_closed_bar_and_skips_a_failing_wake_up(tmp_path: Path) -> None:
     bundled = data_dir(tmp_path / "bundle") / "binance"
-    frames = {s: read_feather(bundled / f"{s.replace('/', '_')}-1h.feather")
-              for s in ("BTC/USDT", "ETH/USDT")}
+    frames = {
+        s: read_feather(bundled / f"{s.replace('/', '_')}-1h.feather") for s in ("BTC/USDT", "ETH/USDT")
+    }
     start = DATA_END - 50 * HOUR
     now = start + 5 * HOUR + 15 * 60_000  # a quarter into the bar opened at start+5h
     folder = tmp_path / "live"
     url = f"sqlite:///{folder / 'live.db'}"
     with ExchangeEmulator(frames, timeframe="1h", now_ms=now) as emu:
         emu.push("/api/v3/klines", Fault.server_error(), Fault.server_error())  # the first wake-up fails
-        cfg = settings(folder, url, exchange={"id": "binance", "api_url": emu.url, "max_retries": 1,
-                                               "backoff_base_s": 0.0, "backoff_max_s": 0.0})
-        daemon = Daemon(cfg, DaemonOptions(params=SMA, run_id="live", history_bars=60, lease_ttl_s=5),
-                        clock=ManualClock(now))
+        cfg = settings(
+            folder,
+            url,
+            exchange={
+                "id": "binance",
+                "api_url": emu.url,
+                "max_retries": 1,
+                "backoff_base_s": 0.0,
+                "backoff_max_s": 0.0,
+            },
+        )
+        daemon = Daemon(
+            cfg,
+            DaemonOptions(params=SMA, run_id="live", history_bars=60, lease_ttl_s=5),
+            clock=ManualClock(now),
+        )
         bg = Background(daemon)
         try:
             wait_for(lambda: journal_rows(url, "live"), 120, "the first wake-up")
@@ -125,8 +138,14 @@ def test_a_stuck_wake_up_is_abandoned_after_the_grace_period_and_the_lease_relea
         seen["lease"] = _lease(url)
         exchange.release.set()
 
-    options = DaemonOptions(replay=True, speed=3600 * 10, start=iso(DATA_END - 500 * HOUR), params=SMA,
-                            run_id="stuck", stop_grace_s=0.5)
+    options = DaemonOptions(
+        replay=True,
+        speed=3600 * 10,
+        start=iso(DATA_END - 500 * HOUR),
+        params=SMA,
+        run_id="stuck",
+        stop_grace_s=0.5,
+    )
     daemon = Daemon(settings(folder, url), options, exchange=exchange, on_abandon=on_abandon)
     bg = Background(daemon)
     try:
@@ -145,8 +164,14 @@ def test_a_stuck_wake_up_is_abandoned_after_the_grace_period_and_the_lease_relea
 def test_a_daemon_whose_lease_is_taken_over_stops(tmp_path: Path) -> None:
     folder = data_dir(tmp_path)
     url = f"sqlite:///{tmp_path / 'lost.db'}"
-    options = DaemonOptions(replay=True, speed=3600 * 10, start=iso(DATA_END - 500 * HOUR), params=SMA,
-                            run_id="lost", lease_ttl_s=0.6)
+    options = DaemonOptions(
+        replay=True,
+        speed=3600 * 10,
+        start=iso(DATA_END - 500 * HOUR),
+        params=SMA,
+        run_id="lost",
+        lease_ttl_s=0.6,
+    )
     bg = Background(Daemon(settings(folder, url), options))
     wait_for(lambda: len(ledger(url, "lost")["balances"]) >= 2, 120, "two ticks")
     engine, factory = open_db(url)
@@ -165,8 +190,9 @@ def test_a_run_id_of_another_kind_of_run_is_refused_before_the_lease(tmp_path: P
     url = f"sqlite:///{tmp_path / 'clash.db'}"
     engine, factory = open_db(url)
     try:
-        start_run(factory, "taken", kind="backtest", strategy="sma_cross", symbols=["BTC/USDT"],
-                  timeframe="1h")
+        start_run(
+            factory, "taken", kind="backtest", strategy="sma_cross", symbols=["BTC/USDT"], timeframe="1h"
+        )
         daemon = Daemon(settings(folder, url), DaemonOptions(replay=True, params=SMA, run_id="taken"))
         with pytest.raises(ConfigError, match="run taken is a backtest run of sma_cross on BTC/USDT 1h"):
             daemon.run()
@@ -178,8 +204,9 @@ def test_a_run_id_of_another_kind_of_run_is_refused_before_the_lease(tmp_path: P
 @pytest.mark.timeout(120)
 def test_a_short_replay_runs_to_its_end_on_either_database(tmp_path: Path, db_url: str) -> None:
     folder = data_dir(tmp_path)
-    options = DaemonOptions(replay=True, speed=3600 * 50, start=iso(DATA_END - 12 * HOUR), params=SMA,
-                            run_id="both")
+    options = DaemonOptions(
+        replay=True, speed=3600 * 50, start=iso(DATA_END - 12 * HOUR), params=SMA, run_id="both"
+    )
     result = Daemon(settings(folder, db_url), options).run()
     assert result.finished and result.last_bar == DATA_END - HOUR
     expected = [DATA_END - (12 - i) * HOUR for i in range(12)]
@@ -205,8 +232,14 @@ def test_an_unreachable_exchange_at_start_is_one_line_and_frees_the_lease(tmp_pa
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     url = f"sqlite:///{tmp_path / 'down.db'}"
-    cfg = settings(tmp_path / "live", url, exchange={"id": "binance", "api_url": f"http://127.0.0.1:{port}"})
-    with pytest.raises(TemporaryExchangeError, match="^loading the exchange's markets failed: NetworkError"):
+    exchange = {
+        "id": "binance",
+        "api_url": f"http://127.0.0.1:{port}",
+        "max_retries": 1,
+        "backoff_base_s": 0.0,
+    }
+    cfg = settings(tmp_path / "live", url, exchange=exchange)
+    with pytest.raises(TemporaryExchangeError, match=r"load_markets failed after 2 attempts: NetworkError"):
         Daemon(cfg, DaemonOptions(params=SMA, run_id="down")).run()
     lease = _lease(url)
     assert lease is not None and lease.holder is None
