@@ -19,7 +19,7 @@ PG_ADMIN_URL = os.environ.get("TRADEGRAPH_TEST_PG_URL", "postgresql+psycopg://po
 
 @pytest.fixture(autouse=True)
 def _isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """No test reads the developer's tradegraph.toml or TRADEGRAPH_* variables, or writes the repo's database."""
+    """No test reads the developer's tradegraph.toml or TRADEGRAPH_* variables, or writes the repo's db."""
     for key in list(os.environ):
         if key.startswith("TRADEGRAPH_") and key not in ("TRADEGRAPH_TEST_PG_URL", "TRADEGRAPH_SKIP_PG"):
             monkeypatch.delenv(key)

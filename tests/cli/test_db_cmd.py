@@ -12,7 +12,9 @@ from agent.cli.main import app
 from agent.db.session import make_engine
 
 
-def test_db_upgrade_creates_schema_in_configured_sqlite(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_db_upgrade_creates_schema_in_configured_sqlite(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     url = f"sqlite:///{tmp_path / 'sub' / 'x.db'}"
     monkeypatch.setenv("TRADEGRAPH_DATABASE_URL", url)
     result = CliRunner().invoke(app, ["db", "upgrade"])
