@@ -64,7 +64,7 @@ class DaemonOptions:
     max_bars: int = 24
     """Most bars ticked per wake-up (catch-up after downtime continues at once in the next wake-up)."""
     lease_ttl_s: float = 30.0
-    stop_grace_s: float = 3.0
+    stop_grace_s: float = 2.0
     history_bars: int = 1000
 
 
