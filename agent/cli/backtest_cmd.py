@@ -68,15 +68,14 @@ def backtest(
     from strategies.registry import parse_params
 
     settings = load_settings()
+    chosen = parse_symbols(symbol, symbols, list(settings.symbols))
     if strategy in ("llm", "hybrid"):
-        _agent_backtest(
-            strategy, parse_symbols(symbol, symbols, list(settings.symbols)), timeframe, start, end
-        )
+        _agent_backtest(strategy, chosen, timeframe, start, end)
         return
     request = BacktestRequest(
         strategy=strategy,
         params=parse_params(param or []),
-        symbols=parse_symbols(symbol, symbols, list(settings.symbols)),
+        symbols=chosen,
         timeframe=timeframe,
         start=start,
         end=end,

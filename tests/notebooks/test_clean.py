@@ -27,4 +27,5 @@ def test_no_outputs_and_no_execution_counts(path: Path) -> None:
     ]
     assert not dirty, f"{path}: cells {dirty} carry outputs or execution counts; clear them before committing"
     assert nb.metadata.get("kernelspec", {}).get("name") == "python3"
-    assert not any("/work/" in cell.source or "/tmp/" in cell.source for cell in nb.cells), "machine paths"
+    machine_dirs = tuple(f"/{name}/" for name in ("work", "tmp", "root"))
+    assert not any(d in cell.source for cell in nb.cells for d in machine_dirs), "machine paths"
