@@ -31,6 +31,10 @@ Contracts:
   "timeout" (no answer until the client gives up), "http_500", "http_503", "http_429", "context_length"
   (vLLM's 400), "malformed_json", "schema_violation", "reasoning_only" (reasoning, no content), "length"
   (cut off, `finish_reason="length"`), "prose" (unconstrained text), "bad_body" (not a chat completion).
+- Tokenizer and discovery faults, set as attributes: `tokenize_fault` (one of `TOKENIZE_FAULTS`: "http_500",
+  "garbage" (an HTML body), "hang", "drip" (the answer one byte per `drip_s`)) applies to every `/tokenize`;
+  `models_fault` (one of `MODELS_FAULTS`: "hang", "drip", "nan_max_model_len", "inf_max_model_len",
+  "plain_strings" (`data` lists bare model ids)) to every `/v1/models`.
 """
 
 from __future__ import annotations
@@ -54,7 +58,11 @@ from typing import Any
 from aiohttp import web
 
 _TOKEN = re.compile(r"\s?\w+|\s?[^\w\s]|\s+")
-__all__ = ["FAULTS", "Reply", "Responder", "VLLMEmulator", "fault", "tokenize"]
+__all__ = [
+    "FAULTS", "MODELS_FAULTS", "TOKENIZE_FAULTS", "Reply", "Responder", "VLLMEmulator", "fault", "tokenize"
+]
+TOKENIZE_FAULTS = ("http_500", "garbage", "hang", "drip")
+MODELS_FAULTS = ("hang", "drip", "nan_max_model_len", "inf_max_model_len", "plain_strings")
 
 
 def tokenize(text: str) -> list[int]:
@@ -101,6 +109,9 @@ class VLLMEmulator:
         self.max_num_seqs, self.block_size, self.hang_s = max_num_seqs, block_size, hang_s
         self.reasoning_field, self.prompt_tokens_details = reasoning_field, prompt_tokens_details
         self.healthy = True
+        self.tokenize_fault: str | None = None
+        self.models_fault: str | None = None
+        self.drip_s = 0.02
         self.ignored_fields: list[str] = []
         self._lock = threading.Lock()
         self._script: deque[Reply | str | Responder] = deque()
@@ -240,7 +251,9 @@ class VLLMEmulator:
             self._requests.append((request.method, request.path))
         return await handler(request)  # type: ignore[no-any-return]
 
-    async def _models(self, _: web.Request) -> web.Response:
+    async def _models(self, request: web.Request) -> web.StreamResponse:
+        if self.models_fault is not None:
+            return await self._models_fault(request, self.models_fault)
         card = {
             "id": self.model,
             "object": "model",
@@ -255,13 +268,50 @@ class VLLMEmulator:
     async def _health(self, _: web.Request) -> web.Response:
         return web.Response(status=200 if self.healthy else 503)
 
-    async def _tokenize(self, request: web.Request) -> web.Response:
+    async def _tokenize(self, request: web.Request) -> web.StreamResponse:
+        if self.tokenize_fault is not None:
+            answer = b'{"count": 3, "tokens": [1, 2, 3]}'
+            return await self._endpoint_fault(request, self.tokenize_fault, answer)
         body = await request.json()
         prompt = body.get("prompt")
         tokens = tokenize(str(prompt)) if prompt else prompt_tokens(body.get("messages") or [], {})
         return web.json_response(
             {"count": len(tokens), "max_model_len": self.max_model_len, "tokens": tokens, "token_strs": None}
         )
+
+    async def _models_fault(self, request: web.Request, kind: str) -> web.StreamResponse:
+        card = {"id": self.model, "object": "model", "owned_by": "vllm", "max_model_len": self.max_model_len}
+        if kind == "plain_strings":
+            return web.json_response({"object": "list", "data": [self.model]})
+        if kind in ("nan_max_model_len", "inf_max_model_len"):
+            card["max_model_len"] = math.nan if kind == "nan_max_model_len" else math.inf
+            return web.json_response({"object": "list", "data": [card]})  # json.dumps writes NaN/Infinity
+        body = json.dumps({"object": "list", "data": [card]}).encode()
+        return await self._endpoint_fault(request, kind, body)
+
+    async def _endpoint_fault(self, request: web.Request, kind: str, body: bytes) -> web.StreamResponse:
+        """An HTTP 500, a garbage body, no answer (until shutdown or `hang_s`), or `body` dripped slowly."""
+        assert self._stopping is not None
+        if kind not in ("http_500", "garbage", "hang", "drip"):
+            raise ValueError(f"unknown endpoint fault {kind!r}")
+        if kind == "http_500":
+            return _error(500, "emulated endpoint failure")
+        if kind == "garbage":
+            return web.Response(status=200, text="<html><body>502 Bad Gateway</body></html>")
+        if kind == "hang":
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), self.hang_s)
+            return _error(500, "emulator shut down while hanging")
+        resp = web.StreamResponse(headers={"Content-Type": "application/json"})
+        resp.content_length = len(body)
+        await resp.prepare(request)
+        for i in range(len(body)):  # one byte at a time: every read succeeds, the answer never completes
+            await resp.write(body[i : i + 1])
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), self.drip_s)
+            if self._stopping.is_set():
+                break
+        return resp
 
     async def _metrics(self, _: web.Request) -> web.Response:
         m, lbl = self._m, f'{{model_name="{self.model}"}}'
