@@ -4,10 +4,13 @@ Contracts:
 - Pure: the same inputs give the same `Allowance`.
 - `max_exposure` (fraction of equity to hold in the symbol) is the smallest of these caps, recorded in
   `Allowance.caps` with the binding one named in `Allowance.binding`:
-  `max_position_exposure`; `max_gross_exposure` minus the other positions' exposure; `cash`: the current
-  exposure plus what cash above the floor (`min_cash_fraction` of equity) buys after fee and slippage;
-  `vol_target`: `sizing.vol_target_exposure` with a `default_stop_atr` stop (0 while ATR is warming up);
-  when several caps tie, `binding` names them all, joined by '+'.
+  `max_position_exposure`; `max_gross_exposure`: the current exposure plus the largest buy after which the
+  whole book's gross exposure is at most the cap, and `cash`: ... after which cash is at least
+  `min_cash_fraction` of equity, both once the fee and slippage are paid (`book.room`; this symbol alone:
+  the other symbols' proposals of the same tick share the room later, in `allocation`); `vol_target`:
+  `sizing.stop_risk_exposure` with the default ATR stop (`exits.default_levels`), costs included: the size
+  whose stop-out loses `risk_per_trade` of equity (0 while ATR is warming up); when several caps tie,
+  `binding` names them all, joined by '+'.
   It is 0 when the kill switch is on, the daily-loss limit or the drawdown breaker has tripped, or the symbol
   is cooling down after a stop-out (`breakers.entry_blocks`); each breaker is a `ClampEvent`.
 - Actions: HOLD always; BUY when the room above the current exposure is worth at least one minimum order;
@@ -27,8 +30,10 @@ from agent.broker.models import effective_fee
 from agent.llm.schema import Action
 from agent.portfolio import PortfolioState
 from agent.risk import breakers
+from agent.risk.book import TradeCosts, room
+from agent.risk.exits import default_levels
 from agent.risk.models import BAD_MARKET_DATA, DUST, EXPOSURE_CAP, NO_VOLATILITY, Allowance, ClampEvent
-from agent.risk.sizing import vol_target_exposure
+from agent.risk.sizing import stop_risk_exposure
 
 if TYPE_CHECKING:
     from agent.config import Settings
@@ -104,14 +109,18 @@ def _caps(
 ) -> dict[str, float]:
     """Each exposure cap by name."""
     risk = settings.risk
-    others = sum(p.value(marks[s]) for s, p in portfolio.positions.items() if s != symbol) / equity
-    spendable = max(portfolio.cash - risk.min_cash_fraction * equity, 0.0)
-    cost_factor = (1.0 + effective_fee(rules, settings)) * (1.0 + settings.broker.slippage_bps * 1e-4)
-    vol = float(vol_target_exposure(price, atr_value, risk.risk_per_trade, risk.default_stop_atr, cap=1.0))
+    held = sum(p.value(marks[s]) for s, p in portfolio.positions.items()) / equity
+    costs = TradeCosts.of(effective_fee(rules, settings), settings.broker.slippage_bps)
+    cash = portfolio.cash / equity
+    fits = room(cash, held, 1.0, costs.buy, risk.max_gross_exposure, risk.min_cash_fraction)
+    default = default_levels(price, atr_value, risk)
+    vol = 0.0
+    if default is not None:
+        vol = float(stop_risk_exposure(price, default[0], risk.risk_per_trade, costs.buy, costs.sell))
     return {
         "max_position_exposure": risk.max_position_exposure,
-        "max_gross_exposure": max(risk.max_gross_exposure - others, 0.0),
-        "cash": current + spendable / cost_factor / equity,
+        "max_gross_exposure": current + fits.gross,
+        "cash": current + fits.cash,
         "vol_target": vol,
     }
 

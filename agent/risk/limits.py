@@ -12,7 +12,14 @@ Contracts (pure; same inputs, same `RiskResult`):
 - Clamps (the proposal goes ahead, changed, one event each): a BUY target above `allowance.max_exposure`
   is lowered to it (`exposure_cap`, the detail names the binding cap, e.g. cash); CLOSE always targets 0
   (`close_target`); an entry's missing or unsound stop-loss / take-profit is replaced by the ATR default
-  (`agent.risk.exits`).
+  (`agent.risk.exits`); an increase whose stop-out would lose more than `risk_per_trade` of equity is
+  shrunk to the size that loses exactly that (`stop_risk`, refused when the position already risks it).
+  The stop sized on is the wider (lower) of the position's plan (the repaired proposal of an entry, the
+  held plan of an add) and the default ATR stop; the loss counts the whole target position bought at `price`
+  and sold at the stop, fee and slippage included (`sizing.stop_risk_exposure`). Not bounded: a gap through
+  the stop, and a next open far from `price`.
+- Several symbols in one tick: `apply_limits` sees one symbol; `allocation.allocate` then shares the
+  book's gross and cash room between the tick's increases.
 - HOLD keeps the current exposure and exit plan: no order, no event.
 - Entries (from flat) carry the proposal's exit plan, repaired as above; adds keep the position's plan
   (as the broker does; a differing proposed level is recorded as `exit_plan_kept`, and a position without
@@ -30,15 +37,18 @@ import math
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+from agent.broker.models import effective_fee
 from agent.execution import costs
 from agent.llm.schema import INVALIDATION_MAX, RATIONALE_MAX, Action, TradeDecision, hold
 from agent.portfolio import PortfolioState
 from agent.risk import models as m
-from agent.risk.exits import entry_plan
+from agent.risk.book import TradeCosts
+from agent.risk.exits import default_levels, entry_plan
 from agent.risk.models import Allowance, ClampEvent, RiskResult
+from agent.risk.sizing import stop_risk_exposure
 
 if TYPE_CHECKING:
-    from agent.config import Settings
+    from agent.config import RiskSettings, Settings
     from agent.market.exchange import MarketRules
 
 
@@ -100,7 +110,12 @@ def apply_limits(
         if isinstance(planned, Rejection):
             return reject(planned, tuple(events))
         plan, events = planned[0], events + planned[1]
-    dust = _dust(target, allowance.equity, pos.amount if pos else 0.0, price, rules)
+        trade = TradeCosts.of(effective_fee(rules, settings), settings.broker.slippage_bps)
+        at_risk = _stop_sized(target, current, plan[0], price, atr_value, settings.risk, trade)
+        if isinstance(at_risk, Rejection):
+            return reject(at_risk, tuple(events))
+        target, events = at_risk[0], events + at_risk[1]
+    dust = dust_reason(target, allowance.equity, pos.amount if pos else 0.0, price, rules)
     if dust:
         return reject(Rejection(m.DUST, "target_exposure", target, dust), tuple(events))
     return result(action, target, plan, events)
@@ -130,6 +145,32 @@ def _increase_plan(
         if value is not None and value != kept
     ]
     return (held[0], held[1]), events
+
+
+def _stop_sized(
+    target: float,
+    current: float,
+    stop: float | None,
+    price: float,
+    atr_value: float,
+    risk: RiskSettings,
+    trade: TradeCosts,
+) -> tuple[float, list[ClampEvent]] | Rejection:
+    """An increase to `target` shrunk so that the loss at the wider of `stop` and the default ATR stop is at
+    most `risk_per_trade` of equity, with its event; or why no increase is left."""
+    default = default_levels(price, atr_value, risk)
+    stops = [s for s in (stop, default[0] if default else None) if s is not None]
+    if not stops:
+        return target, []
+    wider = min(stops)
+    cap = float(stop_risk_exposure(price, wider, risk.risk_per_trade, trade.buy, trade.sell))
+    if target <= cap:
+        return target, []
+    detail = (f"a stop-out at {wider:.10g} ({1.0 - wider / price:.2%} below the price) would lose more than "
+              f"risk_per_trade {risk.risk_per_trade:.2%} of equity above exposure {cap:.4f}")
+    if cap <= current:
+        return Rejection(m.STOP_RISK, "target_exposure", target, f"{detail}, already held ({current:.4f})")
+    return cap, [ClampEvent(m.STOP_RISK, "target_exposure", target, cap, detail)]
 
 
 def _scaled(value: float | None, scale: float) -> float | None:
@@ -215,7 +256,7 @@ def _screen_action(
     return None
 
 
-def _dust(target: float, equity: float, held: float, price: float, rules: MarketRules) -> str:
+def dust_reason(target: float, equity: float, held: float, price: float, rules: MarketRules) -> str:
     """Why the order to `target` would be dust, or '' when it can fill."""
     delta = costs.order_for_target(target, equity, held, price)
     amount = costs.floor_to_step(abs(delta), rules.amount_step)

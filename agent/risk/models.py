@@ -38,6 +38,12 @@ CLOSE_TARGET = "close_target"
 STOP_LOSS_DEFAULT = "stop_loss_default"
 TAKE_PROFIT_DEFAULT = "take_profit_default"
 EXIT_PLAN_KEPT = "exit_plan_kept"
+STOP_RISK = "stop_risk"
+"""The loss at the stop (the model's or the default ATR stop, whichever is wider) would exceed
+`risk_per_trade` of equity: the increase is shrunk to it (or refused when nothing is left)."""
+PORTFOLIO_ROOM = "portfolio_room"
+"""The tick's increases together would break `max_gross_exposure` or `min_cash_fraction`: each is scaled
+by the same factor (or refused when nothing is left, or when what is left is dust)."""
 # Breakers and other limits on the allowance (no new entries).
 KILL_SWITCH = "kill_switch"
 DAILY_LOSS_LIMIT = "daily_loss_limit"

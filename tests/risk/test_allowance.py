@@ -16,6 +16,7 @@ from agent.risk.models import Allowance
 from tests.risk.world import ETH, PRICE, T0, World, btc_held
 
 BUY_HOLD = (Action.BUY, Action.HOLD)
+BUY_COST, SELL_KEEP = 1.001 * 1.0005, 0.999 * 0.9995  # taker fee 0.1%, slippage 5 bps
 ALL = (Action.BUY, Action.SELL, Action.HOLD, Action.CLOSE)
 
 
@@ -23,26 +24,32 @@ def test_flat_with_cash_may_buy_up_to_the_position_cap() -> None:
     a = World().allowance()
     assert a.actions == BUY_HOLD and a.llm_needed and not a.entries_blocked
     assert a.max_exposure == 0.5 and a.binding == "max_position_exposure"
-    assert a.caps["vol_target"] == pytest.approx(1.0) and a.events == ()
+    # the default stop is 2% below: 2% risk, with the fee and slippage paid both ways, allows 87%
+    assert a.caps["vol_target"] == pytest.approx(0.02 / (BUY_COST - 0.98 * SELL_KEEP)) and a.events == ()
 
 
 def test_gross_cap_counts_the_other_positions() -> None:
     eth = {ETH: Position(ETH, 2.0, 3_000.0, T0)}  # 6,000 of 16,000 equity
     a = World(cash=10_000.0, positions=eth, risk={"max_gross_exposure": 0.6}).allowance()
     assert a.binding == "max_gross_exposure"
-    assert a.max_exposure == pytest.approx(0.6 - 6_000.0 / 16_000.0)
+    # 22.5% of equity is left under the cap before costs; the buy's costs lower equity, so a bit less fits
+    room = (0.6 - 6_000.0 / 16_000.0) / (1 - 0.6 + 0.6 * BUY_COST)
+    assert a.max_exposure == pytest.approx(room, rel=1e-12)
+    assert (6_000.0 + room * 16_000.0) / (16_000.0 - room * 16_000.0 * (BUY_COST - 1)) == pytest.approx(0.6)
 
 
 def test_cash_floor_and_costs_limit_the_cash_cap() -> None:
     eth = {ETH: Position(ETH, 2.0, 3_000.0, T0)}  # cash 4,000 of 10,000 equity; floor 3,000
     a = World(cash=4_000.0, positions=eth, risk={"min_cash_fraction": 0.3}).allowance()
     assert a.binding == "cash"
-    assert a.max_exposure == pytest.approx(1_000.0 / 10_000.0 / (1.001 * 1.0005))
+    # cash after the buy = 30% of equity after the buy (the costs lower both)
+    spent = a.max_exposure * 10_000.0 * BUY_COST
+    assert 4_000.0 - spent == pytest.approx(0.3 * (10_000.0 - a.max_exposure * 10_000.0 * (BUY_COST - 1)))
 
 
 def test_volatility_scales_the_size() -> None:
-    a = World(atr=3_000.0).allowance()  # a 2-ATR stop is 10% away: 2% risk → 20% exposure
-    assert a.binding == "vol_target" and a.max_exposure == pytest.approx(0.2)
+    a = World(atr=3_000.0).allowance()  # a 2-ATR stop is 10% away: 2% risk → 20% exposure, less the costs
+    assert a.binding == "vol_target" and a.max_exposure == pytest.approx(0.02 / (BUY_COST - 0.9 * SELL_KEEP))
 
 
 def test_no_atr_means_hold_only_and_no_model_call() -> None:

@@ -122,16 +122,17 @@ def test_an_order_below_the_exchange_minimum_is_dropped() -> None:
 
 
 def test_an_add_keeps_the_position_exit_plan_and_records_the_ignored_levels() -> None:
-    r = World(cash=7_000.0, positions=btc_held()).limit(decision("buy", 0.45, stop_loss=59_000.0))
+    # 0.35 with the held stop 5% below risks 1.85% of equity: within risk_per_trade, so no stop_risk clamp
+    r = World(cash=7_000.0, positions=btc_held()).limit(decision("buy", 0.35, stop_loss=59_000.0))
     assert r.changes and (r.stop_loss, r.take_profit) == (57_000.0, 66_000.0)
     assert [(e.kind, e.field, e.before, e.after) for e in r.events] == [
         ("exit_plan_kept", "stop_loss", 59_000.0, 57_000.0),
         ("exit_plan_kept", "take_profit", PRICE * 1.06, 66_000.0),
     ]
     same = World(cash=7_000.0, positions=btc_held()).limit(
-        decision("buy", 0.45, stop_loss=57_000.0, take_profit=None))
+        decision("buy", 0.35, stop_loss=57_000.0, take_profit=None))
     assert same.changes and same.events == ()
-    bare = World(cash=7_000.0, positions=btc_held(stop=None)).limit(decision("buy", 0.45))
+    bare = World(cash=7_000.0, positions=btc_held(stop=None)).limit(decision("buy", 0.35))
     assert bare.rejected and kinds(bare) == ["no_exit_plan"]
 
 

@@ -1,0 +1,71 @@
+"""Book arithmetic: how far buys can go before the whole book breaks `max_gross_exposure` or
+`min_cash_fraction`, once the fills and their costs are paid.
+
+Contracts (pure, exact in real arithmetic; the risk layer's allowance and allocation and the paper broker's
+re-check at the fill all use it, so they agree):
+- The book is given in any one unit (fractions of equity, or the quote currency): `cash`, and `held`, the
+  value of every position at the reference prices, both after the tick's decreases are sold.
+- Buying a notional N at the reference price costs N × `TradeCosts.buy` = N (1 + slippage)(1 + fee) of cash
+  and adds N of position value; selling N returns N × `TradeCosts.sell` = N (1 − slippage)(1 − fee).
+- After buys of notional U costing W: cash' = cash − W, equity' = cash' + held + U, and
+      gross' = (held + U) / equity' <= G   ⟺   U (1 − G) + W G <= G cash − (1 − G) held
+      cash' >= m equity'                  ⟺   W (1 − m) + U m <= (1 − m) cash − m held
+  (G = `max_gross_exposure`, m = `min_cash_fraction`; m = 0 is the spot rule cash' >= 0).
+- `room` gives, for each condition, the largest multiple t >= 0 of one increase (notional `unit`, cost
+  `unit_cost`) that keeps it; 0 when the book is already past the limit.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Literal, NamedTuple
+
+Binding = Literal["max_gross_exposure", "cash"]
+
+
+@dataclass(frozen=True)
+class TradeCosts:
+    """What a unit of notional costs to buy and returns when sold, at the reference price."""
+
+    buy: float
+    """(1 + slippage)(1 + fee): cash paid per unit of notional bought."""
+    sell: float
+    """(1 − slippage)(1 − fee): cash received per unit of notional sold."""
+
+    @classmethod
+    def of(cls, fee_rate: float, slippage_bps: float) -> TradeCosts:
+        """The costs of a taker fee rate and a slippage in basis points (as `execution.costs` fills)."""
+        slip = slippage_bps * 1e-4
+        return cls((1.0 + slip) * (1.0 + fee_rate), (1.0 - slip) * (1.0 - fee_rate))
+
+
+class Room(NamedTuple):
+    """The largest multiple of an increase each book limit allows (see the module contract)."""
+
+    gross: float
+    cash: float
+
+    @property
+    def limit(self) -> float:
+        """The multiple both limits allow."""
+        return min(self.gross, self.cash)
+
+    @property
+    def binding(self) -> Binding:
+        """The limit that sets `limit` (the gross cap on a tie)."""
+        return "max_gross_exposure" if self.gross <= self.cash else "cash"
+
+
+def room(cash: float, held: float, unit: float, unit_cost: float, max_gross: float, min_cash: float) -> Room:
+    """How many times the increase (`unit` of notional costing `unit_cost`) fits the book's limits."""
+    g, m = max_gross, min_cash
+    gross = _multiple(g * cash - (1.0 - g) * held, unit * (1.0 - g) + unit_cost * g)
+    floor = _multiple((1.0 - m) * cash - m * held, unit_cost * (1.0 - m) + unit * m)
+    return Room(gross, floor)
+
+
+def _multiple(headroom: float, per_unit: float) -> float:
+    if not math.isfinite(headroom) or headroom <= 0.0:
+        return 0.0
+    return headroom / per_unit if per_unit > 0.0 else math.inf
