@@ -6,7 +6,8 @@
     analyse  prompts for the symbols with a real choice, sent to the LLM gateway concurrently
     decide   the proposal per symbol: the model's (llm), the rule's (rule), the rule confirmed by the model
              (hybrid), or the configured fallback when the model is unavailable
-    risk     `apply_limits`: every clamp and rejection recorded
+    risk     `apply_limits` per symbol, then `allocate` shares the book's gross and cash room between the
+             tick's increases: every clamp and rejection recorded
     execute  targets that change become pending orders for the next bar's open
     record   one ledger transaction for the whole tick, then the runtime's book is advanced
 
@@ -23,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from agent.asyncutil import run_sync
-from agent.broker.models import Bar, BarOutcome, PendingTarget
+from agent.broker.models import Bar, BarOutcome, PendingTarget, effective_fee
 from agent.broker.paper import process_bar
 from agent.errors import DataError, LLMUnavailable
 from agent.graph import names
@@ -44,7 +45,9 @@ from agent.llm.context import BudgetTooSmall
 from agent.llm.protocol import ContextInput, PastDecision, Prompt
 from agent.llm.schema import Action, DecisionRequest, DecisionResult, TradeDecision, hold
 from agent.market.candles import timeframe_ms
+from agent.risk.allocation import allocate
 from agent.risk.allowance import allowance
+from agent.risk.book import TradeCosts
 from agent.risk.breakers import kill_switch_active
 from agent.risk.limits import apply_limits, no_call_decision, rule_decision
 from agent.risk.models import RiskResult
@@ -351,7 +354,7 @@ def _proposal(
 def _risk(rt: AgentRuntime) -> Node:
     def risk(state: TickState) -> dict[str, Any]:
         portfolio = portfolio_from_dict(state["portfolio"])
-        final: dict[str, dict[str, Any]] = {}
+        results: dict[str, RiskResult] = {}
         for symbol, prop in state.get("proposals", {}).items():
             decision = TradeDecision.model_construct(**prop["decision"])
             decision = decision.model_copy(update={"action": _action(decision.action)})
@@ -370,8 +373,14 @@ def _risk(rt: AgentRuntime) -> Node:
                 alias=meta.get("alias"),
                 price_scale=meta.get("price_scale", 1.0),
             )
-            final[symbol] = result.to_dict()
-        return {"final": final}
+            results[symbol] = result
+        settings = rt.settings
+        costs = {s: TradeCosts.of(effective_fee(rt.rules[s], settings), settings.broker.slippage_bps)
+                 for s in results}
+        shared = allocate(results, portfolio, state["marks"], costs, rt.rules,
+                          max_gross_exposure=settings.risk.max_gross_exposure,
+                          min_cash_fraction=settings.risk.min_cash_fraction)
+        return {"final": {s: r.to_dict() for s, r in shared.items()}}
 
     return risk
 
