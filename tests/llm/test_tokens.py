@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import socket
 import threading
 from collections.abc import Iterator
@@ -18,14 +19,17 @@ from agent.llm.protocol import ContextInput
 from agent.llm.tokens import (
     CachingTokenCounter,
     EstimateTokenCounter,
+    FallbackTokenCounter,
     LlamaCppTokenCounter,
     ServerTokenCounter,
     counter_for_settings,
     smollm2_counter,
     smollm2_gguf_path,
+    take_tokenizer_fallback,
 )
 from agent.market.candles import read_feather
 from agent.portfolio import PortfolioState
+from agent.testing.vllm_emulator import VLLMEmulator
 
 
 @pytest.fixture(scope="module")
@@ -173,8 +177,71 @@ def test_a_bad_answer_raises_llm_unavailable(status: int, answer: dict[str, Any]
 
 def test_counter_follows_the_configured_endpoint() -> None:
     vllm = counter_for_settings(Settings(llm={"base_url": "http://gpu:8000/v1", "profile": "vllm"}))
-    assert isinstance(vllm, ServerTokenCounter) and vllm.name == "vllm-server:http://gpu:8000"
+    assert isinstance(vllm, FallbackTokenCounter) and isinstance(vllm.primary, ServerTokenCounter)
+    assert vllm.name == "vllm-server:http://gpu:8000"
     hosted = counter_for_settings(Settings(llm={"base_url": "https://api.example/v1", "profile": "openai"}))
     assert isinstance(hosted, EstimateTokenCounter)
     embedded = counter_for_settings(Settings())
     assert isinstance(embedded, LlamaCppTokenCounter if smollm2_gguf_path() else EstimateTokenCounter)
+
+
+# --- a failing tokenizer never stops counting: the estimate takes over, once, recorded -----------------
+
+
+def _fallback_settings(base_url: str, timeout_s: float = 0.3) -> Settings:
+    llm = {"base_url": base_url, "profile": "vllm", "model": "nemotron", "timeout_s": timeout_s}
+    return Settings(llm=llm)
+
+
+TEXT = "BTC/USDT 1h bars\n2025-09-01 00:00 109123.5 +0.4% 109500 108900 1234\n"
+
+
+@pytest.mark.parametrize("kind", ["http_500", "garbage", "hang", "drip"])
+def test_a_failing_tokenizer_falls_back_to_the_estimate_once(
+    kind: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    with VLLMEmulator() as emu:
+        emu.tokenize_fault = kind
+        counter = counter_for_settings(_fallback_settings(emu.base_url))
+        with caplog.at_level(logging.WARNING, logger="agent.llm.tokens"):
+            first = counter.count(TEXT)
+            second = counter.count(TEXT + TEXT)
+        asked = [p for _, p in emu.requests if p == "/tokenize"]
+    assert first >= EstimateTokenCounter().count(TEXT)  # the estimate, with its margin: never below it
+    assert second >= EstimateTokenCounter().count(TEXT + TEXT)
+    assert len(asked) == 1, "after the first fault the server is not asked again"
+    warnings = [r for r in caplog.records if "falls back" in r.getMessage()]
+    assert len(warnings) == 1
+    notice = take_tokenizer_fallback(counter)
+    assert notice is not None and notice.counter.startswith("vllm-server:")
+    assert take_tokenizer_fallback(counter) is None, "the fallback is reported once"
+
+
+def test_a_garbage_count_is_a_fault_not_a_number() -> None:
+    for answer in ({"count": "many"}, {"count": True}, {"count": -3}, {"count": 10**9}, ["count", 3]):
+        with _Server(200, answer) as s:  # type: ignore[arg-type]
+            with pytest.raises(LLMUnavailable):
+                ServerTokenCounter(s.url, api="vllm", timeout_s=1).count("hello")
+
+
+def test_a_dripping_tokenizer_is_cut_at_the_deadline() -> None:
+    """A server sending one byte per 20 ms never trips a per-read timeout: the deadline is total."""
+    with VLLMEmulator() as emu:
+        emu.tokenize_fault = "drip"
+        with pytest.raises(LLMUnavailable, match="deadline"):
+            ServerTokenCounter(emu.base_url, api="vllm", timeout_s=0.3).count("hello")
+        assert emu.requests.count(("POST", "/tokenize")) == 1
+
+
+def test_the_builder_keeps_building_when_the_tokenizer_dies() -> None:
+    frame = read_feather(DEFAULT_DATA_DIR / "binance" / "ETH_USDT-1h.feather").iloc[-500:]
+    with VLLMEmulator() as emu:
+        builder = MarketContextBuilder.from_settings(
+            _fallback_settings(emu.base_url), counter=counter_for_settings(_fallback_settings(emu.base_url))
+        )
+        ctx = ContextInput("ETH/USDT", frame, PortfolioState(cash=1e4), {})
+        before = builder.build(ctx, 3000)
+        emu.tokenize_fault = "http_500"
+        after = builder.build(ContextInput("ETH/USDT", frame.iloc[:-1], PortfolioState(cash=1e4), {}), 3000)
+    assert before.estimated_tokens <= 3000 and after.estimated_tokens <= 3000
+    assert builder.take_tokenizer_fallback() is not None
