@@ -5,7 +5,16 @@ Contracts:
   with `__`, e.g. `TRADEGRAPH_RISK__MAX_GROSS_EXPOSURE`), the TOML file, then the defaults below.
 - The TOML file is `./tradegraph.toml`, or the path in `TRADEGRAPH_CONFIG`.
 - Unknown keys are errors (`extra="forbid"`), so a typo fails at load instead of being ignored.
-- Secrets are `SecretStr`: never printed; `masked_dump()` is what `tradegraph config show` prints.
+- Numbers must be finite: `inf` and `nan` are refused for every setting (`allow_inf_nan=False`).
+- `symbols` lists each symbol once (compared case-insensitively).
+- Relative paths (`data_dir`, `risk.kill_switch_file`) are taken from the configuration file's folder (the
+  working directory for `./tradegraph.toml`) and stored absolute, so a process that changes directory, or a
+  daemon started elsewhere, reads the same files.
+- Everything tradegraph writes lives under `data_dir` (default `data/` beside the configuration file): the
+  SQLite database, downloads (`store/`), reports (`reports/`) and the daemon's logs (`logs/`). The bundled
+  sample is read from `<data_dir>/binance/` or, failing that, from the one shipped with tradegraph.
+- Secrets are `SecretStr`: never printed; `masked_dump()` is what `tradegraph config show` prints and what
+  runs record, with credentials inside URLs masked too (`agent.redact.mask_url_credentials`).
 - An invalid value raises `ConfigError` with one line naming the key, the bad value and what is allowed.
 - `mode` is `paper` only; anything else is refused.
 """
@@ -26,11 +35,13 @@ from pydantic_settings import (
 )
 
 from agent.errors import ConfigError
+from agent.redact import mask_url_credentials
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 """The checkout root (where `data/` with the bundled sample lives)."""
 
 DEFAULT_DATA_DIR = PROJECT_ROOT / "data"
+"""The checkout's `data/` folder, whose `binance/` holds the bundled sample (not the default `data_dir`)."""
 
 SHARED_DIR = Path(os.environ.get("TRADEGRAPH_SHARED_DIR", PROJECT_ROOT.parent / "shared"))
 """Read-only material beside the checkout (full Binance history, ccxt fixtures); tests and benchmarks only."""
@@ -41,8 +52,18 @@ def config_path() -> Path:
     return Path(os.environ.get("TRADEGRAPH_CONFIG", "tradegraph.toml"))
 
 
+def config_dir() -> Path:
+    """The configuration file's folder (absolute): relative paths in the settings are taken from here."""
+    return config_path().expanduser().absolute().parent
+
+
+def _from_config_dir(path: Path) -> Path:
+    path = path.expanduser()
+    return path if path.is_absolute() else config_dir() / path
+
+
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
 
 class ExchangeSettings(_Section):
@@ -104,6 +125,11 @@ class RiskSettings(_Section):
     min_confidence: float = Field(0.0, ge=0, le=1)
     kill_switch_file: str | None = Field(None, description="if this file exists, no new entries")
 
+    @field_validator("kill_switch_file")
+    @classmethod
+    def _absolute_kill_switch(cls, v: str | None) -> str | None:
+        return str(_from_config_dir(Path(v))) if v else v
+
 
 class BrokerSettings(_Section):
     """Paper broker costs (the backtest engine uses the same numbers)."""
@@ -124,6 +150,7 @@ class Settings(BaseSettings):
         env_nested_delimiter="__",
         extra="forbid",
         validate_default=True,
+        allow_inf_nan=False,
     )
 
     mode: Literal["paper"] = "paper"
@@ -157,7 +184,17 @@ class Settings(BaseSettings):
                 raise ValueError(f"symbol {s!r} must look like BASE/QUOTE, e.g. BTC/USDT")
         if not v:
             raise ValueError("at least one symbol is required")
+        seen: set[str] = set()
+        for s in v:
+            if s.upper() in seen:
+                raise ValueError(f"{s.upper()} is listed more than once")
+            seen.add(s.upper())
         return v
+
+    @field_validator("data_dir")
+    @classmethod
+    def _absolute_data_dir(cls, v: Path) -> Path:
+        return _from_config_dir(v)
 
     @classmethod
     def settings_customise_sources(
@@ -181,15 +218,23 @@ class Settings(BaseSettings):
 
     @property
     def store_dir(self) -> Path:
-        """Where downloaded candles are stored (bundled samples stay in `data/binance`)."""
+        """Where downloaded candles are stored (`<data_dir>/store/<exchange>/`)."""
         return self.data_dir / "store"
 
+    @property
+    def reports_dir(self) -> Path:
+        """Where run reports are written (`<data_dir>/reports/<run id>/`)."""
+        return self.data_dir / "reports"
+
+    @property
+    def logs_dir(self) -> Path:
+        """Where the daemon's log files go."""
+        return self.data_dir / "logs"
+
     def masked_dump(self) -> dict[str, Any]:
-        """The configuration as plain data with every secret replaced by '***'."""
+        """The configuration as plain data: every secret replaced by '***', URL credentials masked."""
         data = self.model_dump(mode="json")
         _mask(data, self)
-        if self.database_url:
-            data["database_url"] = _mask_url(self.database_url)
         return data
 
 
@@ -200,16 +245,8 @@ def _mask(data: dict[str, Any], model: BaseModel) -> None:
             data[name] = "***" if value.get_secret_value() else ""
         elif isinstance(value, BaseModel):
             _mask(data[name], value)
-
-
-def _mask_url(url: str) -> str:
-    """Hide the password in a database URL (`postgresql://u:***@host/db`)."""
-    from sqlalchemy.engine import make_url
-
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except Exception:  # noqa: BLE001 - an unparsable URL is shown without its credentials part
-        return url.split("@")[-1]
+        elif isinstance(data[name], str):
+            data[name] = mask_url_credentials(data[name])
 
 
 def load_settings(**overrides: Any) -> Settings:

@@ -97,3 +97,77 @@ def test_cli_reports_bad_config_in_one_line(monkeypatch: pytest.MonkeyPatch) -> 
     assert proc.returncode == 1
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: invalid configuration timeframe='7m'")
+
+
+# ------------------------------------------------------------------ non-finite numbers, symbols, paths
+
+
+def _float_keys() -> list[str]:
+    """Every float setting, as a dotted key (found from the models, so a new float setting is covered)."""
+    from pydantic import BaseModel
+
+    from agent.config import Settings
+
+    keys = []
+    for name, field in Settings.model_fields.items():
+        section = field.annotation
+        if isinstance(section, type) and issubclass(section, BaseModel):
+            fields = section.model_fields.items()
+            keys += [f"{name}.{sub}" for sub, f in fields if "float" in str(f.annotation)]
+        elif "float" in str(field.annotation):
+            keys.append(name)
+    return keys
+
+
+@pytest.mark.parametrize("value", ["inf", "-inf", "nan", "Infinity"])
+@pytest.mark.parametrize("key", _float_keys())
+def test_non_finite_numbers_are_refused_for_every_setting(
+    key: str, value: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TRADEGRAPH_" + key.upper().replace(".", "__"), value)
+    with pytest.raises(ConfigError) as e:
+        load_settings()
+    msg = str(e.value)
+    assert key in msg and "finite" in msg and "\n" not in msg
+
+
+def test_non_finite_numbers_in_the_toml_file_are_refused(tmp_path: Path) -> None:
+    (tmp_path / "tradegraph.toml").write_text("[broker]\ninitial_cash = inf\n")
+    with pytest.raises(ConfigError, match=r"broker\.initial_cash.*finite"):
+        load_settings()
+    assert _float_keys(), "the settings have float keys"
+
+
+@pytest.mark.parametrize("symbols", ["BTC/USDT,ETH/USDT,BTC/USDT", "BTC/USDT,btc/usdt"])
+def test_duplicate_symbols_are_refused(symbols: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TRADEGRAPH_SYMBOLS", symbols)
+    with pytest.raises(ConfigError, match=r"symbols.*BTC/USDT.*more than once"):
+        load_settings()
+    with pytest.raises(ConfigError, match="more than once"):
+        load_settings(symbols=["ETH/USDT", "ETH/USDT"])
+
+
+def test_relative_paths_are_taken_from_the_config_files_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from agent.risk.breakers import kill_switch_active
+
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "tradegraph.toml").write_text('data_dir = "state"\n[risk]\nkill_switch_file = "STOP"\n')
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    monkeypatch.setenv("TRADEGRAPH_CONFIG", str(home / "tradegraph.toml"))
+    s = load_settings()
+    assert s.risk.kill_switch_file == str(home / "STOP")
+    assert s.data_dir == home / "state"
+    assert not kill_switch_active(s)
+    (elsewhere / "STOP").touch()  # the working directory's file is not the switch
+    assert not kill_switch_active(s)
+    (home / "STOP").touch()
+    assert kill_switch_active(s)
+    absolute = tmp_path / "ABS"
+    monkeypatch.setenv("TRADEGRAPH_RISK__KILL_SWITCH_FILE", str(absolute))
+    assert load_settings().risk.kill_switch_file == str(absolute)
+

@@ -17,7 +17,7 @@ from sqlalchemy import func, select
 import agent as tg
 from agent.backtest.service import BacktestRequest, run_request
 from agent.config import load_settings
-from agent.db.models import Decision, Run
+from agent.db.models import Decision, LLMCall, Run
 from agent.db.session import open_db
 from agent.errors import ConfigError, DataError, StrategyError
 from agent.testing.vllm_emulator import VLLMEmulator
@@ -173,6 +173,35 @@ def test_build_context_is_the_prompt_ask_model_sends(sqlite_url: str) -> None:
     assert answer.decision["source"] == "llm" and answer.decision["symbol"] == "BTC/USDT"
     assert json.loads(answer.response_text or "")["symbol"] == "BTC/USDT"
     assert _count(sqlite_url, Run, id=answer.run_id, kind="notebook", status="done") == 1
+
+
+def test_credentials_in_urls_are_never_recorded(sqlite_url: str, tmp_path: Path) -> None:
+    from agent.config import LLMSettings
+    from agent.llm.cache import CallStore
+    from agent.llm.gateway import LLMGateway
+    from agent.llm.schema import DecisionRequest
+
+    engine, factory = open_db(sqlite_url)
+    try:
+        with VLLMEmulator() as emu:
+            base_url = emu.base_url.replace("http://", "http://nb-user:nb-pw-1@")
+            llm = LLMSettings(profile="vllm", model="nemotron")
+            gateway = LLMGateway(llm, base_url, store=CallStore(factory))
+            messages = ({"role": "system", "content": "You trade."}, {"role": "user", "content": "bar"})
+            gateway.decide_many_sync([DecisionRequest("BTC/USDT", messages, prompt_hash="p")])  # recorded
+            gateway.close()
+        settings = {"database_url": sqlite_url, "llm": {"base_url": base_url},
+                    "exchange": {"api_url": "https://nb-token-2@proxy.example"}}  # fmt: skip
+        run = tg.run_agent("BTC/USDT", bars=2, strategy="sma_cross", settings=settings, reports_dir=tmp_path)
+        with factory() as s:
+            config = s.get_one(Run, run.run_id).config
+            endpoints = list(s.scalars(select(LLMCall.endpoint)))
+    finally:
+        engine.dispose()
+    assert endpoints == [base_url.replace("nb-pw-1", "***")]
+    assert config["llm"]["base_url"] == base_url.replace("nb-pw-1", "***")
+    assert config["exchange"]["api_url"] == "https://***@proxy.example"
+    assert "nb-pw-1" not in json.dumps(config) and "nb-token-2" not in json.dumps(config)
 
 
 def test_ask_model_returns_the_risk_layers_clamps(sqlite_url: str) -> None:

@@ -4,7 +4,8 @@ Contracts:
 - Every command group lives in its own module exposing `register(app)`; this module only wires them.
 - Heavy imports (pandas, numba, ccxt, langgraph) happen inside commands, so `--help` stays fast.
 - A `TradegraphError` (bad input, missing data, unreachable service) is printed as one line on stderr
-  with exit code 1; Typer's usage errors exit 2. Anything else is a bug and shows a traceback.
+  (credentials inside URLs masked) with exit code 1; Typer's usage errors exit 2. Anything else is a bug
+  and shows a traceback.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from agent.cli import (
     llm_cmd,
 )
 from agent.errors import TradegraphError
+from agent.redact import mask_url_credentials
 
 app = typer.Typer(
     name="tradegraph",
@@ -49,7 +51,7 @@ def main() -> None:
     try:
         app()
     except TradegraphError as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(f"error: {mask_url_credentials(str(e))}", file=sys.stderr)
         sys.exit(1)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

@@ -9,7 +9,8 @@ Contracts:
 - `SecretRedactor` is a filter on every handler: each configured secret value (exchange key, secret and
   password, LLM API key, database password) is replaced by `***` in the message, its arguments, extra
   fields, tracebacks and stack traces, before any formatter sees the record. `configured_secrets(settings)`
-  lists them.
+  lists them. Credentials inside any URL (`scheme://user:password@host`) are masked as well, configured or
+  not (`agent.redact.mask_url_credentials`).
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
+
+from agent.redact import mask_url_credentials
 
 if TYPE_CHECKING:
     from agent.config import Settings
@@ -70,16 +73,14 @@ class SecretRedactor(logging.Filter):
         self.forms = sorted(forms, key=len, reverse=True)
 
     def redact(self, text: str) -> str:
-        """`text` with every secret form masked."""
+        """`text` with every secret form and every URL's credentials masked."""
         for form in self.forms:
             if form in text:
                 text = text.replace(form, MASK)
-        return text
+        return mask_url_credentials(text) if "@" in text else text
 
     def filter(self, record: logging.LogRecord) -> bool:
         """Mask the record in place; never drops it."""
-        if not self.forms:
-            return True
         try:
             message = record.getMessage()
         except Exception:  # noqa: BLE001 - a bad format string must not hide the text (or break logging)

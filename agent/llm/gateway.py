@@ -54,6 +54,7 @@ from agent.llm.parse import (
     read_completion,
 )
 from agent.llm.schema import DecisionRequest, DecisionResult, TradeDecision, hold
+from agent.redact import mask_url_credentials
 
 T = TypeVar("T")
 _Fields = dict[str, Any]
@@ -105,6 +106,8 @@ class LLMGateway:
         """
         self.llm = llm
         self.base_url = base_url.rstrip("/")
+        self.endpoint = mask_url_credentials(self.base_url)
+        """The endpoint as recorded and shown (credentials in the URL masked)."""
         self.store = store
         self.circuit = CircuitBreaker(llm.circuit_failures, llm.circuit_cooldown_s, clock)
         self._sleep = sleep
@@ -192,7 +195,7 @@ class LLMGateway:
         """
         if not self.circuit.allow():
             raise LLMUnavailable(
-                f"LLM circuit open after {self.circuit.failures} consecutive failures at {self.base_url}; "
+                f"LLM circuit open after {self.circuit.failures} consecutive failures at {self.endpoint}; "
                 f"next probe in {self.circuit.retry_in_s():.0f}s"
             )
         info = await asyncio.to_thread(discover, self.base_url, self.llm)
@@ -303,7 +306,7 @@ class LLMGateway:
         return CallRecord(
             request_hash=job.hash,
             prompt_hash=prompt_hash or job.request.prompt_hash,
-            endpoint=self.base_url,
+            endpoint=self.endpoint,
             profile=self.llm.profile,
             model=out.model or payload["model"],
             request={"attempt": kind, "try": n, "cacheable": False, "payload": payload},
@@ -343,7 +346,7 @@ class LLMGateway:
             return None  # schema changed since it was stored: ask again
         req = job.request
         job.records.append(
-            hit_record(hit, job.hash, req.prompt_hash, self.base_url, self.llm.profile, req.run_id)
+            hit_record(hit, job.hash, req.prompt_hash, self.endpoint, self.llm.profile, req.run_id)
         )
         out = Outcome(
             content=hit.response_text,
