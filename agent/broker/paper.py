@@ -16,6 +16,10 @@ Per-bar semantics (fixed, identical to the backtest engine). For bar t:
   3. At close_t: marks = closes; equity = `state.equity(marks)`; peak equity = max(peak, equity); when
      close_t (= bar_ts + one bar of `settings.timeframe`) falls on a new UTC day, `day_start_equity` becomes
      this equity (on the run's first bar the day is only set, keeping the initial equity).
+Limits at the fill: a buy toward a pending target is cut so that the book after it keeps
+`max_gross_exposure` and cash >= `min_cash_fraction` of equity, positions marked at open_t and the fill's
+fee and slippage paid (`agent.risk.book.room`, the formula the risk layer sized the targets with; a cut is
+a `portfolio_room` event). With the defaults (1 and 0) that is cash >= 0, which `execute_order` keeps.
 Orders only when a target changes: the risk layer sends a pending target only when it differs from the
 current exposure, so the graph passes `in_force=None` (every pending target is acted on). A caller feeding a
 raw target series every bar (as the backtest engine reads its target matrix) passes back each outcome's
@@ -55,7 +59,9 @@ from agent.errors import DataError
 from agent.execution import costs
 from agent.market.candles import timeframe_ms
 from agent.portfolio import PortfolioState, Position
+from agent.risk.book import TOLERANCE, TradeCosts, room
 from agent.risk.breakers import cooldown_end
+from agent.risk.models import PORTFOLIO_ROOM
 
 if TYPE_CHECKING:
     from agent.config import Settings
@@ -205,8 +211,11 @@ class _Book:
         side = 1 if delta > 0 else -1
         held = self.positions[symbol].amount if symbol in self.positions else 0.0
         fee_rate, participation = effective_fee(rules, self.settings), broker.max_participation or 0.0
+        wanted = abs(delta)
+        if leg == TARGET_LEG and side > 0:
+            wanted = self._within_room(symbol, wanted, ref, fee_rate)
         amount, price, fee, status = costs.execute_order(
-            side, abs(delta), ref, self.cash, held, fee_rate, broker.slippage_bps,
+            side, wanted, ref, self.cash, held, fee_rate, broker.slippage_bps,
             rules.amount_step, rules.min_amount, rules.min_notional, bar.volume, participation,
         )
         coid = client_order_id(self.run_id, symbol, self.bar_ts, leg)
@@ -235,6 +244,23 @@ class _Book:
             else:
                 self.positions[symbol] = replace(self.positions[symbol], amount=left)
         return amount
+
+    def _within_room(self, symbol: str, amount: float, ref: float, fee_rate: float) -> float:
+        """A buy of `amount` at `ref`, cut so that the book after the fill keeps `max_gross_exposure` and
+        `min_cash_fraction` of equity (`risk.book.room`, positions at this bar's open); a cut is an event."""
+        risk = self.settings.risk
+        if risk.max_gross_exposure >= 1.0 and risk.min_cash_fraction <= 0.0:
+            return amount  # the only limit left is cash >= 0, which `execute_order` keeps
+        held = sum(p.amount * self.bars[s].open for s, p in self.positions.items())
+        unit_cost = ref * TradeCosts.of(fee_rate, self.settings.broker.slippage_bps).buy
+        fits = room(self.cash, held, ref, unit_cost, risk.max_gross_exposure, risk.min_cash_fraction)
+        if amount <= fits.limit * (1.0 + TOLERANCE):
+            return amount
+        detail = (f"buy of {amount:.10g} {symbol} cut to {fits.limit:.10g} at {ref:.10g}: the book keeps "
+                  f"max_gross_exposure {risk.max_gross_exposure:g} and min_cash_fraction "
+                  f"{risk.min_cash_fraction:g} (binding: {fits.binding})")
+        self.events.append(BrokerEvent(symbol, PORTFOLIO_ROOM, detail))
+        return fits.limit
 
     def _add(self, symbol: str, amount: float, price: float, target: PendingTarget | None) -> None:
         old = self.positions.get(symbol)

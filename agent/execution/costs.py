@@ -6,7 +6,8 @@ Contracts (all prices and cash in the quote currency, amounts in the base curren
 - Fill price = reference price moved against the trader by `slippage_bps` (buy higher, sell lower).
 - The fee is `fee_rate × filled notional`, charged in the quote currency (deducted from cash).
 - Buys are capped so that amount × price × (1 + fee_rate) <= cash; sells are capped at the position
-  (spot: never short).
+  (spot: never short). The caps hold after flooring to the step too: a buy that the rounding tolerance
+  floors past the cash is one step smaller; a sell floored past the position sells the position exactly.
 - With `max_participation > 0` an order is capped at that fraction of the bar's volume.
 - The amount is floored to `amount_step` (0 = no rounding). If what is left is below `min_amount` or its
   notional below `min_notional`, nothing fills and the status says DUST, so dust is counted explicitly.
@@ -64,13 +65,12 @@ def execute_order(
     price = slipped_price(side, ref_price, slippage_bps)
     if max_participation > 0.0 and amount > bar_volume * max_participation:
         amount = bar_volume * max_participation
-    if side > 0:
-        affordable = cash / (price * (1.0 + fee_rate))
-        if amount > affordable:
-            amount = affordable
-    elif amount > position:
-        amount = position
+    limit = cash / (price * (1.0 + fee_rate)) if side > 0 else position
+    if amount > limit:
+        amount = limit
     amount = floor_to_step(amount, amount_step)
+    if amount > limit:  # the step's rounding tolerance went past the cash or the position
+        amount = amount - amount_step if side > 0 else limit
     if amount <= _EPS:
         return 0.0, price, 0.0, ZERO
     notional = amount * price

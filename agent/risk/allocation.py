@@ -12,8 +12,8 @@ Contracts (pure; same inputs, same results):
 - Increases (changing results whose target is above the current exposure) are scaled pro rata: each one's
   increase is multiplied by the same factor k, the largest in [0, 1] for which the book after all fills,
   fee and slippage paid (`book.room`), has gross exposure <= `max_gross_exposure` and cash >=
-  `min_cash_fraction` × equity. k >= 1 − `TOLERANCE` counts as 1 (no change): the book may overshoot a
-  limit by that relative amount, not more.
+  `min_cash_fraction` × equity. k >= 1 − `book.TOLERANCE` counts as 1 (no change): the book may overshoot
+  a limit by that relative amount, not more.
 - Each scaled increase gets a `portfolio_room` event (before/after target, k, the binding limit). An
   increase scaled to nothing, or whose scaled order is dust at the exchange's precision and minimums, is
   refused instead (HOLD at the current exposure, the position's exit plan kept, `rejected=True`, the
@@ -33,16 +33,12 @@ from typing import TYPE_CHECKING
 from agent.llm.schema import Action
 from agent.portfolio import PortfolioState
 from agent.risk import models as m
-from agent.risk.book import TradeCosts, room
+from agent.risk.book import TOLERANCE, TradeCosts, room
 from agent.risk.limits import dust_reason
 from agent.risk.models import ClampEvent, RiskResult
 
 if TYPE_CHECKING:
     from agent.market.exchange import MarketRules
-
-TOLERANCE = 1e-9
-"""A scale factor this close to 1 leaves the tick unchanged (rounding of the caps the allowance set)."""
-
 
 def allocate(
     results: Mapping[str, RiskResult],

@@ -13,6 +13,8 @@ re-check at the fill all use it, so they agree):
   (G = `max_gross_exposure`, m = `min_cash_fraction`; m = 0 is the spot rule cash' >= 0).
 - `room` gives, for each condition, the largest multiple t >= 0 of one increase (notional `unit`, cost
   `unit_cost`) that keeps it; 0 when the book is already past the limit.
+- `TOLERANCE`: callers leave an increase alone when it is within this relative margin of the room (the
+  rounding of caps computed by the same formula elsewhere); a limit can be overshot by that much, not more.
 """
 
 from __future__ import annotations
@@ -22,6 +24,9 @@ from dataclasses import dataclass
 from typing import Literal, NamedTuple
 
 Binding = Literal["max_gross_exposure", "cash"]
+
+TOLERANCE = 1e-9
+"""Relative margin within which an increase counts as fitting the room (see the module contract)."""
 
 
 @dataclass(frozen=True)
