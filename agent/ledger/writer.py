@@ -16,6 +16,9 @@ Contracts:
 - Each clamp event is also a `risk_events` row linked to its decision; broker events (dust, nothing
   fillable, cooldown) are `risk_events` rows without a decision.
 - An order is linked to the decision it executes: (run, symbol, `decided_ts`).
+- Model text is data: every free-text column (rationale, invalidation, abstain reason, model, reasoning,
+  risk-event details, order reasons) goes through `agent.textsafe.for_storage` (NUL and lone surrogates
+  become U+FFFD), so no answer can make the insert fail.
 - The run row must exist (`start_run`, idempotent).
 """
 
@@ -43,6 +46,7 @@ from agent.db.models import (
 from agent.db.session import transaction
 from agent.llm.schema import Action, DecisionResult
 from agent.risk.models import Allowance, ClampEvent, RiskResult
+from agent.textsafe import for_storage
 
 RATIONALE_STORED = 4000
 """Longest rationale kept (the schema allows far less; a bypassed schema must not break the write)."""
@@ -171,9 +175,10 @@ def _write(session: Session, tick: TickRecord) -> dict[str, int]:
     seen = set(session.execute(select(RiskEvent.symbol, RiskEvent.kind, RiskEvent.detail).where(
         RiskEvent.run_id == tick.run_id, RiskEvent.bar_ts == tick.bar_ts)).tuples())
     for decision_id, symbol, kind, detail in events:
-        if (symbol, kind[:32], detail) not in seen:
+        symbol, kind, detail = for_storage(symbol), for_storage(kind[:32]), for_storage(detail)
+        if (symbol, kind, detail) not in seen:
             session.add(RiskEvent(run_id=tick.run_id, decision_id=decision_id, bar_ts=tick.bar_ts,
-                                  symbol=symbol, kind=kind[:32], detail=detail))
+                                  symbol=symbol, kind=kind, detail=detail))
             counts["risk_events"] += 1
     return counts
 
@@ -200,15 +205,16 @@ def _decision_row(run_id: str, bar_ts: int, entry: DecisionEntry) -> Decision:
         action = result.action.value
     rationale = proposed.rationale if isinstance(proposed.rationale, str) else repr(proposed.rationale)
     return Decision(
-        run_id=run_id, symbol=result.symbol, bar_ts=bar_ts, source=result.source, action=action,
+        run_id=run_id, symbol=for_storage(result.symbol), bar_ts=bar_ts, source=result.source, action=action,
         target_exposure=_finite(proposed.target_exposure), confidence=_finite(proposed.confidence),
         final_exposure=result.target_exposure if result.changes else None,
-        stop_loss=result.stop_loss, take_profit=result.take_profit, invalidation=result.invalidation,
-        rationale=rationale[:RATIONALE_STORED],
-        abstained=bool(llm and llm.abstained), abstain_reason=llm.reason if llm and llm.abstained else None,
+        stop_loss=result.stop_loss, take_profit=result.take_profit,
+        invalidation=for_storage(result.invalidation), rationale=for_storage(rationale[:RATIONALE_STORED]),
+        abstained=bool(llm and llm.abstained),
+        abstain_reason=for_storage(llm.reason) if llm and llm.abstained else None,
         llm_call_id=llm.llm_call_id if llm else None,
-        prompt_hash=llm.request.prompt_hash if llm else None, model=llm.model if llm else None,
-        reasoning=llm.reasoning if llm else None,
+        prompt_hash=llm.request.prompt_hash if llm else None, model=for_storage(llm.model) if llm else None,
+        reasoning=for_storage(llm.reasoning) if llm else None,
         prompt_tokens=llm.prompt_tokens if llm else None,
         completion_tokens=llm.completion_tokens if llm else None,
         latency_ms=llm.latency_ms if llm else None,
@@ -242,7 +248,7 @@ def _write_orders(
         rows[order.client_order_id] = Order(
             run_id=order.run_id, client_order_id=order.client_order_id, decision_id=decision_id,
             symbol=order.symbol, bar_ts=order.bar_ts, side=order.side, type=order.type, amount=order.amount,
-            price=order.price, status=order.status, reason=order.reason)
+            price=order.price, status=order.status, reason=for_storage(order.reason))
     session.add_all(rows.values())
     session.flush()
     counts["orders"] += len(rows)

@@ -12,6 +12,7 @@ Contracts:
   for audit but never served.
 - `lookup` answers many hashes in one query (per 2,000 hashes); `insert_many` writes many rows in one
   transaction and returns their ids in input order. Both block: the gateway runs them in a worker thread.
+- Text from the model (response, reasoning, error, model name) is stored through `agent.textsafe.for_storage`.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from agent.db.models import LLMCall
 from agent.db.session import transaction
+from agent.textsafe import for_storage
 
 _LOOKUP_CHUNK = 2000  # bind parameters per query: well inside SQLite (32766) and PostgreSQL (65535)
 
@@ -147,6 +149,9 @@ class CallStore:
         if not records:
             return []
         rows = [dict(vars(r)) for r in records]  # shallow: asdict() would deep-copy every payload
+        for row in rows:  # model text is data: NUL and lone surrogates must not fail the insert
+            for key in ("model", "response_text", "reasoning", "finish_reason", "error"):
+                row[key] = for_storage(row[key])
         stmt = insert(LLMCall).returning(LLMCall.id, sort_by_parameter_order=True)
         with transaction(self._factory) as session:
             return list(session.scalars(stmt, rows))
