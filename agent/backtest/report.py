@@ -8,12 +8,13 @@ Contracts:
   trades table (the first `MAX_TRADE_ROWS`; all of them are in trades.csv).
 - Files are written into a temporary folder that is renamed into place at the end, so a failure never
   leaves a half-written report.
+- Text is data (`agent.textsafe`): every text in the HTML goes through `for_html`; in the CSVs a text cell
+  that a spreadsheet would run as a formula gets a leading `'` (numbers are left alone).
 """
 
 from __future__ import annotations
 
 import base64
-import html
 import shutil
 from collections.abc import Mapping
 from pathlib import Path
@@ -24,6 +25,7 @@ import numpy as np
 from agent.backtest.charts import drawdown_figure, equity_figure, png_bytes, trades_figure
 from agent.backtest.formatting import COLUMNS, METRICS, fmt
 from agent.backtest.runner import BacktestResult
+from agent.textsafe import csv_frame, for_html
 
 MAX_TRADE_ROWS = 500
 MAX_SYMBOL_CHARTS = 8
@@ -54,8 +56,8 @@ def write_report(
     try:
         equity_png = png_bytes(equity_figure(result.sim, hold.sim if hold else None, result.strategy))
         (tmp / "equity.png").write_bytes(equity_png)
-        result.sim.trades_frame().to_csv(tmp / "trades.csv", index=False)
-        result.sim.fills_frame().to_csv(tmp / "fills.csv", index=False)
+        csv_frame(result.sim.trades_frame()).to_csv(tmp / "trades.csv", index=False)
+        csv_frame(result.sim.fills_frame()).to_csv(tmp / "fills.csv", index=False)
         body = _body(result, hold, comparison, meta, notes or [], equity_png)
         (tmp / "report.html").write_text(body, encoding="utf-8")
         if out_dir.exists():
@@ -75,7 +77,7 @@ def _body(
     notes: list[str],
     equity_png: bytes,
 ) -> str:
-    e = html.escape
+    e = for_html
     parts = [
         f"<!doctype html><html><head><meta charset='utf-8'><title>{e(str(meta.get('title', 'backtest')))}"
         f"</title><style>{_CSS}</style></head><body>"
@@ -102,16 +104,16 @@ def _img(png: bytes) -> str:
 
 def _kv_table(items: Mapping[str, Any]) -> str:
     rows = "".join(
-        f"<tr><td>{html.escape(str(k))}</td><td>{html.escape(str(v))}</td></tr>" for k, v in items.items()
+        f"<tr><td>{for_html(k)}</td><td>{for_html(v)}</td></tr>" for k, v in items.items()
     )
     return f"<table>{rows}</table>"
 
 
 def _metrics_table(comparison: Mapping[str, Mapping[str, Any]]) -> str:
     names = [c for c in COLUMNS if c in comparison]
-    head = "<tr><th>metric</th>" + "".join(f"<th>{html.escape(COLUMNS[c])}</th>" for c in names) + "</tr>"
+    head = "<tr><th>metric</th>" + "".join(f"<th>{for_html(COLUMNS[c])}</th>" for c in names) + "</tr>"
     rows = [
-        f"<tr><td>{html.escape(label)}</td>"
+        f"<tr><td>{for_html(label)}</td>"
         + "".join(f"<td>{fmt(comparison[c].get(key), kind)}</td>" for c in names)
         + "</tr>"
         for key, label, kind in METRICS

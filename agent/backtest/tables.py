@@ -1,6 +1,8 @@
 """Rich tables for the backtest commands: summary, run list and comparison, sweep results, look-ahead.
 
-Contracts: pure builders (data in, `rich.table.Table` out); printing is the caller's job.
+Contracts: pure builders (data in, `rich.table.Table` out); printing is the caller's job. Free text (run
+ids, strategy names, parameters, error messages, report paths) goes in as `agent.textsafe.for_terminal`
+cells, never read as Rich markup.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from rich.table import Table
 
 from agent.backtest.formatting import COLUMNS, METRICS, fmt, kind_of, label
 from agent.db.models import Run
+from agent.textsafe import for_terminal
 
 RUN_LIST_METRICS = ("total_return", "sharpe", "max_drawdown", "trades")
 RUN_LIST_HEADERS = {
@@ -49,13 +52,13 @@ def runs_table(runs: Sequence[Run]) -> Table:
         table.add_column(RUN_LIST_HEADERS[key], justify="right", no_wrap=True)
     for r in runs:
         table.add_row(
-            r.id,
-            r.kind,
-            r.strategy,
-            ",".join(r.symbols or []),
+            for_terminal(r.id),
+            for_terminal(r.kind),
+            for_terminal(r.strategy),
+            for_terminal(",".join(r.symbols or [])),
             r.timeframe,
             f"{_ts(r.start_ts)}..{_ts(r.end_ts)}",
-            r.status,
+            for_terminal(r.status),
             *(fmt((r.metrics or {}).get(k), kind_of(k)) for k in RUN_LIST_METRICS),
         )
     return table
@@ -66,7 +69,7 @@ def compare_runs_table(runs: Sequence[Run]) -> Table:
     table = Table(title="run comparison")
     table.add_column("")
     for r in runs:
-        table.add_column(r.id, justify="right")
+        table.add_column(for_terminal(r.id), justify="right")
     rows: list[tuple[str, list[str]]] = [
         ("kind", [r.kind for r in runs]),
         ("strategy", [r.strategy for r in runs]),
@@ -80,12 +83,12 @@ def compare_runs_table(runs: Sequence[Run]) -> Table:
         ("status", [r.status + (f": {r.error}" if r.error else "") for r in runs]),
     ]
     for name, values in rows:
-        table.add_row(name, *values)
+        table.add_row(name, *(for_terminal(v) for v in values))
     for key, lab, kind in METRICS:
         table.add_row(lab, *(fmt((r.metrics or {}).get(key), kind) for r in runs))
     hold = [(r.metrics or {}).get("buy_and_hold") or {} for r in runs]
     table.add_row("buy & hold return", *(fmt(h.get("total_return"), "pct") for h in hold))
-    table.add_row("report", *(r.report_path or "-" for r in runs))
+    table.add_row("report", *(for_terminal(r.report_path or "-") for r in runs))
     return table
 
 
@@ -99,7 +102,7 @@ def sweep_table(results: Sequence[Mapping[str, Any]], metric: str, top: int) -> 
         table.add_column(label(key), justify="right")
     for i, row in enumerate(results[:top], 1):
         params = ", ".join(f"{k}={v}" for k, v in row["params"].items())
-        table.add_row(str(i), params, *(fmt(row["metrics"].get(k), kind_of(k)) for k in shown))
+        table.add_row(str(i), for_terminal(params), *(fmt(row["metrics"].get(k), kind_of(k)) for k in shown))
     return table
 
 

@@ -3,7 +3,9 @@
 - `demo` is the main job: the embedded local LLM, the agent in paper mode over the last bars of the bundled
   data, a report, and a summary with the report's path — offline, on embedded defaults.
 - `tick` runs one paper cycle now: the last closed bar (live exchange through ccxt, or replay).
-- `portfolio` and `decisions` read the ledger of a run (default: the most recent run).
+- `portfolio` and `decisions` read the ledger of a run (default: the most recent run). Model text
+  (rationales, abstention reasons, clamp details) and run ids are shown literally through
+  `agent.textsafe.for_terminal`: never read as Rich markup, control characters escaped.
 """
 
 from __future__ import annotations
@@ -92,6 +94,7 @@ def tick(
     """Run one paper cycle now: refresh data, then process the last closed bar for every symbol."""
     from agent.graph.factory import load_source, open_agent
     from agent.market.candles import utc_timestamp
+    from agent.textsafe import for_plain_terminal
 
     settings = load_settings()
     strategy = strategy or settings.strategy
@@ -115,7 +118,7 @@ def tick(
         out = runner.tick(bar)
     print(
         f"{out.run_id} bar {_iso(out.bar_ts)}: {out.status}"
-        + (f" ({out.reason})" if out.reason else "")
+        + (f" ({for_plain_terminal(out.reason)})" if out.reason else "")
         + (f", {out.orders} orders, {out.fills} fills, equity {out.equity:,.2f}" if out.equity else "")
     )
 
@@ -146,9 +149,11 @@ def portfolio(run_id: str = typer.Option(None, help="run to show (default: the m
     """Positions, cash, equity and PnL of a run after its last processed bar."""
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
 
     from agent.db.session import open_db
     from agent.evaluation.frames import equity_frame, positions_frame
+    from agent.textsafe import for_terminal
 
     settings = load_settings()
     engine, factory = open_db(settings.db_url)
@@ -160,14 +165,18 @@ def portfolio(run_id: str = typer.Option(None, help="run to show (default: the m
         engine.dispose()
     console = Console()
     if eq.empty:
-        console.print(f"run {rid}: no bar processed yet")
+        console.print(for_terminal(f"run {rid}: no bar processed yet"))
         return
     last = eq.iloc[-1]
     initial = settings.broker.initial_cash
     console.print(
-        f"run [bold]{rid}[/] after bar {str(eq.index[-1])[:16]} UTC: cash {last.cash:,.2f}, "
-        f"equity {last.equity:,.2f}, PnL {last.equity - initial:+,.2f} "
-        f"({(last.equity / initial - 1) * 100:+.2f}%), fees {last.fees_paid:,.2f}"
+        Text.assemble(
+            "run ",
+            for_terminal(rid, "bold"),
+            f" after bar {str(eq.index[-1])[:16]} UTC: cash {last.cash:,.2f}, "
+            f"equity {last.equity:,.2f}, PnL {last.equity - initial:+,.2f} "
+            f"({(last.equity / initial - 1) * 100:+.2f}%), fees {last.fees_paid:,.2f}",
+        )
     )
     table = Table(title="positions")
     for col in ("symbol", "amount", "avg price", "mark", "value", "PnL", "stop", "take profit"):
@@ -200,6 +209,7 @@ def decisions(
 
     from agent.db.session import open_db
     from agent.evaluation.frames import decisions_frame, orders_frame
+    from agent.textsafe import for_terminal
 
     settings = load_settings()
     engine, factory = open_db(settings.db_url)
@@ -209,7 +219,7 @@ def decisions(
         orders = orders_frame(factory, rid)
     finally:
         engine.dispose()
-    table = Table(title=f"decisions of {rid}", show_lines=True)
+    table = Table(title=for_terminal(f"decisions of {rid}"), show_lines=True)
     for col in (
         "bar (UTC)",
         "symbol",
@@ -233,16 +243,17 @@ def decisions(
             else ""
         )
         abst = f"[abstained: {d.abstain_reason}] " if d.abstained else ""
-        table.add_row(
+        clamps = "; ".join(f"{c.get('kind')}: {c.get('detail')}" for c in (d.clamps or []))
+        table.add_row(  # model text is data: Text cells are never read as markup
             str(d.date)[:16],
-            d.symbol,
-            d.source,
-            str(d.action),
+            for_terminal(d.symbol),
+            for_terminal(d.source),
+            for_terminal(d.action),
             f"{_opt(d.target_exposure)}→{_opt(d.final_exposure)}",
             _opt(d.confidence),
-            abst + str(d.rationale or "")[:240],
-            "; ".join(f"{c.get('kind')}: {c.get('detail')}" for c in (d.clamps or []))[:300],
-            order_text,
+            for_terminal(abst + str(d.rationale or "")[:240]),
+            for_terminal(clamps[:300]),
+            for_terminal(order_text),
         )
     Console().print(table)
 

@@ -45,6 +45,7 @@ def run(
     from agent.daemon.service import Daemon, DaemonOptions
     from agent.daemon.signals import StopSignal, install
     from agent.errors import ConfigError
+    from agent.textsafe import for_plain_terminal
     from strategies.registry import parse_params
 
     settings = load_settings()
@@ -63,7 +64,8 @@ def run(
         result = Daemon(settings, options, stop=stop, on_abandon=_exit_now).run()
     finally:
         restore()
-    print(f"stopped ({result.reason}): run {result.run_id}, last bar {_iso(result.last_bar)}")
+    reason = for_plain_terminal(result.reason)  # may quote an error: shown, never interpreted
+    print(f"stopped ({reason}): run {result.run_id}, last bar {_iso(result.last_bar)}")
 
 
 def status(

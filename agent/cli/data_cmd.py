@@ -110,6 +110,7 @@ def _list() -> None:
     from agent.errors import DataError
     from agent.market.store import CandleStore, read_candle_file
     from agent.market.validate import check_candles
+    from agent.textsafe import for_terminal
 
     settings = load_settings()
     files = CandleStore(settings.data_dir).files()
@@ -124,7 +125,8 @@ def _list() -> None:
         try:
             report = check_candles(read_candle_file(f.path), f.timeframe)
         except DataError as e:
-            table.add_row(f.source, f.exchange, f.symbol, f.timeframe, "unreadable", str(e), "-", "-")
+            why = for_terminal(e)
+            table.add_row(f.source, f.exchange, f.symbol, f.timeframe, "unreadable", why, "-", "-")
             continue
         gaps = f"{len(report.gaps)} ({report.missing_bars} bars)" if report.gaps else "0"
         table.add_row(f.source, f.exchange, f.symbol, f.timeframe, _ts(report.first), _ts(report.last),

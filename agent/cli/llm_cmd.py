@@ -37,12 +37,14 @@ def register(app: typer.Typer) -> None:
         from agent.llm.discovery import discover
         from agent.llm.gateway import LLMGateway
         from agent.llm.local_server import resolve_endpoint
+        from agent.textsafe import for_plain_terminal
 
         llm = _override(load_settings().llm, base_url=base_url, profile=profile, model=model)
         with resolve_endpoint(llm) as url:
             info = discover(url, llm)
+            served = for_plain_terminal(", ".join(info.models))  # the server's text: shown, not interpreted
             print(f"endpoint:          {url} (profile {llm.profile})")
-            print(f"model:             {info.model} (served: {', '.join(info.models)})")
+            print(f"model:             {for_plain_terminal(info.model)} (served: {served})")
             print(f"context length:    {info.max_model_len or 'unknown'} tokens ({info.context_source})")
             print(f"health:            {info.health}")
             print(f"tokenize endpoint: {info.tokenize or 'none'}")
@@ -52,7 +54,7 @@ def register(app: typer.Typer) -> None:
             latency = f"{result.latency_ms:.0f} ms" if result.latency_ms is not None else "n/a"
             print(f"round trip:        {latency}")
             if result.abstained:
-                print(f"structured output: FAILED ({result.reason})")
+                print(f"structured output: FAILED ({for_plain_terminal(result.reason)})")
                 raise LLMUnavailable(f"structured output does not work at {url}: {result.reason}")
             print(f"structured output: ok (action={result.decision.action}, schema-valid)")
 

@@ -5,7 +5,8 @@ Contracts:
   the run's last balance snapshot (equity, cash), its open positions at that bar, its latest decisions,
   its last journalled tick and its recent skipped or failed ticks. Without `run_id` it reports the run of
   the lease (the daemon running or last run on this database).
-- `render(status)` turns it into Rich tables; nothing here prints.
+- `render(status)` turns it into Rich tables; nothing here prints. Text from the model or from errors
+  (rationales, tick reasons, the lease note) goes in as `agent.textsafe.for_terminal` cells: never markup.
 - Alive means: the lease is held and its heartbeat is younger than its TTL.
 """
 
@@ -24,6 +25,7 @@ from agent.daemon import journal
 from agent.daemon.journal import JournalEntry
 from agent.daemon.lease import LeaseInfo, read_lease
 from agent.db.models import BalanceSnapshot, Decision, PositionSnapshot, Run
+from agent.textsafe import for_terminal
 
 RATIONALE_SHOWN = 60
 
@@ -124,11 +126,11 @@ def _daemon_table(status: DaemonStatus) -> Table:
     if status.last_tick is not None:
         t = status.last_tick
         why = f" ({t.reason})" if t.reason else ""
-        table.add_row("last tick", f"bar {_iso(t.bar_ts)}: {t.status}{why}")
+        table.add_row("last tick", for_terminal(f"bar {_iso(t.bar_ts)}: {t.status}{why}"))
     if lease.next_tick_ms is not None and status.alive:
         table.add_row("next wake-up", _iso(lease.next_tick_ms, seconds=True))
     if lease.note:
-        table.add_row("note", lease.note)
+        table.add_row("note", for_terminal(lease.note))
     return table
 
 
@@ -162,8 +164,8 @@ def _decisions_table(status: DaemonStatus) -> Table:
     for d in status.decisions:
         why = d["rationale"]
         why = why if len(why) <= RATIONALE_SHOWN else why[: RATIONALE_SHOWN - 1] + "…"
-        table.add_row(_iso(d["bar_ts"]), d["symbol"], d["source"], d["action"], _num(d["target"]),
-                      _num(d["final"]), why)
+        table.add_row(_iso(d["bar_ts"]), for_terminal(d["symbol"]), for_terminal(d["source"]),
+                      for_terminal(d["action"]), _num(d["target"]), _num(d["final"]), for_terminal(why))
     return table
 
 
@@ -173,7 +175,7 @@ def _problems_table(status: DaemonStatus) -> Table:
         table.add_column(col)
     for e in status.problems:
         at = "" if e.finished_at is None else f"{e.finished_at:%Y-%m-%d %H:%M:%S}"
-        table.add_row(_iso(e.bar_ts), e.status, e.reason or "", at)
+        table.add_row(_iso(e.bar_ts), e.status, for_terminal(e.reason or ""), at)
     if not status.problems:
         table.add_row("(none)", "", "", "")
     return table

@@ -11,12 +11,14 @@ Contracts:
   the model.
 - `write_agent_report` writes `report.html` (self-contained, figures embedded), `equity.png`,
   `decisions.csv` and `orders.csv` into the given folder and returns the HTML path.
+- Model text is data (`agent.textsafe`): in the CSVs a text cell starting with `=`, `+`, `-`, `@`, a tab or
+  a carriage return gets a leading `'` (numbers are left alone); in the HTML every text is cut to its
+  display length first, then escaped.
 """
 
 from __future__ import annotations
 
 import base64
-import html
 import math
 from pathlib import Path
 from typing import Any
@@ -33,6 +35,10 @@ from agent.evaluation.frames import decisions_frame, equity_frame, llm_usage, or
 from agent.graph.sources import CandleSource
 from agent.market.candles import timeframe_ms
 from agent.market.exchange import MarketRules
+from agent.textsafe import csv_frame, for_html
+
+RATIONALE_SHOWN = 300
+"""Characters of a rationale (or abstention reason) shown in the decision timeline."""
 
 
 def buy_and_hold(
@@ -143,8 +149,8 @@ def write_agent_report(
     decisions = decisions_frame(factory, run_id)
     orders = orders_frame(factory, run_id)
     calib = calibration(decisions, source)
-    decisions.drop(columns=["reasoning"]).to_csv(out_dir / "decisions.csv", index=False)
-    orders.to_csv(out_dir / "orders.csv", index=False)
+    csv_frame(decisions.drop(columns=["reasoning"])).to_csv(out_dir / "decisions.csv", index=False)
+    csv_frame(orders).to_csv(out_dir / "orders.csv", index=False)
     png = _equity_png(eq, metrics.get("hold_curve"), settings.broker.initial_cash)
     (out_dir / "equity.png").write_bytes(png)
     page = _html(title, run_id, metrics, calib, decisions, orders, png)
@@ -206,11 +212,11 @@ def fmt(value: Any, kind: str = "num") -> str:
         return f"{int(value):,}"
     if isinstance(value, float):
         return f"{value:,.2f}" if abs(value) >= 1000 else f"{value:.4g}"
-    return html.escape(str(value))
+    return for_html(value)
 
 
 def _table(headers: list[str], rows: list[list[str]]) -> str:
-    head = "".join(f"<th>{html.escape(h)}</th>" for h in headers)
+    head = "".join(f"<th>{for_html(h)}</th>" for h in headers)
     body = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in r) + "</tr>" for r in rows)
     return f"<table><tr>{head}</tr>{body}</table>"
 
@@ -269,15 +275,15 @@ def _html(
         [
             [
                 str(d.date)[:16],
-                html.escape(d.symbol),
-                d.source,
-                html.escape(str(d.action)),
+                for_html(d.symbol),
+                for_html(d.source),
+                for_html(d.action),
                 fmt(d.target_exposure),
                 fmt(d.final_exposure),
                 fmt(d.confidence),
-                "yes: " + html.escape(str(d.abstain_reason)) if d.abstained else "",
-                html.escape(str(d.rationale or ""))[:300],
-                html.escape("; ".join(e.get("kind", "") for e in (d.clamps or []))),
+                "yes: " + for_html(d.abstain_reason, RATIONALE_SHOWN) if d.abstained else "",
+                for_html(d.rationale or "", RATIONALE_SHOWN),
+                for_html("; ".join(str(e.get("kind", "")) for e in (d.clamps or []))),
             ]
             for d in shown.itertuples()
         ],
@@ -287,10 +293,10 @@ def _html(
         [
             [
                 str(o.date)[:16],
-                html.escape(o.symbol),
-                o.side,
-                o.status,
-                html.escape(str(o.reason)),
+                for_html(o.symbol),
+                for_html(o.side),
+                for_html(o.status),
+                for_html(o.reason),
                 fmt(o.fill_amount),
                 fmt(o.fill_price),
                 fmt(o.fee),
@@ -304,8 +310,9 @@ def _html(
         "td,th{border:1px solid #ccc;padding:3px 8px;font-size:13px;text-align:left}th{background:#eee}"
     )
     return (
-        f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
-        f"<style>{style}</style></head><body><h1>{html.escape(title)}</h1><p>run <code>{run_id}</code></p>"
+        f"<!doctype html><html><head><meta charset='utf-8'><title>{for_html(title)}</title>"
+        f"<style>{style}</style></head><body><h1>{for_html(title)}</h1>"
+        f"<p>run <code>{for_html(run_id)}</code></p>"
         f"<img src='data:image/png;base64,{img}' alt='equity'>"
         f"<h2>Performance (same bars, same fees)</h2>{perf}<h2>Model usage</h2>{llm}<h2>Behaviour</h2>{beh}"
         f"<h2>Calibration: confidence against the next bar's return in the decision's direction</h2>{cal}"
