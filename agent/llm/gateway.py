@@ -276,25 +276,30 @@ class LLMGateway:
         raise AssertionError("unreachable")  # pragma: no cover
 
     async def _send(self, payload: dict[str, Any], state: _LoopState) -> Outcome:
-        """One HTTP attempt, under the semaphore and the per-attempt deadline."""
+        """One HTTP attempt, under the semaphore and the circuit breaker (one probe at a time if half-open)."""
         if not self.circuit.allow():
             return Outcome(error="circuit open")
         async with state.semaphore:
-            if not self.circuit.allow():
-                return Outcome(error="circuit open")
-            t0 = time.perf_counter()
-            try:
-                async with asyncio.timeout(self.llm.timeout_s):
-                    resp = await self._client(state).post(
-                        "/chat/completions", cast_to=httpx2.Response, body=payload
-                    )
-                    data = resp.json()
-            except (TimeoutError, openai.APIConnectionError) as e:
-                return classify_transport(e, _ms(t0))
-            except openai.APIStatusError as e:
-                return classify_status(e.status_code, str(e.message or e), _ms(t0))
-            except (openai.OpenAIError, ValueError) as e:  # a body that is not a chat completion
-                return Outcome(error=f"bad response: {_short(e)}", latency_ms=_ms(t0))
+            with self.circuit.attempt() as allowed:
+                if not allowed:
+                    return Outcome(error="circuit open")
+                return await self._exchange(payload, state)
+
+    async def _exchange(self, payload: dict[str, Any], state: _LoopState) -> Outcome:
+        """The HTTP request and its answer, under the per-attempt deadline."""
+        t0 = time.perf_counter()
+        try:
+            async with asyncio.timeout(self.llm.timeout_s):
+                resp = await self._client(state).post(
+                    "/chat/completions", cast_to=httpx2.Response, body=payload
+                )
+                data = resp.json()
+        except (TimeoutError, openai.APIConnectionError) as e:
+            return classify_transport(e, _ms(t0))
+        except openai.APIStatusError as e:
+            return classify_status(e.status_code, str(e.message or e), _ms(t0))
+        except (openai.OpenAIError, ValueError) as e:  # a body that is not a chat completion
+            return Outcome(error=f"bad response: {_short(e)}", latency_ms=_ms(t0))
         return read_completion(data, _ms(t0))
 
     # ---------------------------------------------------------------- results and rows
