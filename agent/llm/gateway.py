@@ -276,7 +276,7 @@ class LLMGateway:
         raise AssertionError("unreachable")  # pragma: no cover
 
     async def _send(self, payload: dict[str, Any], state: _LoopState) -> Outcome:
-        """One HTTP attempt, under the semaphore and the circuit breaker (one probe at a time if half-open)."""
+        """One HTTP attempt under the semaphore and the circuit breaker (one probe at a time if half-open)."""
         if not self.circuit.allow():
             return Outcome(error="circuit open")
         async with state.semaphore:
