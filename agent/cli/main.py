@@ -4,8 +4,8 @@ Contracts:
 - Every command group lives in its own module exposing `register(app)`; this module only wires them.
 - Heavy imports (pandas, numba, ccxt, langgraph) happen inside commands, so `--help` stays fast.
 - A `TradegraphError` (bad input, missing data, unreachable service) is printed as one line on stderr
-  (credentials inside URLs masked) with exit code 1; Typer's usage errors exit 2. Anything else is a bug
-  and shows a traceback.
+  (credentials inside URLs masked, control characters escaped) with exit code 1; Typer's usage errors
+  exit 2. Anything else is a bug and shows a traceback.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from agent.cli import (
 )
 from agent.errors import TradegraphError
 from agent.redact import mask_url_credentials
+from agent.textsafe import for_plain_terminal
 
 app = typer.Typer(
     name="tradegraph",
@@ -51,7 +52,7 @@ def main() -> None:
     try:
         app()
     except TradegraphError as e:
-        print(f"error: {mask_url_credentials(str(e))}", file=sys.stderr)
+        print(f"error: {for_plain_terminal(mask_url_credentials(str(e)))}", file=sys.stderr)
         sys.exit(1)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

@@ -151,3 +151,18 @@ def test_nul_and_lone_surrogates_from_the_model_never_stop_a_run(db_url: str, tm
     assert rows and all(r.rationale == "nul \ufffd [bold]" and not r.abstained for r in rows)
     assert all(r.reasoning == "thinking \ufffd \ufffd" for r in rows)
     assert calls and all(c.reasoning == "thinking \ufffd \ufffd" for c in calls)
+
+
+def test_error_lines_escape_control_characters(tmp_path: Path) -> None:
+    """An error quoting outside text (here a file name) prints one line with no raw escape sequence."""
+    import subprocess
+    import sys
+
+    name = str(tmp_path / "a\x1b[2Jb")
+    proc = subprocess.run(
+        [sys.executable, "-m", "agent.cli.main", "data", "check", "--file", name],
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 1 and "\x1b" not in proc.stderr
+    assert proc.stderr.strip().endswith("a\\x1b[2Jb"), proc.stderr
