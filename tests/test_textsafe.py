@@ -10,6 +10,8 @@ from collections.abc import Iterator
 
 import pandas as pd
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from rich.console import Console
 from rich.table import Table
 from sqlalchemy import select
@@ -23,6 +25,9 @@ from agent.llm.cache import CallRecord, CallStore
 from agent.llm.schema import DecisionRequest, DecisionResult
 from agent.textsafe import csv_cell, csv_frame, for_html, for_plain_terminal, for_storage, for_terminal
 from tests.risk.world import BTC, RULES, T0, World, decision
+
+ANY_TEXT = st.text(st.characters(codec=None, exclude_categories=()), max_size=60)
+"""Any code points, NUL, controls and lone surrogates included."""
 
 HOSTILE = "[bold]x[/bold] [/bold] \x1b[2J\x1b]0;owned\x07 \r\x00 \ud800 \u202eevil :smile: =HYPERLINK(1)"
 
@@ -38,6 +43,13 @@ def test_for_storage_replaces_nul_and_lone_surrogates_only() -> None:
     once = for_storage(HOSTILE)
     assert for_storage(once) == once and len(once) == len(HOSTILE)
     once.encode("utf-8")  # storable: no lone surrogate left
+
+
+@given(ANY_TEXT)
+def test_for_storage_output_is_always_storable(text: str) -> None:
+    out = for_storage(text)
+    out.encode("utf-8")
+    assert "\x00" not in out and len(out) == len(text) and for_storage(out) == out
 
 
 # ---------------------------------------------------------------------------------------------- terminal
@@ -63,6 +75,14 @@ def test_for_terminal_prints_markup_literally_and_no_control_bytes() -> None:
     assert "\x1b" not in plain and "\r" not in plain and "\x00" not in plain
     plain.encode("utf-8")
     assert for_plain_terminal("line one\n\tline two") == "line one\n\tline two"
+
+
+@given(ANY_TEXT)
+def test_for_terminal_output_never_holds_a_control_character(text: str) -> None:
+    out = for_plain_terminal(text)
+    out.encode("utf-8")
+    assert all(c in "\n\t" or not (ord(c) < 32 or 0x7F <= ord(c) <= 0x9F) for c in out)
+    assert for_terminal(text).plain == out
 
 
 # ---------------------------------------------------------------------------------------------- csv
@@ -99,6 +119,12 @@ def test_for_html_truncates_before_escaping() -> None:
         assert "<" not in out and ">" not in out and '"' not in out and "'" not in out
     assert for_html("&" * 10, 5) == "&amp;" * 4 + "…"
     assert for_html("x\x00\x1b[2J\ud800", None) == "x\\x00\\x1b[2J\ufffd"
+
+
+@given(st.text(st.sampled_from("&<>\"'ab"), max_size=40), st.integers(0, 45))
+def test_for_html_never_cuts_an_entity(text: str, limit: int) -> None:
+    expected = text if len(text) <= limit else text[: max(limit - 1, 0)] + "…"
+    assert html.unescape(for_html(text, limit)) == expected
 
 
 # ---------------------------------------------------------------------------------------------- ledger
