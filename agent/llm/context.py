@@ -61,6 +61,8 @@ SPANS_WEEKS = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384,
 MESSAGE_OVERHEAD = 8
 """Tokens a chat template adds around each message (role markers, separators)."""
 REPLY_OVERHEAD = 16
+DEFAULT_CONTEXT_LEN = 8192
+"""Context length assumed when the server reports none (the prompt budget is this minus the output)."""
 """Tokens of the assistant header the template appends (generation prompt, empty think block)."""
 BASE_SHARE, DAILY_SHARE = 0.5, 0.6
 """Coarsening stops once base bars fit in this share of the history budget, then once days fit in this
@@ -227,16 +229,16 @@ class MarketContextBuilder:
         return Level(name, kind, frame, chunks, np.concatenate(([0], np.cumsum(counts))).astype(np.int64))
 
 
-def budget_from_settings(
-    settings: Settings, max_model_len: int | None = None, margin: int = 256
-) -> int | None:
-    """`llm.context_tokens`, else max_model_len − max_tokens − margin (embedded model: `llm.local_n_ctx`)."""
+def budget_from_settings(settings: Settings, max_model_len: int | None = None, margin: int = 256) -> int:
+    """The prompt budget: `llm.context_tokens`, else the context length − `llm.max_tokens` − `margin`.
+
+    The context length is `max_model_len` as discovered; for the embedded model `llm.local_n_ctx`; when the
+    server reports none, `DEFAULT_CONTEXT_LEN` (a common serving default; never unbounded). At least 512.
+    """
     if settings.llm.context_tokens is not None:
         return settings.llm.context_tokens
-    if max_model_len is None and settings.llm.base_url is None:
-        max_model_len = settings.llm.local_n_ctx
     if max_model_len is None:
-        return None
+        max_model_len = settings.llm.local_n_ctx if settings.llm.base_url is None else DEFAULT_CONTEXT_LEN
     return max(512, max_model_len - settings.llm.max_tokens - margin)
 
 

@@ -5,23 +5,38 @@ Contracts:
   (vLLM: 200, or 503 when the engine is dead; llama-cpp-python has no such route, so an answering
   `/v1/models` counts as healthy) and the tokenize endpoint (vLLM `/tokenize`, llama-cpp-python
   `/extras/tokenize`).
-- Context length: `max_model_len` when the server reports it, else `llm.local_n_ctx` for the llamacpp profile,
-  else `llm.context_tokens`; `EndpointInfo.context_source` says which.
-- An unreachable or refusing endpoint raises `LLMUnavailable` with one line naming the URL and the cause;
-  this module is the only place (with the gateway's explicit `health()`) that raises it.
-- Blocking I/O over httpx2 (the HTTP library the openai client uses); callers in an event loop run it in
-  a worker thread.
+- One total deadline (`timeout_s`, default `DISCOVERY_DEADLINE_S`) covers the whole discovery, not each
+  read: a server that drips its answer a byte at a time cannot hold start-up. The tokenize probe is
+  optional: it gets at most `TOKENIZE_PROBE_S`, and at most half of what is left, and any fault there
+  (error, garbage, hang) only means `tokenize=None`.
+- The model list may hold cards (`{"id": ..., "max_model_len": ...}`) or plain id strings.
+- Context length: `max_model_len` when the server reports a finite positive number, else `llm.local_n_ctx`
+  for the llamacpp profile, else None (not reported: the prompt budget then assumes
+  `agent.llm.context.DEFAULT_CONTEXT_LEN`); `EndpointInfo.context_source` says which.
+- An unreachable, refusing or too slow endpoint raises `LLMUnavailable` with one line naming the URL and
+  the cause; this module is the only place (with the gateway's explicit `health()`) that raises it.
+- `list_models` is the `/v1/models` part alone (the gateway's model lookup), under the same deadline rule.
+- `adiscover` is the coroutine (httpx2, the HTTP library the openai client uses); `discover` runs it to
+  completion from synchronous code, inside a running event loop too (`agent.asyncutil.run_sync`).
 """
 
 from __future__ import annotations
 
+import asyncio
+import math
 from dataclasses import dataclass
 from typing import Any
 
 import httpx2
 
+from agent.asyncutil import run_sync
 from agent.config import LLMSettings
 from agent.errors import LLMUnavailable
+
+DISCOVERY_DEADLINE_S = 15.0
+"""Longest the whole discovery may take."""
+TOKENIZE_PROBE_S = 2.0
+"""Longest the optional tokenize probe may take (within the discovery deadline)."""
 
 
 @dataclass(frozen=True)
@@ -44,69 +59,113 @@ def server_root(base_url: str) -> str:
     return root.removesuffix("/v1")
 
 
-def discover(base_url: str, llm: LLMSettings, timeout_s: float = 10.0) -> EndpointInfo:
-    """Probe `base_url` and describe it.
+def discover(base_url: str, llm: LLMSettings, timeout_s: float = DISCOVERY_DEADLINE_S) -> EndpointInfo:
+    """Probe `base_url` and describe it, within `timeout_s` seconds in total.
 
     Args:
         base_url: The OpenAI-compatible base URL (ending in /v1).
         llm: The LLM settings (model choice, fallbacks for the context length, API key).
-        timeout_s: Per-request timeout.
+        timeout_s: Deadline for the whole discovery.
 
     Returns:
         The endpoint's description.
 
     Raises:
-        LLMUnavailable: The endpoint is unreachable, refuses the key, is unhealthy, or serves no model.
+        LLMUnavailable: The endpoint is unreachable, refuses the key, is unhealthy, serves no model, or
+            does not finish answering within the deadline.
     """
-    headers = {"Authorization": f"Bearer {llm.api_key.get_secret_value() or 'EMPTY'}"}
-    with httpx2.Client(timeout=timeout_s, headers=headers) as http:
-        cards = _models(http, base_url)
-        ids = tuple(str(c.get("id")) for c in cards)
-        model = llm.model or ids[0]
-        if model not in ids:
-            raise LLMUnavailable(
-                f"LLM endpoint {base_url} does not serve model {model!r} (serves: {', '.join(ids)})"
-            )
-        card = cards[ids.index(model)]
-        health = _health(http, base_url)
-        tokenize = _tokenize_style(http, base_url, model)
-    max_len = card.get("max_model_len")
-    max_len = int(max_len) if isinstance(max_len, int | float) else None
-    source = "max_model_len"
-    if max_len is None:
-        if llm.profile == "llamacpp":
-            max_len, source = llm.local_n_ctx, "settings.llm.local_n_ctx"
-        else:
-            max_len, source = llm.context_tokens, "settings.llm.context_tokens"
+    return run_sync(adiscover(base_url, llm, timeout_s))
+
+
+async def adiscover(base_url: str, llm: LLMSettings, timeout_s: float = DISCOVERY_DEADLINE_S) -> EndpointInfo:
+    """`discover` as a coroutine."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    try:
+        async with asyncio.timeout_at(deadline), _client(llm, timeout_s) as http:
+            cards = await _models(http, base_url)
+            ids = tuple(card_id for card_id, _ in cards)
+            model = llm.model or ids[0]
+            if model not in ids:
+                raise LLMUnavailable(
+                    f"LLM endpoint {base_url} does not serve model {model!r} (serves: {', '.join(ids)})"
+                )
+            health = await _health(http, base_url)
+            probe_s = min(TOKENIZE_PROBE_S, (deadline - loop.time()) / 2)
+            tokenize = await _tokenize_style(http, base_url, model, probe_s)
+    except TimeoutError:
+        raise LLMUnavailable(
+            f"LLM endpoint {base_url} did not finish answering discovery within {timeout_s:g} s"
+        ) from None
+    max_len, source = _context_length(cards[ids.index(model)][1], llm)
     return EndpointInfo(base_url, model, ids, max_len, source, health, tokenize)
 
 
-def _get(http: httpx2.Client, url: str) -> httpx2.Response:
+async def list_models(
+    base_url: str, llm: LLMSettings, timeout_s: float = DISCOVERY_DEADLINE_S
+) -> tuple[str, ...]:
+    """The ids `/v1/models` lists (cards or plain strings), within `timeout_s` in total; `LLMUnavailable`
+    as for `discover`."""
     try:
-        return http.get(url)
+        async with asyncio.timeout(timeout_s), _client(llm, timeout_s) as http:
+            return tuple(card_id for card_id, _ in await _models(http, base_url))
+    except TimeoutError:
+        raise LLMUnavailable(
+            f"LLM endpoint {base_url} did not list its models within {timeout_s:g} s"
+        ) from None
+
+
+def _client(llm: LLMSettings, timeout_s: float) -> httpx2.AsyncClient:
+    headers = {"Authorization": f"Bearer {llm.api_key.get_secret_value() or 'EMPTY'}"}
+    return httpx2.AsyncClient(timeout=timeout_s, headers=headers)
+
+
+def _context_length(reported: Any, llm: LLMSettings) -> tuple[int | None, str]:
+    """The context length and where it came from (a non-finite or non-positive value is not a length)."""
+    usable = isinstance(reported, int | float) and not isinstance(reported, bool)
+    if usable and math.isfinite(reported) and reported >= 1:
+        return int(reported), "max_model_len"
+    if llm.profile == "llamacpp":
+        return llm.local_n_ctx, "settings.llm.local_n_ctx"
+    why = "not reported" if reported is None else f"not reported (max_model_len {reported!r} ignored)"
+    return None, why
+
+
+async def _get(http: httpx2.AsyncClient, url: str) -> httpx2.Response:
+    try:
+        return await http.get(url)
+    except httpx2.TimeoutException:
+        raise TimeoutError from None  # one message for every deadline: see `adiscover`
     except httpx2.HTTPError as e:
         raise LLMUnavailable(f"cannot reach LLM endpoint {url}: {type(e).__name__}: {e}") from None
 
 
-def _models(http: httpx2.Client, base_url: str) -> list[dict[str, Any]]:
+async def _models(http: httpx2.AsyncClient, base_url: str) -> list[tuple[str, Any]]:
+    """(model id, reported max_model_len or None) per served model."""
     url = base_url.rstrip("/") + "/models"
-    resp = _get(http, url)
+    resp = await _get(http, url)
     if resp.status_code in (401, 403):
         raise LLMUnavailable(f"LLM endpoint {url} refused the API key (HTTP {resp.status_code})")
     if resp.status_code != 200:
         raise LLMUnavailable(f"LLM endpoint {url} answered HTTP {resp.status_code}")
     try:
-        cards = resp.json()["data"]
+        entries = resp.json()["data"]
     except (ValueError, KeyError, TypeError):
         raise LLMUnavailable(f"LLM endpoint {url} did not answer an OpenAI model list") from None
+    cards = []
+    for entry in entries if isinstance(entries, list) else ():
+        if isinstance(entry, str) and entry:
+            cards.append((entry, None))
+        elif isinstance(entry, dict) and isinstance(entry.get("id"), str) and entry["id"]:
+            cards.append((entry["id"], entry.get("max_model_len")))
     if not cards:
         raise LLMUnavailable(f"LLM endpoint {url} serves no model")
-    return [c for c in cards if isinstance(c, dict)]
+    return cards
 
 
-def _health(http: httpx2.Client, base_url: str) -> str:
+async def _health(http: httpx2.AsyncClient, base_url: str) -> str:
     url = server_root(base_url) + "/health"
-    resp = _get(http, url)
+    resp = await _get(http, url)
     if resp.status_code == 200:
         return "ok"
     if resp.status_code == 404:
@@ -114,19 +173,21 @@ def _health(http: httpx2.Client, base_url: str) -> str:
     raise LLMUnavailable(f"LLM endpoint {url} is unhealthy (HTTP {resp.status_code})")
 
 
-def _tokenize_style(http: httpx2.Client, base_url: str, model: str) -> str | None:
+async def _tokenize_style(http: httpx2.AsyncClient, base_url: str, model: str, within_s: float) -> str | None:
+    """Which tokenize API answers, if any, within `within_s` seconds (every fault means None)."""
     root = server_root(base_url)
     probes = (
         ("vllm", root + "/tokenize", {"model": model, "prompt": "ping"}),
         ("llamacpp", root + "/extras/tokenize", {"input": "ping"}),
     )
-    for style, url, body in probes:
-        try:
-            resp = http.post(url, json=body)
-        except httpx2.HTTPError:
-            return None
-        if resp.status_code == 200 and "tokens" in _json_or_empty(resp):
-            return style
+    try:
+        async with asyncio.timeout(max(0.0, within_s)):
+            for style, url, body in probes:
+                resp = await http.post(url, json=body)
+                if resp.status_code == 200 and "tokens" in _json_or_empty(resp):
+                    return style
+    except (TimeoutError, httpx2.HTTPError):
+        return None
     return None
 
 

@@ -44,7 +44,7 @@ from agent.errors import LLMUnavailable
 from agent.llm import profiles
 from agent.llm.cache import CachedAnswer, CallRecord, CallStore, hit_record, request_hash
 from agent.llm.circuit import CircuitBreaker, backoff_delay
-from agent.llm.discovery import EndpointInfo, discover
+from agent.llm.discovery import EndpointInfo, discover, list_models
 from agent.llm.parse import (
     Outcome,
     Parsed,
@@ -130,7 +130,7 @@ class LLMGateway:
             return await self._finish([self._orphan(r, "circuit open") for r in requests])
         try:
             model = await self._resolve_model(state)
-        except (openai.OpenAIError, TimeoutError) as e:
+        except (LLMUnavailable, openai.OpenAIError, TimeoutError) as e:
             self.circuit.record_failure()
             reason = f"model discovery failed: {_short(e) if str(e) else 'timeout'}"
             return await self._finish([self._orphan(r, reason) for r in requests])
@@ -390,12 +390,8 @@ class LLMGateway:
         return state.client
 
     async def _resolve_model(self, state: _LoopState) -> str:
-        if self._model is None:
-            async with asyncio.timeout(self.llm.timeout_s):
-                page = await self._client(state).models.list()
-            if not page.data:
-                raise openai.OpenAIError("the endpoint serves no model")
-            self._model = page.data[0].id
+        if self._model is None:  # discovery's reading: model cards or plain ids, one total deadline
+            self._model = (await list_models(self.base_url, self.llm, self.llm.timeout_s))[0]
         return self._model
 
 

@@ -222,7 +222,7 @@ def test_budget_comes_from_settings() -> None:
     assert budget_from_settings(Settings()) == 8192 - 512 - 256  # embedded model: local_n_ctx
     remote = Settings(llm={"base_url": "http://gpu:8000/v1", "max_tokens": 1000})
     assert budget_from_settings(remote, max_model_len=262_144) == 262_144 - 1000 - 256
-    assert budget_from_settings(remote) is None
+    assert budget_from_settings(remote) == 8192 - 1000 - 256  # not reported: DEFAULT_CONTEXT_LEN
     built = MarketContextBuilder.from_settings(
         Settings(llm={"leakage_control": True}), EstimateTokenCounter()
     )
