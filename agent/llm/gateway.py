@@ -42,6 +42,7 @@ import openai
 from agent.config import LLMSettings
 from agent.errors import LLMUnavailable
 from agent.llm import profiles
+from agent.llm.bodycap import ResponseTooLarge, cap_response_body, read_capped
 from agent.llm.cache import CachedAnswer, CallRecord, CallStore, hit_record, request_hash
 from agent.llm.circuit import CircuitBreaker, backoff_delay
 from agent.llm.discovery import EndpointInfo, discover, list_models
@@ -51,13 +52,16 @@ from agent.llm.parse import (
     classify_status,
     classify_transport,
     parse_answer,
-    read_completion,
+    read_body,
 )
 from agent.llm.schema import DecisionRequest, DecisionResult, TradeDecision, hold
 from agent.redact import mask_url_credentials
+from agent.textsafe import for_storage
 
 T = TypeVar("T")
 _Fields = dict[str, Any]
+REPAIR_ECHO_MAX = 4096
+"""Characters of a bad answer sent back in the repair prompt (a valid decision is well under 2,000)."""
 
 
 @dataclass
@@ -215,17 +219,18 @@ class LLMGateway:
             out = await self._shrink_retry(job, state)
         if out.error:
             return job, self._abstain(job, out.error, out)
-        parsed = parse_answer(out.content, out.finish_reason, out.reasoning)
+        parsed = self._parse(out.content, out.finish_reason, out.reasoning)
         if parsed.decision is not None:
             return job, self._success(job, parsed, out)
         first_error = str(parsed.error)
         job.records[-1].error = first_error
-        messages = profiles.repair_messages(job.payload["messages"], out.content, first_error)
+        echo = for_storage(out.content[:REPAIR_ECHO_MAX]) if out.content else out.content
+        messages = profiles.repair_messages(job.payload["messages"], echo, first_error)
         job.extra["repair_of"] = first_error
         repaired = await self._call(job, {**job.payload, "messages": messages}, None, "repair", state)
         if repaired.error:
             return job, self._abstain(job, f"{first_error}; repair: {repaired.error}", repaired)
-        parsed = parse_answer(repaired.content, repaired.finish_reason, repaired.reasoning)
+        parsed = self._parse(repaired.content, repaired.finish_reason, repaired.reasoning)
         if parsed.decision is not None:
             return job, self._success(job, parsed, repaired)
         job.records[-1].error = parsed.error
@@ -290,17 +295,19 @@ class LLMGateway:
         t0 = time.perf_counter()
         try:
             async with asyncio.timeout(self.llm.timeout_s):
-                resp = await self._client(state).post(
-                    "/chat/completions", cast_to=httpx2.Response, body=payload
+                resp = await self._client(state).post(  # streamed: the body is read here, capped
+                    "/chat/completions", cast_to=httpx2.Response, body=payload, stream=True
                 )
-                data = resp.json()
-        except (TimeoutError, openai.APIConnectionError) as e:
+                body = await read_capped(resp, self.llm.max_response_bytes)
+        except ResponseTooLarge as e:
+            return Outcome(error=f"response too large: {e}", latency_ms=_ms(t0))
+        except (TimeoutError, openai.APIConnectionError, httpx2.TransportError) as e:
             return classify_transport(e, _ms(t0))
         except openai.APIStatusError as e:
             return classify_status(e.status_code, str(e.message or e), _ms(t0))
-        except (openai.OpenAIError, ValueError) as e:  # a body that is not a chat completion
+        except openai.OpenAIError as e:
             return Outcome(error=f"bad response: {_short(e)}", latency_ms=_ms(t0))
-        return read_completion(data, _ms(t0))
+        return read_body(body, _ms(t0), self.llm.max_response_bytes)
 
     # ---------------------------------------------------------------- results and rows
 
@@ -326,6 +333,11 @@ class LLMGateway:
             error=out.error,
         )
 
+    def _parse(self, content: str | None, finish_reason: str | None, reasoning: str | None) -> Parsed:
+        """`parse_answer` for the schema this profile sends (llama.cpp's asks for prices as text)."""
+        prices_as_text = self.llm.profile == "llamacpp"
+        return parse_answer(content, finish_reason, reasoning, prices_as_text=prices_as_text)
+
     def _success(self, job: _Job, parsed: Parsed, out: Outcome) -> _Fields:
         assert parsed.decision is not None
         if self.llm.cache_mode in ("write", "readwrite"):
@@ -346,7 +358,7 @@ class LLMGateway:
         return job, self._abstain(job, reason)
 
     def _serve_cached(self, job: _Job, hit: CachedAnswer) -> tuple[_Job, _Fields] | None:
-        parsed = parse_answer(hit.response_text, hit.finish_reason, hit.reasoning)
+        parsed = self._parse(hit.response_text, hit.finish_reason, hit.reasoning)
         if parsed.decision is None:
             return None  # schema changed since it was stored: ask again
         req = job.request
@@ -376,10 +388,11 @@ class LLMGateway:
         """The loop's client, created on first use (a fully cached run never builds one)."""
         if state.client is None:
             timeout = httpx2.Timeout(self.llm.timeout_s + 5.0, connect=5.0)
+            hooks = {"response": [cap_response_body(self.llm.max_response_bytes)]}
             try:  # the SDK's aiohttp transport costs about a third less CPU per call than httpx2's own
-                http: httpx2.AsyncClient | None = openai.DefaultAioHttpClient(timeout=timeout)
+                http: httpx2.AsyncClient = openai.DefaultAioHttpClient(timeout=timeout, event_hooks=hooks)
             except RuntimeError:  # aiohttp is not installed: the SDK's default transport
-                http = None
+                http = openai.DefaultAsyncHttpxClient(timeout=timeout, event_hooks=hooks)
             state.client = openai.AsyncOpenAI(
                 api_key=self.llm.api_key.get_secret_value() or "EMPTY",
                 base_url=self.base_url,

@@ -7,7 +7,8 @@ Contracts:
 - Semantic checks (right symbol, allowed action, sane stop relative to price, size caps) belong to the risk
   layer, which records every clamp; the schema only guarantees shape and ranges.
 - `DecisionResult` is what the gateway returns for every request, whatever happened: when the call or the
-  parse fails, `abstained=True`, `reason` says why, and `decision` is a HOLD. It never raises for a bad
+  parse fails, `abstained=True`, `reason` says why, `fault` names the kind (`agent.llm.faults.LLMFault`),
+  and `decision` is a HOLD. It never raises for a bad
   answer.
 """
 
@@ -19,6 +20,8 @@ from enum import StrEnum
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from agent.llm.faults import LLMFault
 
 
 class Action(StrEnum):
@@ -93,3 +96,5 @@ class DecisionResult:
     latency_ms: float | None = None
     from_cache: bool = False
     extra: dict[str, Any] | None = None
+    fault: LLMFault | None = None
+    """Why it abstained, as a closed kind (None for a usable answer); `reason` has the detail."""
