@@ -4,8 +4,9 @@ Contracts (implements `agent.llm.protocol.DecisionGateway`):
 - `decide_many(requests)` returns exactly one `DecisionResult` per request, in order, and never raises for
   a bad answer or a failing endpoint: every fault ends in an abstained HOLD whose `reason` names it
   ("timeout", "http 500", "connection error: ...", "context too long", "circuit open", "invalid json: ...",
-  "schema: ...", "reasoning only, no content", "cut off by max_tokens", ...). Only database failures
-  (infrastructure) propagate.
+  "schema: ...", "reasoning only, no content", "cut off by max_tokens", ...) and whose `fault` is its
+  `LLMFault` kind, set here where it abstains (callers route on the kind, never on the reason's text).
+  Only database failures (infrastructure) propagate.
 - Requests run concurrently, at most `llm.concurrency` in flight (one semaphore per event loop).
 - Cache (`llm.cache_mode`): all request hashes are looked up in one query before any call; hits are served
   without touching the endpoint. Every attempt and every hit is written to `llm_calls` in one batch (in a
@@ -46,6 +47,7 @@ from agent.llm.bodycap import ResponseTooLarge, cap_response_body, read_capped
 from agent.llm.cache import CachedAnswer, CallRecord, CallStore, hit_record, request_hash
 from agent.llm.circuit import CircuitBreaker, backoff_delay
 from agent.llm.discovery import EndpointInfo, discover, list_models
+from agent.llm.faults import LLMFault
 from agent.llm.parse import (
     Outcome,
     Parsed,
@@ -131,13 +133,14 @@ class LLMGateway:
             return []
         state = self._state()
         if self._model is None and not self.circuit.allow():
-            return await self._finish([self._orphan(r, "circuit open") for r in requests])
+            orphans = [self._orphan(r, "circuit open", LLMFault.CIRCUIT_OPEN) for r in requests]
+            return await self._finish(orphans)
         try:
             model = await self._resolve_model(state)
         except (LLMUnavailable, openai.OpenAIError, TimeoutError) as e:
             self.circuit.record_failure()
             reason = f"model discovery failed: {_short(e) if str(e) else 'timeout'}"
-            return await self._finish([self._orphan(r, reason) for r in requests])
+            return await self._finish([self._orphan(r, reason, LLMFault.TRANSPORT) for r in requests])
         jobs = [self._job(r, model, r.messages) for r in requests]
         hits: dict[str, CachedAnswer] = {}
         if self.store is not None and self.llm.cache_mode in ("read", "readwrite"):
@@ -215,10 +218,10 @@ class LLMGateway:
 
     async def _decide(self, job: _Job, state: _LoopState) -> tuple[_Job, _Fields]:
         out = await self._call(job, job.payload, job.request.prompt_hash, "first", state)
-        if out.error == "context too long" and job.request.shrink is not None:
+        if out.fault is LLMFault.OVERSIZE and job.request.shrink is not None:
             out = await self._shrink_retry(job, state)
         if out.error:
-            return job, self._abstain(job, out.error, out)
+            return job, self._abstain(job, out.error, out, fault=_fault(out))
         parsed = self._parse(out.content, out.finish_reason, out.reasoning)
         if parsed.decision is not None:
             return job, self._success(job, parsed, out)
@@ -229,21 +232,23 @@ class LLMGateway:
         job.extra["repair_of"] = first_error
         repaired = await self._call(job, {**job.payload, "messages": messages}, None, "repair", state)
         if repaired.error:
-            return job, self._abstain(job, f"{first_error}; repair: {repaired.error}", repaired)
+            reason = f"{first_error}; repair: {repaired.error}"
+            return job, self._abstain(job, reason, repaired, fault=_fault(repaired))
         parsed = self._parse(repaired.content, repaired.finish_reason, repaired.reasoning)
         if parsed.decision is not None:
             return job, self._success(job, parsed, repaired)
         job.records[-1].error = parsed.error
-        return job, self._abstain(job, f"{first_error}; repair: {parsed.error}", repaired)
+        reason = f"{first_error}; repair: {parsed.error}"
+        return job, self._abstain(job, reason, repaired, fault=LLMFault.PARSE)
 
     async def _shrink_retry(self, job: _Job, state: _LoopState) -> Outcome:
         assert job.request.shrink is not None
         try:
             smaller = job.request.shrink()
         except Exception as e:  # noqa: BLE001 - a failing shrink hook must end in HOLD, not a crash
-            return Outcome(error=f"context too long (shrink failed: {_short(e)})")
+            return Outcome(error=f"context too long (shrink failed: {_short(e)})", fault=LLMFault.OVERSIZE)
         if smaller is None:
-            return Outcome(error="context too long")
+            return Outcome(error="context too long", fault=LLMFault.OVERSIZE)
         shrunk = self._job(smaller, job.payload["model"], smaller.messages)
         job.payload = shrunk.payload
         job.extra["shrunk_prompt_hash"] = smaller.prompt_hash
@@ -283,11 +288,11 @@ class LLMGateway:
     async def _send(self, payload: dict[str, Any], state: _LoopState) -> Outcome:
         """One HTTP attempt under the semaphore and the circuit breaker (one probe at a time if half-open)."""
         if not self.circuit.allow():
-            return Outcome(error="circuit open")
+            return Outcome(error="circuit open", fault=LLMFault.CIRCUIT_OPEN)
         async with state.semaphore:
             with self.circuit.attempt() as allowed:
                 if not allowed:
-                    return Outcome(error="circuit open")
+                    return Outcome(error="circuit open", fault=LLMFault.CIRCUIT_OPEN)
                 return await self._exchange(payload, state)
 
     async def _exchange(self, payload: dict[str, Any], state: _LoopState) -> Outcome:
@@ -300,13 +305,13 @@ class LLMGateway:
                 )
                 body = await read_capped(resp, self.llm.max_response_bytes)
         except ResponseTooLarge as e:
-            return Outcome(error=f"response too large: {e}", latency_ms=_ms(t0))
+            return Outcome(error=f"response too large: {e}", latency_ms=_ms(t0), fault=LLMFault.ENVELOPE)
         except (TimeoutError, openai.APIConnectionError, httpx2.TransportError) as e:
             return classify_transport(e, _ms(t0))
         except openai.APIStatusError as e:
             return classify_status(e.status_code, str(e.message or e), _ms(t0))
         except openai.OpenAIError as e:
-            return Outcome(error=f"bad response: {_short(e)}", latency_ms=_ms(t0))
+            return Outcome(error=f"bad response: {_short(e)}", latency_ms=_ms(t0), fault=LLMFault.ENVELOPE)
         return read_body(body, _ms(t0), self.llm.max_response_bytes)
 
     # ---------------------------------------------------------------- results and rows
@@ -344,18 +349,19 @@ class LLMGateway:
             job.records[-1].request["cacheable"] = True
         return _result(job, parsed.decision, out, model=job.records[-1].model)
 
-    def _abstain(self, job: _Job, reason: str, out: Outcome | None = None) -> _Fields:
+    def _abstain(self, job: _Job, reason: str, out: Outcome | None = None, *, fault: LLMFault) -> _Fields:
         if job.records and job.records[-1].error is None:
             job.records[-1].error = reason
         if not job.records:  # nothing went out (e.g. shrink refused): still leave an audit row
             job.records.append(self._record(job, job.payload, None, "none", 0, Outcome(error=reason)))
         decision = hold(job.request.symbol, f"abstained: {reason}")
-        return _result(job, decision, out or Outcome(), model=job.records[-1].model, reason=reason)
+        out = out or Outcome()
+        return _result(job, decision, out, model=job.records[-1].model, reason=reason, fault=fault)
 
-    def _orphan(self, request: DecisionRequest, reason: str) -> tuple[_Job, _Fields]:
+    def _orphan(self, request: DecisionRequest, reason: str, fault: LLMFault) -> tuple[_Job, _Fields]:
         job = _Job(request, {"model": self._model or "unknown", "messages": list(request.messages)}, "")
         job.hash = request_hash(job.payload)
-        return job, self._abstain(job, reason)
+        return job, self._abstain(job, reason, fault=fault)
 
     def _serve_cached(self, job: _Job, hit: CachedAnswer) -> tuple[_Job, _Fields] | None:
         parsed = self._parse(hit.response_text, hit.finish_reason, hit.reasoning)
@@ -415,6 +421,7 @@ def _result(
     *,
     model: str | None,
     reason: str | None = None,
+    fault: LLMFault | None = None,
     from_cache: bool = False,
 ) -> _Fields:
     """The fields of a `DecisionResult`; it is built once its `llm_call_id` is known."""
@@ -431,8 +438,14 @@ def _result(
         "cached_tokens": out.usage[2],
         "latency_ms": out.latency_ms,
         "from_cache": from_cache,
+        "fault": fault,
         "extra": {"attempts": 0 if from_cache else len(job.records), **job.extra},
     }
+
+
+def _fault(out: Outcome) -> LLMFault:
+    """The kind of a failed attempt (an error nobody classified is an answer that could not be read)."""
+    return out.fault if out.fault is not None else LLMFault.ENVELOPE
 
 
 def _ms(t0: float) -> float:

@@ -29,6 +29,7 @@ from typing import Any
 import openai
 from pydantic import ValidationError
 
+from agent.llm.faults import LLMFault
 from agent.llm.schema import TradeDecision
 
 CONTEXT_MARKERS = ("context length", "maximum context length", "maximum input length", "max_model_len")
@@ -115,6 +116,8 @@ class Outcome:
     retryable: bool = False
     endpoint_fault: bool = False
     """Counts towards the circuit breaker."""
+    fault: LLMFault | None = None
+    """The kind of failure when `error` is set."""
 
 
 def read_completion(data: Any, latency_ms: float) -> Outcome:
@@ -123,7 +126,7 @@ def read_completion(data: Any, latency_ms: float) -> Outcome:
         choice = data["choices"][0]
         msg = choice["message"]
     except (KeyError, IndexError, TypeError):
-        return Outcome(error="bad response: no choices", latency_ms=latency_ms)
+        return Outcome(error="bad response: no choices", latency_ms=latency_ms, fault=LLMFault.ENVELOPE)
     reasoning = msg.get("reasoning") or msg.get("reasoning_content")
     usage = data.get("usage") or {}
     details = usage.get("prompt_tokens_details") or {}
@@ -141,13 +144,25 @@ def read_completion(data: Any, latency_ms: float) -> Outcome:
 def classify_status(status: int, message: str, latency_ms: float | None = None) -> Outcome:
     """The `Outcome` of an HTTP error status with its message."""
     if status == 400 and any(m in message for m in CONTEXT_MARKERS):
-        return Outcome(error="context too long", latency_ms=latency_ms)
+        return Outcome(error="context too long", latency_ms=latency_ms, fault=LLMFault.OVERSIZE)
     if status == 429 or status >= 500:
-        return Outcome(error=f"http {status}", latency_ms=latency_ms, retryable=True, endpoint_fault=True)
+        return Outcome(
+            error=f"http {status}",
+            latency_ms=latency_ms,
+            retryable=True,
+            endpoint_fault=True,
+            fault=LLMFault.HTTP_STATUS,
+        )
     fault = status in (401, 403, 404)
     return Outcome(
-        error=f"http {status}: {message[:_DETAIL_MAX]}", latency_ms=latency_ms, endpoint_fault=fault
+        error=f"http {status}: {message[:_DETAIL_MAX]}",
+        latency_ms=latency_ms,
+        endpoint_fault=fault,
+        fault=LLMFault.HTTP_STATUS,
     )
+
+
+_TRANSPORT = LLMFault.TRANSPORT
 
 
 def classify_transport(e: BaseException, latency_ms: float) -> Outcome:
@@ -160,12 +175,14 @@ def classify_transport(e: BaseException, latency_ms: float) -> Outcome:
     while cause is not None and not isinstance(cause, TimeoutError):
         if isinstance(cause, OSError | _AIOHTTP_CONNECTION_ERRORS):
             error = f"connection error: {_first_line(cause)}"
-            return Outcome(error=error, latency_ms=latency_ms, retryable=True, endpoint_fault=True)
+            return Outcome(
+                error=error, latency_ms=latency_ms, retryable=True, endpoint_fault=True, fault=_TRANSPORT
+            )
         cause = cause.__cause__
     if isinstance(e, TimeoutError | openai.APITimeoutError):
-        return Outcome(error="timeout", latency_ms=latency_ms, endpoint_fault=True)
+        return Outcome(error="timeout", latency_ms=latency_ms, endpoint_fault=True, fault=LLMFault.TRANSPORT)
     error = f"connection error: {_first_line(e.__cause__ or e)}"
-    return Outcome(error=error, latency_ms=latency_ms, retryable=True, endpoint_fault=True)
+    return Outcome(error=error, latency_ms=latency_ms, retryable=True, endpoint_fault=True, fault=_TRANSPORT)
 
 
 def _first_line(e: BaseException) -> str:
