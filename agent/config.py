@@ -103,6 +103,7 @@ class LLMSettings(_Section):
     cache_mode: Literal["off", "read", "write", "readwrite"] = "readwrite"
     circuit_failures: int = Field(5, ge=1)
     circuit_cooldown_s: float = Field(30.0, ge=0)
+    max_response_bytes: int = Field(256 * 1024, ge=4096, description="cap on one answer's HTTP body")
     leakage_control: bool = False
     local_port: int = Field(8765, ge=1, le=65535)
     local_threads: int | None = Field(None, ge=1)

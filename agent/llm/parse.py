@@ -1,10 +1,15 @@
 """Read what the endpoint answered: the HTTP outcome of a call, then the answer as a `TradeDecision`.
 
 Contracts:
-- `read_completion` takes the chat-completion JSON (not the SDK's objects: it has no typed field for the
-  reasoning, and building them costs more CPU than the rest of a call) and returns an `Outcome` with the
-  content, the reasoning (vLLM's `reasoning`, or `reasoning_content` from older servers), finish reason and
-  usage (incl. `prompt_tokens_details.cached_tokens` when the server reports it).
+- `read_body` decodes the HTTP body of a completion with `loads` (below) and `read_completion` checks its
+  shape with strict typed records (not the SDK's objects: they have no typed field for the reasoning, and
+  building them costs more CPU than the rest of a call): `choices` a non-empty list whose first `message`
+  is an object; `content`, `reasoning` (vLLM's; `reasoning_content` from older servers), `finish_reason`
+  and `model` strings or null; `usage` an object or null whose token counts (incl.
+  `prompt_tokens_details.cached_tokens`) are non-negative integers or null. Unknown fields are ignored.
+  Anything else, e.g. `"prompt_tokens": "12"`, a list `usage` or an object `model`, is an `Outcome` with
+  error "bad response: <where>: <what>" and no content; so is a `content` or `reasoning` longer than
+  `max_chars` ("response too large: ..."). Neither raises.
 - `classify_transport` names a failure with no HTTP answer: a deadline is "timeout" (not retried), a failed
   or dropped connection "connection error: ..." (retried); judged by the root cause, because the SDK's
   aiohttp transport reports a refused connection as a connect *timeout*.
@@ -15,8 +20,13 @@ Contracts:
   prefix names the kind: "reasoning only, no content", "cut off by max_tokens", "empty answer",
   "invalid json: ...", "schema: ...".
 - Tolerance is deliberately small: surrounding whitespace and one markdown code fence are stripped
-  (unconstrained endpoints add them); nothing is guessed or defaulted. A wrong symbol or a disallowed action
-  is not a parse failure: the risk layer rejects and records those.
+  (unconstrained endpoints add them), and raw control characters (newlines, tabs) inside JSON strings are
+  accepted (small models write them unescaped; the meaning is plain). Nothing is guessed, coerced or
+  defaulted: a duplicated key (at any depth), NaN/Infinity and nesting deeper than Python's recursion
+  limit are "invalid json: ..."; a boolean or a string where a number is expected is "schema: ..." (see
+  `schema.TradeDecision`; `prices_as_text=True` for the llama.cpp profile, whose schema asks for decimal
+  strings). A wrong symbol or a disallowed action is not a parse failure: the risk layer rejects and
+  records those.
 """
 
 from __future__ import annotations
@@ -27,10 +37,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import openai
-from pydantic import ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from agent.llm.faults import LLMFault
-from agent.llm.schema import TradeDecision
+from agent.llm.schema import PRICES_AS_TEXT, TradeDecision
 
 CONTEXT_MARKERS = ("context length", "maximum context length", "maximum input length", "max_model_len")
 """Substrings of a 400 that mean "prompt too long" across vLLM versions and llama.cpp."""
@@ -51,13 +60,43 @@ class Parsed:
     error: str | None
 
 
-def parse_answer(content: str | None, finish_reason: str | None, reasoning: str | None = None) -> Parsed:
+class DuplicateKey(ValueError):
+    """A JSON object names the same key twice (which value was meant is unknowable)."""
+
+
+def loads(text: str | bytes) -> Any:
+    """Strict-where-it-matters JSON: raw control characters inside strings are accepted; duplicated keys,
+    NaN and ±Infinity are refused (`ValueError`); too deep nesting raises `RecursionError`."""
+    return json.loads(text, strict=False, object_pairs_hook=_unique_keys, parse_constant=_no_constant)
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    obj: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in obj:
+            raise DuplicateKey(f"duplicate key {key!r}")
+        obj[key] = value
+    return obj
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def parse_answer(
+    content: str | None,
+    finish_reason: str | None,
+    reasoning: str | None = None,
+    *,
+    prices_as_text: bool = False,
+) -> Parsed:
     """Parse and validate one answer.
 
     Args:
         content: `message.content` as returned (may be None).
         finish_reason: The choice's finish reason ("stop", "length", ...).
         reasoning: The reasoning trace, if any (only used to name the failure).
+        prices_as_text: The schema sent asked for prices as decimal strings (llama.cpp profile).
 
     Returns:
         A `Parsed` with the decision, or the reason it was refused.
@@ -72,20 +111,19 @@ def parse_answer(content: str | None, finish_reason: str | None, reasoning: str 
     fenced = _FENCE.match(text)
     if fenced:
         text = fenced.group(1).strip()
-    try:  # fast path: pydantic parses and validates in one pass (cache hits and good answers)
-        return Parsed(TradeDecision.model_validate_json(text), None)
-    except ValidationError:
-        pass  # below, name the failure precisely
-    try:
-        data = json.loads(text)
+    try:  # not pydantic's own JSON parser: it keeps the last of duplicated keys and refuses raw newlines
+        data = loads(text)
     except json.JSONDecodeError as e:
         if finish_reason == "length":
             return Parsed(None, "cut off by max_tokens")
         return Parsed(None, f"invalid json: {e.msg} at char {e.pos}")
+    except (ValueError, RecursionError) as e:
+        return Parsed(None, f"invalid json: {_first_line(e) if str(e) else 'nested too deeply'}")
     if not isinstance(data, dict):
         return Parsed(None, f"schema: expected a JSON object, got {type(data).__name__}")
     try:
-        return Parsed(TradeDecision.model_validate(data), None)
+        context = PRICES_AS_TEXT if prices_as_text else None
+        return Parsed(TradeDecision.model_validate(data, context=context), None)
     except ValidationError as e:
         return Parsed(None, f"schema: {describe_validation(e)}")
 
@@ -116,27 +154,74 @@ class Outcome:
     retryable: bool = False
     endpoint_fault: bool = False
     """Counts towards the circuit breaker."""
-    fault: LLMFault | None = None
-    """The kind of failure when `error` is set."""
 
 
-def read_completion(data: Any, latency_ms: float) -> Outcome:
-    """The `Outcome` of a chat-completion response body."""
+class _Shape(BaseModel):
+    """A part of the completion envelope: strict types, unknown fields ignored."""
+
+    model_config = ConfigDict(strict=True, extra="ignore", frozen=True)
+
+
+class _Details(_Shape):
+    cached_tokens: int | None = Field(None, ge=0)
+
+
+class _Usage(_Shape):
+    prompt_tokens: int | None = Field(None, ge=0)
+    completion_tokens: int | None = Field(None, ge=0)
+    prompt_tokens_details: _Details | None = None
+
+
+class _Message(_Shape):
+    content: str | None = None
+    reasoning: str | None = None
+    reasoning_content: str | None = None
+
+
+class _Choice(_Shape):
+    message: _Message
+    finish_reason: str | None = None
+
+
+class _Completion(_Shape):
+    choices: list[_Choice] = Field(min_length=1)
+    model: str | None = None
+    usage: _Usage | None = None
+
+
+def read_body(body: bytes, latency_ms: float, max_chars: int | None = None) -> Outcome:
+    """The `Outcome` of a chat-completion HTTP body (bytes): `loads`, then `read_completion`."""
     try:
-        choice = data["choices"][0]
-        msg = choice["message"]
-    except (KeyError, IndexError, TypeError):
-        return Outcome(error="bad response: no choices", latency_ms=latency_ms, fault=LLMFault.ENVELOPE)
-    reasoning = msg.get("reasoning") or msg.get("reasoning_content")
-    usage = data.get("usage") or {}
-    details = usage.get("prompt_tokens_details") or {}
-    content = msg.get("content")
+        data = loads(body)
+    except (ValueError, RecursionError) as e:  # UnicodeDecodeError is a ValueError too
+        return Outcome(
+            error=f"bad response: {_first_line(e) if str(e) else 'nested too deeply'}", latency_ms=latency_ms
+        )
+    return read_completion(data, latency_ms, max_chars)
+
+
+def read_completion(data: Any, latency_ms: float, max_chars: int | None = None) -> Outcome:
+    """The `Outcome` of a chat-completion response body (decoded JSON; see the module contract)."""
+    try:
+        completion = _Completion.model_validate(data)
+    except ValidationError as e:
+        return Outcome(error=f"bad response: {describe_validation(e)}", latency_ms=latency_ms)
+    choice = completion.choices[0]
+    msg = choice.message
+    reasoning = msg.reasoning or msg.reasoning_content
+    for name, text in (("content", msg.content), ("reasoning", reasoning)):
+        if max_chars is not None and text is not None and len(text) > max_chars:
+            return Outcome(
+                error=f"response too large: {name} over {max_chars} characters", latency_ms=latency_ms
+            )
+    usage = completion.usage or _Usage()
+    details = usage.prompt_tokens_details or _Details()
     return Outcome(
-        content=content if isinstance(content, str) else None,
-        reasoning=reasoning if isinstance(reasoning, str) else None,
-        finish_reason=choice.get("finish_reason"),
-        model=data.get("model"),
-        usage=(usage.get("prompt_tokens"), usage.get("completion_tokens"), details.get("cached_tokens")),
+        content=msg.content,
+        reasoning=reasoning,
+        finish_reason=choice.finish_reason,
+        model=completion.model,
+        usage=(usage.prompt_tokens, usage.completion_tokens, details.cached_tokens),
         latency_ms=latency_ms,
     )
 
@@ -144,25 +229,13 @@ def read_completion(data: Any, latency_ms: float) -> Outcome:
 def classify_status(status: int, message: str, latency_ms: float | None = None) -> Outcome:
     """The `Outcome` of an HTTP error status with its message."""
     if status == 400 and any(m in message for m in CONTEXT_MARKERS):
-        return Outcome(error="context too long", latency_ms=latency_ms, fault=LLMFault.OVERSIZE)
+        return Outcome(error="context too long", latency_ms=latency_ms)
     if status == 429 or status >= 500:
-        return Outcome(
-            error=f"http {status}",
-            latency_ms=latency_ms,
-            retryable=True,
-            endpoint_fault=True,
-            fault=LLMFault.HTTP_STATUS,
-        )
+        return Outcome(error=f"http {status}", latency_ms=latency_ms, retryable=True, endpoint_fault=True)
     fault = status in (401, 403, 404)
     return Outcome(
-        error=f"http {status}: {message[:_DETAIL_MAX]}",
-        latency_ms=latency_ms,
-        endpoint_fault=fault,
-        fault=LLMFault.HTTP_STATUS,
+        error=f"http {status}: {message[:_DETAIL_MAX]}", latency_ms=latency_ms, endpoint_fault=fault
     )
-
-
-_TRANSPORT = LLMFault.TRANSPORT
 
 
 def classify_transport(e: BaseException, latency_ms: float) -> Outcome:
@@ -175,14 +248,12 @@ def classify_transport(e: BaseException, latency_ms: float) -> Outcome:
     while cause is not None and not isinstance(cause, TimeoutError):
         if isinstance(cause, OSError | _AIOHTTP_CONNECTION_ERRORS):
             error = f"connection error: {_first_line(cause)}"
-            return Outcome(
-                error=error, latency_ms=latency_ms, retryable=True, endpoint_fault=True, fault=_TRANSPORT
-            )
+            return Outcome(error=error, latency_ms=latency_ms, retryable=True, endpoint_fault=True)
         cause = cause.__cause__
     if isinstance(e, TimeoutError | openai.APITimeoutError):
-        return Outcome(error="timeout", latency_ms=latency_ms, endpoint_fault=True, fault=LLMFault.TRANSPORT)
+        return Outcome(error="timeout", latency_ms=latency_ms, endpoint_fault=True)
     error = f"connection error: {_first_line(e.__cause__ or e)}"
-    return Outcome(error=error, latency_ms=latency_ms, retryable=True, endpoint_fault=True, fault=_TRANSPORT)
+    return Outcome(error=error, latency_ms=latency_ms, retryable=True, endpoint_fault=True)
 
 
 def _first_line(e: BaseException) -> str:

@@ -4,6 +4,10 @@ Contracts:
 - `TradeDecision` is the JSON the model returns for ONE symbol; it is validated with `extra="forbid"` and
   no NaN or infinity. `target_exposure` is the fraction of equity to hold in the symbol afterwards (spot,
   0..1). Prices (`stop_loss`, `take_profit`) are absolute quote prices.
+- Numbers are strict: a JSON number (integer or not) is accepted, a boolean or a string never is (`true`
+  is not 1.0, `"0.8"` is not 0.8). One exception, asked for by the llama.cpp profile, whose grammar cannot
+  bound numbers: when validated with `context=PRICES_AS_TEXT`, a price may also be a plain decimal string
+  (`PRICE_TEXT`, e.g. "64250.5").
 - Semantic checks (right symbol, allowed action, sane stop relative to price, size caps) belong to the risk
   layer, which records every clamp; the schema only guarantees shape and ranges.
 - `DecisionResult` is what the gateway returns for every request, whatever happened: when the call or the
@@ -14,12 +18,13 @@ Contracts:
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from agent.llm.faults import LLMFault
 
@@ -35,6 +40,15 @@ class Action(StrEnum):
 
 RATIONALE_MAX = 600
 INVALIDATION_MAX = 300
+PRICE_TEXT = re.compile(r"(0|[1-9][0-9]*)([.][0-9]+)?", re.ASCII)
+"""A price written as text: ASCII digits, an optional fraction; no sign, exponent or spaces."""
+
+
+class _PricesAsText:
+    """Validation context marker: prices may be decimal strings (see the module contract)."""
+
+
+PRICES_AS_TEXT = _PricesAsText()
 
 
 class TradeDecision(BaseModel):
@@ -44,12 +58,24 @@ class TradeDecision(BaseModel):
 
     symbol: str = Field(max_length=32, description="the symbol this decision is for, e.g. BTC/USDT")
     action: Action
-    target_exposure: float = Field(ge=0.0, le=1.0, description="fraction of equity to hold afterwards")
-    confidence: float = Field(ge=0.0, le=1.0)
-    stop_loss: float | None = Field(None, gt=0.0, description="absolute price; required for entries")
-    take_profit: float | None = Field(None, gt=0.0, description="absolute price")
+    target_exposure: float = Field(
+        ge=0.0, le=1.0, strict=True, description="fraction of equity to hold afterwards"
+    )
+    confidence: float = Field(ge=0.0, le=1.0, strict=True)
+    stop_loss: float | None = Field(
+        None, gt=0.0, strict=True, description="absolute price; required for entries"
+    )
+    take_profit: float | None = Field(None, gt=0.0, strict=True, description="absolute price")
     invalidation: str = Field("", max_length=INVALIDATION_MAX, description="what would prove this wrong")
     rationale: str = Field(max_length=RATIONALE_MAX, description="short reason, plain text")
+
+    @field_validator("stop_loss", "take_profit", mode="before")
+    @classmethod
+    def _price_text(cls, value: Any, info: ValidationInfo) -> Any:
+        """A decimal string is a price only where the schema sent asked for one (`PRICES_AS_TEXT`)."""
+        if info.context is PRICES_AS_TEXT and isinstance(value, str) and PRICE_TEXT.fullmatch(value):
+            return float(value)
+        return value
 
 
 def hold(symbol: str, rationale: str) -> TradeDecision:

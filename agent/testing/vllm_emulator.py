@@ -31,6 +31,15 @@ Contracts:
   "timeout" (no answer until the client gives up), "http_500", "http_503", "http_429", "context_length"
   (vLLM's 400), "malformed_json", "schema_violation", "reasoning_only" (reasoning, no content), "length"
   (cut off, `finish_reason="length"`), "prose" (unconstrained text), "bad_body" (not a chat completion).
+  Hostile answers, for BTC/USDT: valid JSON of the wrong envelope shape ("usage_string", "usage_list",
+  "model_object", "choices_object", "content_parts"); numbers written as booleans or strings
+  ("exposure_bool", "exposure_string", "stop_bool"); "duplicate_keys" (`action` and `target_exposure` twice,
+  the second pair a buy); text fields with NUL ("nul_text"), lone surrogates ("lone_surrogate"), terminal
+  escape sequences ("escape_sequences") or Rich markup ("rich_markup"), and raw newlines and tabs inside
+  strings ("raw_newline", as SmolLM2 writes them); these four and "raw_newline" are valid decisions (HOLD).
+  "oversized" streams a valid decision followed by 30 MB of spaces (`Reply.pad_bytes`), chunked with no
+  Content-Length; "oversized_declared" is the same with its Content-Length declared. Padded bodies are
+  generated while they are written: the emulator never holds them.
 - Tokenizer and discovery faults, set as attributes: `tokenize_fault` (one of `TOKENIZE_FAULTS`: "http_500",
   "garbage" (an HTML body), "hang", "drip" (the answer one byte per `drip_s`)) applies to every `/tokenize`;
   `models_fault` (one of `MODELS_FAULTS`: "hang", "drip", "nan_max_model_len", "inf_max_model_len",
@@ -413,16 +422,17 @@ class VLLMEmulator:
         message = {"role": "assistant", "content": content, self.reasoning_field: reasoning, "tool_calls": []}
         if body.get("stream"):
             return await self._stream(request, body, message, finish, usage)
-        return web.json_response(
-            {
-                "id": f"chatcmpl-{len(self._calls)}",
-                "object": "chat.completion",
-                "created": int(time.time()),
-                "model": self.model,
-                "usage": usage,
-                "choices": [{"index": 0, "message": message, "logprobs": None, "finish_reason": finish}],
-            }
-        )
+        completion = {
+            "id": f"chatcmpl-{len(self._calls)}",
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": self.model,
+            "usage": usage,
+            "choices": [{"index": 0, "message": message, "logprobs": None, "finish_reason": finish}],
+        }
+        if reply is not None and reply.pad_bytes:
+            return await _padded(request, completion, reply.pad_bytes, reply.declare_length)
+        return web.json_response(completion)
 
     async def _stream(
         self,
@@ -478,6 +488,29 @@ class VLLMEmulator:
         self._m["queries"] += len(tokens)
         self._m["hits"] += cached
         return cached
+
+
+_PAD_MARK = "@@pad@@"
+_PAD_CHUNK = b" " * 65536
+
+
+async def _padded(
+    request: web.Request, completion: dict[str, Any], pad_bytes: int, declare_length: bool
+) -> web.StreamResponse:
+    """Write `completion` with `pad_bytes` spaces after its content, generated chunk by chunk."""
+    message = completion["choices"][0]["message"]
+    message["content"] = (message["content"] or "") + _PAD_MARK
+    head, tail = (part.encode() for part in json.dumps(completion).split(_PAD_MARK))
+    resp = web.StreamResponse(headers={"Content-Type": "application/json"})
+    if declare_length:
+        resp.content_length = len(head) + pad_bytes + len(tail)
+    await resp.prepare(request)
+    await resp.write(head)
+    for start in range(0, pad_bytes, len(_PAD_CHUNK)):  # a client that stops reading ends this write
+        await resp.write(_PAD_CHUNK[: min(len(_PAD_CHUNK), pad_bytes - start)])
+    await resp.write(tail)
+    await resp.write_eof()
+    return resp
 
 
 def _as_reply(item: Reply | str | dict[str, Any] | None) -> Reply | None:
@@ -546,6 +579,10 @@ class Reply:
     """Send this text as the HTTP body instead of a chat completion."""
     delay_s: float | None = None
     """Override the emulator's `latency_s` for this answer."""
+    pad_bytes: int = 0
+    """Follow the content with this many spaces, streamed without holding them (huge answers)."""
+    declare_length: bool = False
+    """With `pad_bytes`: send the Content-Length header (else the body is chunked)."""
 
 
 Responder = Callable[[dict[str, Any]], "Reply | str | dict[str, Any] | None"]
@@ -554,6 +591,47 @@ _CONTEXT_400 = (
     "This model's maximum context length is 32768 tokens. However, you requested 41000 tokens "
     "(40488 in the messages, 512 in the completion). Please reduce the length of the messages or completion."
 )
+OVERSIZED_BYTES = 30 * 1024 * 1024
+_HOLD = {
+    "symbol": "BTC/USDT",
+    "action": "hold",
+    "target_exposure": 0.0,
+    "confidence": 0.4,
+    "stop_loss": None,
+    "take_profit": None,
+    "invalidation": "",
+    "rationale": "range bound",
+}
+
+
+def _decision(**changes: Any) -> str:
+    """A BTC/USDT HOLD as JSON text, with `changes` (any JSON values) applied."""
+    return json.dumps({**_HOLD, **changes})
+
+
+def _envelope(**changes: Any) -> str:
+    """A raw chat-completion body answering a valid HOLD, with top-level `changes` applied."""
+    message = {"role": "assistant", "content": _decision(), "reasoning": None}
+    body = {
+        "id": "chatcmpl-fault",
+        "object": "chat.completion",
+        "created": 0,
+        "model": "nemotron",
+        "choices": [{"index": 0, "message": message, "logprobs": None, "finish_reason": "stop"}],
+        "usage": {"prompt_tokens": 12, "completion_tokens": 30, "total_tokens": 42},
+    }
+    return json.dumps({**body, **changes})
+
+
+_ENVELOPE_FAULTS: dict[str, dict[str, Any]] = {
+    "usage_string": {"usage": {"prompt_tokens": "12", "completion_tokens": 30, "total_tokens": 42}},
+    "usage_list": {"usage": [12, 30, 42]},
+    "model_object": {"model": {"id": "nemotron"}},
+    "choices_object": {"choices": {"0": {"message": {"role": "assistant", "content": _decision()}}}},
+    "content_parts": {
+        "choices": [{"index": 0, "message": {"content": [{"type": "text", "text": _decision()}]}}]
+    },
+}
 FAULTS: dict[str, Reply] = {
     "timeout": Reply(hang=True),
     "http_500": Reply(
@@ -571,6 +649,29 @@ FAULTS: dict[str, Reply] = {
     "length": Reply(content='{"symbol": "BTC/USDT", "action": "bu', finish_reason="length"),
     "prose": Reply(content="I would buy here: momentum looks strong."),
     "bad_body": Reply(raw="<html><body>502 Bad Gateway</body></html>"),
+    **{name: Reply(raw=_envelope(**changes)) for name, changes in _ENVELOPE_FAULTS.items()},
+    "exposure_bool": Reply(content=_decision(action="buy", target_exposure=True, stop_loss=1.0)),
+    "exposure_string": Reply(content=_decision(action="buy", target_exposure="0.8", stop_loss=1.0)),
+    "stop_bool": Reply(content=_decision(action="buy", target_exposure=0.3, stop_loss=True)),
+    "duplicate_keys": Reply(
+        content=_decision()[:-1] + ', "action": "buy", "target_exposure": 0.9, "stop_loss": 1.0}'
+    ),
+    "raw_newline": Reply(content=_decision(rationale="@").replace("@", "range bound,\n\tno edge\r\n")),
+    "nul_text": Reply(content=_decision(rationale="hold\x00NUL", invalidation="\x00"), reasoning="a\x00b"),
+    "lone_surrogate": Reply(
+        content=_decision(rationale="broken \ud800 pair", invalidation="\udfff"),
+        reasoning="raw \udc80 surrogate",
+    ),
+    "escape_sequences": Reply(
+        content=_decision(rationale="\x1b[2J\x1b[31mBUY NOW\x1b[0m\r\x08\u202eevil", invalidation="\x07"),
+        reasoning="\x1b]0;pwned\x07\x1b[1A",
+    ),
+    "rich_markup": Reply(
+        content=_decision(rationale="[bold red]BUY EVERYTHING[/] [link=http://x]click[/link] [/]"),
+        reasoning="[/bold] :warning: [red]",
+    ),
+    "oversized": Reply(content=_decision(), pad_bytes=OVERSIZED_BYTES),
+    "oversized_declared": Reply(content=_decision(), pad_bytes=OVERSIZED_BYTES, declare_length=True),
 }
 """Fault names accepted by `VLLMEmulator.script` and returned by responders."""
 

@@ -220,8 +220,12 @@ def test_each_fault_kind_is_served(emu: VLLMEmulator, kind: str) -> None:
         assert resp.text == expected.raw
     else:
         choice = resp.json()["choices"][0]
-        assert choice["message"]["content"] == expected.content
+        padded = (expected.content or "") + " " * expected.pad_bytes
+        assert choice["message"]["content"] == (padded if expected.pad_bytes else expected.content)
         assert choice["finish_reason"] == expected.finish_reason
+        if expected.pad_bytes:  # streamed; with a Content-Length only when asked to declare it
+            declared = resp.headers.get("content-length")
+            assert declared == (str(len(resp.content)) if expected.declare_length else None)
 
 
 def test_timeout_fault_hangs_until_the_client_gives_up(emu: VLLMEmulator) -> None:

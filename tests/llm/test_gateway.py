@@ -8,10 +8,14 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import settings as examples
+from hypothesis import strategies as st
 
 from agent.config import LLMSettings
 from agent.llm import profiles
 from agent.llm.gateway import LLMGateway
+from agent.llm.parse import parse_answer
 from agent.llm.schema import Action, DecisionRequest, TradeDecision
 from agent.testing.vllm_emulator import Reply, VLLMEmulator
 
@@ -25,6 +29,18 @@ def request(i: int = 0, symbol: str = "BTC/USDT", **kw: Any) -> DecisionRequest:
 def settings(**kw: Any) -> LLMSettings:
     base: dict[str, Any] = {"profile": "vllm", "model": "nemotron", "timeout_s": 5, "max_retries": 0}
     return LLMSettings(**{**base, **kw})
+
+
+GOOD_BUY = {
+    "symbol": "BTC/USDT",
+    "action": "buy",
+    "target_exposure": 0.2,
+    "confidence": 0.5,
+    "stop_loss": None,
+    "take_profit": None,
+    "invalidation": "",
+    "rationale": "x",
+}
 
 
 @pytest.fixture
@@ -112,19 +128,24 @@ def test_grammar_price_pattern_is_parsed_as_float() -> None:
         assert pattern.match(ok), ok
     for bad in ("-3", "0", "0.0", "01", "1e5", "abc"):
         assert not pattern.match(bad), bad
-    decision = TradeDecision.model_validate(
-        {
-            "symbol": "BTC/USDT",
-            "action": "buy",
-            "target_exposure": 0.2,
-            "confidence": 0.5,
-            "stop_loss": "64250.5",
-            "take_profit": None,
-            "invalidation": "",
-            "rationale": "x",
-        }
-    )
-    assert decision.stop_loss == 64250.5
+
+
+@examples(max_examples=200, deadline=None)
+@given(st.from_regex(profiles.POSITIVE_DECIMAL, fullmatch=True))
+def test_every_price_the_llamacpp_grammar_allows_is_read_as_that_number(text: str) -> None:
+    """The schema sent to llama.cpp asks for prices as text; what it allows, the parser reads, exactly."""
+    answer = json.dumps({**GOOD_BUY, "stop_loss": text, "take_profit": text})
+    parsed = parse_answer(answer, "stop", prices_as_text=True)
+    assert parsed.decision is not None, (text, parsed.error)
+    assert parsed.decision.stop_loss == parsed.decision.take_profit == float(text) > 0
+
+
+def test_price_text_is_read_for_the_llamacpp_profile_only(emu: VLLMEmulator) -> None:
+    emu.set_responder(lambda body: {**GOOD_BUY, "stop_loss": "64250.5"})
+    (text_ok,) = run(LLMGateway(settings(profile="llamacpp"), emu.base_url), [request()])
+    assert not text_ok.abstained and text_ok.decision.stop_loss == 64250.5
+    (refused,) = run(LLMGateway(settings(profile="vllm"), emu.base_url), [request(1)])
+    assert refused.abstained and refused.reason is not None and "stop_loss" in refused.reason
 
 
 def test_openai_profile_uses_max_completion_tokens_and_strict_schema(emu: VLLMEmulator) -> None:
