@@ -39,6 +39,7 @@ from typing import Any
 import openai
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from agent.llm.faults import LLMFault
 from agent.llm.schema import PRICES_AS_TEXT, TradeDecision
 
 CONTEXT_MARKERS = ("context length", "maximum context length", "maximum input length", "max_model_len")
@@ -154,6 +155,8 @@ class Outcome:
     retryable: bool = False
     endpoint_fault: bool = False
     """Counts towards the circuit breaker."""
+    fault: LLMFault | None = None
+    """The kind of failure when `error` is set."""
 
 
 class _Shape(BaseModel):
@@ -195,7 +198,9 @@ def read_body(body: bytes, latency_ms: float, max_chars: int | None = None) -> O
         data = loads(body)
     except (ValueError, RecursionError) as e:  # UnicodeDecodeError is a ValueError too
         return Outcome(
-            error=f"bad response: {_first_line(e) if str(e) else 'nested too deeply'}", latency_ms=latency_ms
+            error=f"bad response: {_first_line(e) if str(e) else 'nested too deeply'}",
+            latency_ms=latency_ms,
+            fault=LLMFault.ENVELOPE,
         )
     return read_completion(data, latency_ms, max_chars)
 
@@ -205,14 +210,17 @@ def read_completion(data: Any, latency_ms: float, max_chars: int | None = None) 
     try:
         completion = _Completion.model_validate(data)
     except ValidationError as e:
-        return Outcome(error=f"bad response: {describe_validation(e)}", latency_ms=latency_ms)
+        error = f"bad response: {describe_validation(e)}"
+        return Outcome(error=error, latency_ms=latency_ms, fault=LLMFault.ENVELOPE)
     choice = completion.choices[0]
     msg = choice.message
     reasoning = msg.reasoning or msg.reasoning_content
     for name, text in (("content", msg.content), ("reasoning", reasoning)):
         if max_chars is not None and text is not None and len(text) > max_chars:
             return Outcome(
-                error=f"response too large: {name} over {max_chars} characters", latency_ms=latency_ms
+                error=f"response too large: {name} over {max_chars} characters",
+                latency_ms=latency_ms,
+                fault=LLMFault.ENVELOPE,
             )
     usage = completion.usage or _Usage()
     details = usage.prompt_tokens_details or _Details()
@@ -229,13 +237,25 @@ def read_completion(data: Any, latency_ms: float, max_chars: int | None = None) 
 def classify_status(status: int, message: str, latency_ms: float | None = None) -> Outcome:
     """The `Outcome` of an HTTP error status with its message."""
     if status == 400 and any(m in message for m in CONTEXT_MARKERS):
-        return Outcome(error="context too long", latency_ms=latency_ms)
+        return Outcome(error="context too long", latency_ms=latency_ms, fault=LLMFault.OVERSIZE)
     if status == 429 or status >= 500:
-        return Outcome(error=f"http {status}", latency_ms=latency_ms, retryable=True, endpoint_fault=True)
+        return Outcome(
+            error=f"http {status}",
+            latency_ms=latency_ms,
+            retryable=True,
+            endpoint_fault=True,
+            fault=LLMFault.HTTP_STATUS,
+        )
     fault = status in (401, 403, 404)
     return Outcome(
-        error=f"http {status}: {message[:_DETAIL_MAX]}", latency_ms=latency_ms, endpoint_fault=fault
+        error=f"http {status}: {message[:_DETAIL_MAX]}",
+        latency_ms=latency_ms,
+        endpoint_fault=fault,
+        fault=LLMFault.HTTP_STATUS,
     )
+
+
+_TRANSPORT = LLMFault.TRANSPORT
 
 
 def classify_transport(e: BaseException, latency_ms: float) -> Outcome:
@@ -248,12 +268,14 @@ def classify_transport(e: BaseException, latency_ms: float) -> Outcome:
     while cause is not None and not isinstance(cause, TimeoutError):
         if isinstance(cause, OSError | _AIOHTTP_CONNECTION_ERRORS):
             error = f"connection error: {_first_line(cause)}"
-            return Outcome(error=error, latency_ms=latency_ms, retryable=True, endpoint_fault=True)
+            return Outcome(
+                error=error, latency_ms=latency_ms, retryable=True, endpoint_fault=True, fault=_TRANSPORT
+            )
         cause = cause.__cause__
     if isinstance(e, TimeoutError | openai.APITimeoutError):
-        return Outcome(error="timeout", latency_ms=latency_ms, endpoint_fault=True)
+        return Outcome(error="timeout", latency_ms=latency_ms, endpoint_fault=True, fault=LLMFault.TRANSPORT)
     error = f"connection error: {_first_line(e.__cause__ or e)}"
-    return Outcome(error=error, latency_ms=latency_ms, retryable=True, endpoint_fault=True)
+    return Outcome(error=error, latency_ms=latency_ms, retryable=True, endpoint_fault=True, fault=_TRANSPORT)
 
 
 def _first_line(e: BaseException) -> str:
