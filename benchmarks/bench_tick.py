@@ -85,7 +85,7 @@ def timed(step: Callable[[int], Any], bars: list[int], warmup: int) -> list[floa
 def rule_runner(folder: Path, frames: dict[str, pd.DataFrame]) -> Iterator[Any]:
     """`open_agent` with `sma_cross` over in-memory frames."""
     from agent.graph.factory import open_agent
-    from agent.graph.sources import FrameSource
+    from agent.market.source import FrameSource
 
     with open_agent(bench_settings(folder, "sma_cross"), run_id="bench-rule", kind="daemon", params=PARAMS,
                     source=FrameSource(frames)) as runner:
@@ -96,9 +96,9 @@ def rule_runner(folder: Path, frames: dict[str, pd.DataFrame]) -> Iterator[Any]:
 def llm_runner(folder: Path, frames: dict[str, pd.DataFrame]) -> Iterator[Any]:
     """The `llm` strategy with an instant fake gateway and the real context builder."""
     from agent.graph.runner import open_runner, replay_rules
-    from agent.graph.sources import FrameSource
     from agent.llm.context import MarketContextBuilder
     from agent.llm.tokens import EstimateTokenCounter
+    from agent.market.source import FrameSource
     from agent.testing.fakes import FakeGateway
 
     settings = bench_settings(folder, "llm")

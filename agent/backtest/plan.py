@@ -7,7 +7,7 @@ Contracts:
   size that moved with ATR every bar would trade every bar). ATR warm-up gives size 0.
 - Caps: each symbol's target is capped at `position_cap`; a row whose targets sum above `gross_cap` is
   scaled down proportionally. Every capped bar is marked (and counted as `clamped_bars`), never hidden.
-- Exit distances at bar t use ATR with data <= t (TA-Lib, `agent.risk.sizing.atr`): stop, take-profit
+- Exit distances at bar t use ATR with data <= t (TA-Lib, `agent.market.indicators.atr`): stop, take-profit
   and trailing distances = multiple x ATR_t, NaN where a multiple is off or ATR is warming up.
 - Alignment: the union of all symbols' bar times; prices are NaN where a symbol has no bar (it does not
   trade there); targets and distances carry forward the last decided value (0 before a symbol's first
@@ -23,7 +23,8 @@ import numpy.typing as npt
 import pandas as pd
 
 from agent.backtest.models import FloatArray, SizingRules
-from agent.risk.sizing import atr, fixed_fraction_exposure, vol_target_exposure
+from agent.market.indicators import atr
+from agent.risk.sizing import fixed_fraction_exposure, vol_target_exposure
 from strategies.base import StrategyParams, prices
 
 COLUMNS = ("open", "high", "low", "close", "volume")

@@ -9,7 +9,6 @@ from agent.broker.models import (
     OrderRecord,
     PendingTarget,
     client_order_id,
-    effective_fee,
 )
 from agent.broker.paper import initial_state, process_bar
 
@@ -22,7 +21,6 @@ __all__ = [
     "OrderRecord",
     "PendingTarget",
     "client_order_id",
-    "effective_fee",
     "initial_state",
     "process_bar",
 ]

@@ -3,8 +3,7 @@ events), plus the client-order-id rule.
 
 Contracts:
 - `MarketRules` is `agent.market.exchange.MarketRules` (amount step, minimum amount, minimum notional,
-  taker/maker fee), re-exported here; `effective_fee` is the taker fee in force: `Settings.broker.taker_fee`
-  when set, else the market's.
+  taker/maker fee), re-exported here; the fee fills pay is `agent.execution.costs.effective_fee`.
 - A `PendingTarget` is a target exposure decided at close_{t-1}, executed at open_t, with the exit plan an
   entry (from flat) stores on the position: absolute levels (the model's, via the risk layer), or distances
   below/above the entry's fill price (a rule strategy's ATR multiples, exactly as the backtest engine
@@ -32,7 +31,6 @@ from agent.market.exchange import MarketRules
 from agent.portfolio import PortfolioState
 
 if TYPE_CHECKING:
-    from agent.config import Settings
     from agent.risk.models import RiskResult
 
 __all__ = [
@@ -44,18 +42,11 @@ __all__ = [
     "OrderRecord",
     "PendingTarget",
     "client_order_id",
-    "effective_fee",
 ]
 
 TARGET_LEG = "target"
 EXIT_LEG = "exit"
 _MAX_ID = 96
-
-
-def effective_fee(rules: MarketRules, settings: Settings) -> float:
-    """The taker fee rate that fills pay: the configured override, else the market's."""
-    override = settings.broker.taker_fee
-    return float(override) if override is not None else float(rules.taker_fee)
 
 
 def client_order_id(run_id: str, symbol: str, bar_ts: int, leg: str) -> str:

@@ -53,10 +53,10 @@ from agent.broker.models import (
     OrderRecord,
     PendingTarget,
     client_order_id,
-    effective_fee,
 )
 from agent.errors import DataError
 from agent.execution import costs
+from agent.execution.costs import effective_fee
 from agent.market.candles import timeframe_ms
 from agent.portfolio import PortfolioState, Position
 from agent.risk.book import TOLERANCE, TradeCosts, room

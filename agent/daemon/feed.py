@@ -26,9 +26,9 @@ import numpy as np
 import pandas as pd
 
 from agent.daemon.clock import last_closed_bar
-from agent.graph.sources import FrameSource, ts_ms
 from agent.market.candles import COLUMNS, timeframe_ms
 from agent.market.service import MarketDataService
+from agent.market.source import FrameSource, ts_ms
 from agent.market.store import CandleStore
 
 

@@ -32,9 +32,9 @@ from agent.backtest.market import engine_config, rules_matrix
 from agent.backtest.metrics import cash_metrics, compute_metrics, equity_metrics, periods_per_year
 from agent.config import Settings
 from agent.evaluation.frames import decisions_frame, equity_frame, llm_usage, orders_frame
-from agent.graph.sources import CandleSource
 from agent.market.candles import timeframe_ms
 from agent.market.exchange import MarketRules
+from agent.market.source import CandleSource
 from agent.textsafe import csv_frame, for_html
 
 RATIONALE_SHOWN = 300

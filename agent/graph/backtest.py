@@ -22,8 +22,8 @@ from agent.errors import DataError
 from agent.evaluation.agent_report import write_agent_report
 from agent.graph.factory import load_source, open_agent, trading_rules
 from agent.graph.runner import AgentRunner, TickOutcome, finish_run, new_run_id
-from agent.graph.sources import FrameSource
 from agent.market.candles import utc_timestamp
+from agent.market.source import FrameSource
 
 
 @dataclass(frozen=True)

@@ -24,9 +24,10 @@ import numpy as np
 import pandas as pd
 
 from agent.asyncutil import run_sync
-from agent.broker.models import Bar, BarOutcome, PendingTarget, effective_fee
+from agent.broker.models import Bar, BarOutcome, PendingTarget
 from agent.broker.paper import process_bar
 from agent.errors import DataError, LLMUnavailable
+from agent.execution.costs import effective_fee
 from agent.graph import names
 from agent.graph.runtime import AgentRuntime
 from agent.graph.serde import (
@@ -38,20 +39,20 @@ from agent.graph.serde import (
     portfolio_from_dict,
     portfolio_to_dict,
 )
-from agent.graph.sources import ts_ms
 from agent.graph.state import TickState
 from agent.ledger.writer import DecisionEntry, TickRecord, write_tick
 from agent.llm.context import BudgetTooSmall
 from agent.llm.protocol import ContextInput, PastDecision, Prompt
 from agent.llm.schema import Action, DecisionRequest, DecisionResult, TradeDecision, hold
 from agent.market.candles import timeframe_ms
+from agent.market.indicators import atr
+from agent.market.source import ts_ms
 from agent.risk.allocation import allocate
 from agent.risk.allowance import allowance
 from agent.risk.book import TradeCosts
 from agent.risk.breakers import kill_switch_active
 from agent.risk.limits import apply_limits, no_call_decision, rule_decision
 from agent.risk.models import RiskResult
-from agent.risk.sizing import atr
 
 Node = Callable[[TickState], dict[str, Any]]
 

@@ -27,13 +27,13 @@ from agent.graph.build import build_graph
 from agent.graph.checkpoint import open_checkpointer, tick_thread_id
 from agent.graph.nodes import make_nodes
 from agent.graph.runtime import RECENT_DECISIONS, AgentRuntime
-from agent.graph.sources import CandleSource
 from agent.ledger.reader import LedgerReader
 from agent.ledger.writer import start_run
 from agent.llm.protocol import ContextBuilder, DecisionGateway, PastDecision
 from agent.llm.schema import Action
 from agent.market.binance_spot import unified_market
 from agent.market.exchange import MarketRules, market_rules
+from agent.market.source import CandleSource
 from strategies.base import Strategy
 
 Status = Literal["done", "resumed", "already_done", "skipped"]

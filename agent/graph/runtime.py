@@ -18,9 +18,9 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from agent.broker.models import PendingTarget
 from agent.config import Settings
-from agent.graph.sources import CandleSource
 from agent.llm.protocol import ContextBuilder, DecisionGateway, PastDecision
 from agent.market.exchange import MarketRules
+from agent.market.source import CandleSource
 from agent.portfolio import PortfolioState
 from strategies.base import Strategy
 

@@ -28,7 +28,7 @@ import pandas as pd
 import talib
 
 from agent.llm.leakage import Disclosure
-from agent.risk.sizing import atr as atr_indicator
+from agent.market.indicators import atr as atr_indicator
 
 PRICE_DIGITS = 5
 NA = "na"

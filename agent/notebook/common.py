@@ -27,7 +27,7 @@ from agent.errors import ConfigError, DataError
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session, sessionmaker
 
-    from agent.graph.sources import FrameSource
+    from agent.market.source import FrameSource
 
 SettingsLike = Settings | Mapping[str, Any] | None
 When = str | pd.Timestamp | None
@@ -96,8 +96,8 @@ def to_ts(ms: int) -> pd.Timestamp:
 
 def bar_at(source: FrameSource, symbol: str, at: When, timeframe: str) -> int:
     """Open time (ms) of the bar at or before `at`; None = the last bar (see the module contract)."""
-    from agent.graph.sources import ts_ms
     from agent.market.candles import timeframe_ms
+    from agent.market.source import ts_ms
 
     last = source.last_ts(symbol)
     if at is None:
@@ -114,8 +114,8 @@ def cut_history(source: FrameSource, s: Settings, history_bars: int | None, firs
     """`source` with only `history_bars` bars before the bar `first_ms` (None = unchanged), like the daemon's
     `--history-bars`: prompts build faster; their oldest history and indicator warm-up differ from a run
     over all stored bars."""
-    from agent.graph.sources import FrameSource
     from agent.market.candles import timeframe_ms
+    from agent.market.source import FrameSource
 
     if history_bars is None:
         return source

@@ -74,9 +74,9 @@ def build_context(
     from agent.llm.context import MarketContextBuilder, budget_from_settings
     from agent.llm.protocol import ContextInput
     from agent.llm.tokens import counter_for_settings
+    from agent.market.indicators import atr
     from agent.risk.allowance import allowance
     from agent.risk.breakers import kill_switch_active
-    from agent.risk.sizing import atr
 
     s = resolve_settings(settings, symbols=[symbol])
     full = load_source(s)

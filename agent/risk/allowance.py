@@ -26,7 +26,7 @@ import math
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
-from agent.broker.models import effective_fee
+from agent.execution.costs import effective_fee
 from agent.llm.schema import Action
 from agent.portfolio import PortfolioState
 from agent.risk import breakers

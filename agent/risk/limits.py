@@ -37,8 +37,8 @@ import math
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from agent.broker.models import effective_fee
 from agent.execution import costs
+from agent.execution.costs import effective_fee
 from agent.llm.schema import INVALIDATION_MAX, RATIONALE_MAX, Action, TradeDecision, hold
 from agent.portfolio import PortfolioState
 from agent.risk import models as m

@@ -10,28 +10,15 @@ Contracts:
   `buy_cost` = (1 + slippage)(1 + fee) and `sell_keep` = (1 − slippage)(1 − fee) (1 and 1: no costs). A
   stop that loses nothing gives `cap`; a NaN stop or price gives 0.
 - `fixed_fraction_exposure`: a signal in [0, 1] scaled by a fixed fraction.
-- ATR itself comes from TA-Lib (`atr`).
+- ATR values come from `agent.market.indicators.atr` (computed by the caller).
 """
 
 from __future__ import annotations
 
 import numpy as np
 import numpy.typing as npt
-import talib
 
 FloatArray = npt.NDArray[np.float64]
-
-
-def atr(high: FloatArray, low: FloatArray, close: FloatArray, period: int = 14) -> FloatArray:
-    """Average true range (TA-Lib, Wilder smoothing); NaN during warm-up."""
-    return np.asarray(
-        talib.ATR(
-            np.ascontiguousarray(high, dtype=np.float64),
-            np.ascontiguousarray(low, dtype=np.float64),
-            np.ascontiguousarray(close, dtype=np.float64),
-            timeperiod=period,
-        )
-    )
 
 
 def fixed_fraction_exposure(signal: FloatArray | float, fraction: float, cap: float = 1.0) -> FloatArray:

@@ -10,7 +10,7 @@ import pytest
 
 from agent.backtest.models import SizingRules
 from agent.backtest.plan import align, exit_distances, gross_cap, sized_targets, spread
-from agent.risk.sizing import atr
+from agent.market.indicators import atr
 from strategies.crossover import SmaCross
 from tests.backtest.helpers import random_walk
 

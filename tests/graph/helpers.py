@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from agent.config import Settings, load_settings
 from agent.db.models import BalanceSnapshot, Fill, Order, PositionSnapshot
 from agent.graph.factory import load_source
-from agent.graph.sources import FrameSource
+from agent.market.source import FrameSource
 
 
 def emulator_settings(db_url: str, base_url: str, **overrides: Any) -> Settings:

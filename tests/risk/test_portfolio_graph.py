@@ -11,9 +11,9 @@ from agent.config import load_settings
 from agent.db.models import Decision
 from agent.db.session import open_db
 from agent.graph.runner import open_runner, replay_rules
-from agent.graph.sources import ts_ms
 from agent.llm.protocol import ContextInput, Prompt
 from agent.llm.schema import Action, TradeDecision
+from agent.market.source import ts_ms
 from agent.testing.fakes import FakeGateway
 from tests.graph.helpers import short_source
 

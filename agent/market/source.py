@@ -1,4 +1,7 @@
-"""Point-in-time candle access for the graph: the only way a node sees market data.
+"""Point-in-time candle access: how the graph's nodes, the daemon's feed and the run report read candles.
+
+`CandleSource` is the seam (the graph and `agent.evaluation` type against it); `FrameSource` is the
+in-memory implementation every mode uses.
 
 Contracts:
 - `history(symbol, bar_ts)` returns the candle frame up to and including bar `bar_ts` (its open time), never a
@@ -18,7 +21,7 @@ import pandas as pd
 
 
 class CandleSource(Protocol):
-    """Where the graph reads candles from."""
+    """Where candles are read from, point in time."""
 
     def history(self, symbol: str, bar_ts: int) -> pd.DataFrame: ...
 
