@@ -3,9 +3,11 @@
     observe  point-in-time candles, marks and ATR per symbol; stale data is skipped with a reason
     settle   the paper broker settles bar t: pending targets at its open, exits inside it, marks at its close
     screen   the risk layer's allowance per symbol, computed before any model is asked
-    analyse  prompts for the symbols with a real choice, sent to the LLM gateway concurrently
+    analyse  prompts for the symbols with a real choice, sent to the LLM gateway concurrently; a tokenizer
+             that gave way to the estimate is recorded once per run (risk event `tokenizer_fallback`)
     decide   the proposal per symbol: the model's (llm), the rule's (rule), the rule confirmed by the model
-             (hybrid), or the configured fallback when the model is unavailable
+             (hybrid), or the configured fallback (`fallback`: rule or HOLD, with the reason) when the model
+             gives no usable decision: unavailable, or its result abstained, whatever the `LLMFault`
     risk     `apply_limits` per symbol, then `allocate` shares the book's gross and cash room between the
              tick's increases: every clamp and rejection recorded
     execute  targets that change become pending orders for the next bar's open
@@ -18,12 +20,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
 
 from agent.asyncutil import run_sync
+from agent.backtest.market import sizing_rules
+from agent.backtest.plan import rule_plan
 from agent.broker.models import Bar, BarOutcome, PendingTarget
 from agent.broker.paper import process_bar
 from agent.errors import DataError, LLMUnavailable
@@ -41,9 +45,10 @@ from agent.graph.serde import (
 )
 from agent.graph.state import TickState
 from agent.ledger.writer import DecisionEntry, TickRecord, write_tick
-from agent.llm.context import BudgetTooSmall
+from agent.llm.context import BudgetTooSmall, MarketContextBuilder
+from agent.llm.faults import LLMFault
 from agent.llm.protocol import ContextInput, PastDecision, Prompt
-from agent.llm.schema import Action, DecisionRequest, DecisionResult, TradeDecision, hold
+from agent.llm.schema import RATIONALE_MAX, Action, DecisionRequest, DecisionResult, TradeDecision, hold
 from agent.market.candles import timeframe_ms
 from agent.market.indicators import atr
 from agent.market.source import ts_ms
@@ -180,32 +185,8 @@ def _analyse(rt: AgentRuntime) -> Node:
     def analyse(state: TickState) -> dict[str, Any]:
         if rt.gateway is None or rt.builder is None:
             return {"llm_status": "unavailable", "analyses": {}}
-        t = state["bar_ts"]
-        portfolio = portfolio_from_dict(state["portfolio"])
-        requests: list[DecisionRequest] = []
-        meta: dict[str, dict[str, Any]] = {}
-        unasked: dict[str, dict[str, Any]] = {}
-        for symbol, a_dict in state["allowances"].items():
-            a = allowance_of(a_dict)
-            if not a.llm_needed:
-                continue
-            hist = rt.source.history(symbol, t)
-            ctx = ContextInput(
-                symbol=symbol,
-                candles=hist,
-                portfolio=portfolio,
-                marks=state["marks"],
-                recent_decisions=_with_outcomes(rt.recent_for(symbol), hist),
-                allowed_actions=a.actions,
-                max_exposure=a.max_exposure,
-            )
-            try:
-                request, prompt = _request(rt, ctx, t, rt.budget_tokens)
-            except BudgetTooSmall as e:  # the current state alone outgrew the budget: abstain, recorded
-                unasked[symbol] = _abstain(symbol, f"context budget too small: {e}")
-                continue
-            requests.append(request)
-            meta[symbol] = {"price_scale": prompt.price_scale, "alias": prompt.alias}
+        requests, meta, unasked = _prompts(rt, state)
+        _note_tokenizer_fallback(rt, state["bar_ts"])
         sync = getattr(rt.gateway, "decide_many_sync", None)
         try:
             results = sync(requests) if sync else run_sync(rt.gateway.decide_many(requests))
@@ -218,13 +199,78 @@ def _analyse(rt: AgentRuntime) -> Node:
             rt.cache_hits += 1 if res.from_cache else 0
             rt.tokens += (res.prompt_tokens or 0) + (res.completion_tokens or 0)
             rt.abstentions += 1 if res.abstained else 0
-            analyses[res.request.symbol] = decision_result_to_dict(res) | meta[res.request.symbol]
+            analyses[res.request.symbol] = _analysis(res, meta[res.request.symbol])
         status = "ok"
-        if results and all(r.abstained and (r.reason or "").startswith("circuit open") for r in results):
+        if results and all(r.fault is LLMFault.CIRCUIT_OPEN for r in results):
             status = "unavailable: circuit open"
         return {"llm_status": status, "analyses": analyses}
 
     return analyse
+
+
+def _prompts(
+    rt: AgentRuntime, state: TickState
+) -> tuple[list[DecisionRequest], dict[str, dict[str, Any]], dict[str, dict[str, Any]]]:
+    """The requests for the symbols with a real choice, their prompts' mapping back, and the symbols that
+    could not be asked (abstained with their fault: the budget, or a tokenizer without a fallback)."""
+    t = state["bar_ts"]
+    portfolio = portfolio_from_dict(state["portfolio"])
+    requests: list[DecisionRequest] = []
+    meta: dict[str, dict[str, Any]] = {}
+    unasked: dict[str, dict[str, Any]] = {}
+    for symbol, a_dict in state["allowances"].items():
+        a = allowance_of(a_dict)
+        if not a.llm_needed:
+            continue
+        hist = rt.source.history(symbol, t)
+        ctx = ContextInput(
+            symbol=symbol,
+            candles=hist,
+            portfolio=portfolio,
+            marks=state["marks"],
+            recent_decisions=_with_outcomes(rt.recent_for(symbol), hist),
+            allowed_actions=a.actions,
+            max_exposure=a.max_exposure,
+        )
+        try:
+            request, prompt = _request(rt, ctx, t, rt.budget_tokens)
+        except BudgetTooSmall as e:  # the current state alone outgrew the budget: abstain, recorded
+            unasked[symbol] = _abstain(symbol, f"context budget too small: {e}", LLMFault.BUDGET)
+            continue
+        except LLMUnavailable as e:  # the prompt could not be counted: not asked, the fallback decides
+            unasked[symbol] = _abstain(symbol, f"tokenizer failed: {e}", LLMFault.TOKENIZER)
+            continue
+        requests.append(request)
+        meta[symbol] = {"price_scale": prompt.price_scale, "alias": prompt.alias}
+    return requests, meta, unasked
+
+
+def _analysis(result: DecisionResult, meta: dict[str, Any]) -> dict[str, Any]:
+    """A gateway result for the state: serialised, with its prompt's mapping back and its fault kind."""
+    fault = result.fault.value if result.fault is not None else None
+    return decision_result_to_dict(result) | meta | {"fault": fault}
+
+
+def _note_tokenizer_fallback(rt: AgentRuntime, t: int) -> None:
+    """Once per run: the tokenizer failed and the estimate took over (a `tokenizer_fallback` risk event)."""
+    if not isinstance(rt.builder, MarketContextBuilder):
+        return
+    event = rt.builder.take_tokenizer_fallback()
+    if event is None:
+        return
+    from sqlalchemy import select
+
+    from agent.db.models import RiskEvent
+    from agent.db.session import transaction
+
+    with transaction(rt.factory) as session:
+        kind = "tokenizer_fallback"
+        seen = session.scalar(
+            select(RiskEvent.id).where(RiskEvent.run_id == rt.run_id, RiskEvent.kind == kind).limit(1)
+        )
+        if seen is None:  # a resumed run whose tokenizer fails again is still one event
+            detail = event.describe()
+            session.add(RiskEvent(run_id=rt.run_id, bar_ts=t, symbol=None, kind=kind, detail=detail))
 
 
 def _request(
@@ -254,11 +300,12 @@ def _request(
     return request, prompt
 
 
-def _abstain(symbol: str, reason: str) -> dict[str, Any]:
+def _abstain(symbol: str, reason: str, fault: LLMFault) -> dict[str, Any]:
     """An abstained answer for a symbol the model was not asked about (serialised like the gateway's)."""
     request = DecisionRequest(symbol=symbol, messages=(), prompt_hash="")
-    result = DecisionResult(request=request, decision=hold(symbol, reason), abstained=True, reason=reason)
-    return decision_result_to_dict(result) | {"price_scale": 1.0, "alias": None}
+    decision = hold(symbol, reason)
+    result = DecisionResult(request=request, decision=decision, abstained=True, reason=reason, fault=fault)
+    return _analysis(result, {"price_scale": 1.0, "alias": None})
 
 
 def _with_outcomes(recent: tuple[PastDecision, ...], hist: pd.DataFrame) -> tuple[PastDecision, ...]:
@@ -283,7 +330,12 @@ def _with_outcomes(recent: tuple[PastDecision, ...], hist: pd.DataFrame) -> tupl
 def _decide(rt: AgentRuntime) -> Node:
     def decide(state: TickState) -> dict[str, Any]:
         proposals: dict[str, dict[str, Any]] = {}
-        rule_targets = _rule_targets(rt, state) if rt.rule is not None else {}
+        plans = _rule_targets(rt, state) if rt.rule is not None else {}
+        if rt.rule is not None and rt.strategy not in ("llm", "hybrid"):
+            for symbol in state.get("allowances", {}):
+                proposals[symbol] = _rule_proposal(rt, state, symbol, plans[symbol])
+            return {"proposals": proposals, "rule_targets": {s: p.target for s, p in plans.items()}}
+        rule_targets = {s: (p.target, p.previous) for s, p in plans.items()}
         for symbol, a_dict in state.get("allowances", {}).items():
             a = allowance_of(a_dict)
             decision, source = _proposal(rt, state, symbol, a.llm_needed, rule_targets)
@@ -295,15 +347,49 @@ def _decide(rt: AgentRuntime) -> Node:
     return decide
 
 
-def _rule_targets(rt: AgentRuntime, state: TickState) -> dict[str, tuple[float, float | None]]:
-    """The rule strategy's (target at t, target at t-1) per symbol, computed on data up to t only."""
+def _rule_targets(rt: AgentRuntime, state: TickState) -> dict[str, RuleStep]:
+    """The rule strategy's step at bar t per symbol: its target and exit plan at t and its target at the run's
+    previous tick (None on the first), from `rule_plan` on the symbols' history up to t (the backtest
+    engine's computation, on the same bars)."""
     assert rt.rule is not None
+    t = state["bar_ts"]
+    frames = {s: h for s in state["symbols"] if not (h := rt.source.history(s, t)).empty}
+    plan = rule_plan(frames, rt.rule, sizing_rules(rt.settings))
+    times = ts_ms(plan.index)  # type: ignore[arg-type]
+    now = int(np.searchsorted(times, t, side="right")) - 1
+    before = None if rt.last_bar is None else int(np.searchsorted(times, rt.last_bar, side="right")) - 1
     out = {}
-    for symbol in state.get("allowances", {}):
-        hist = rt.source.history(symbol, state["bar_ts"])
-        series = rt.rule.exposure(hist)
-        out[symbol] = (float(series[-1]), float(series[-2]) if len(series) > 1 else None)
+    for j, symbol in enumerate(plan.symbols):
+        if symbol not in state.get("allowances", {}):
+            continue
+        levels = plan.plan[:, now, j] if plan.plan is not None else (math.nan, math.nan, math.nan)
+        previous = float(plan.targets[before, j]) if before is not None and before >= 0 else None
+        out[symbol] = RuleStep(float(plan.targets[now, j]), previous, *(_finite(v) for v in levels))
     return out
+
+
+def _rule_proposal(rt: AgentRuntime, state: TickState, symbol: str, step: RuleStep) -> dict[str, Any]:
+    """A rule run's proposal: the rule's target as a decision (orders only when it changes, as in the
+    backtest engine), with its exit plan; the risk layer checks it (`apply_limits`, source "rule")."""
+    assert rt.rule is not None
+    current = portfolio_from_dict(state["portfolio"]).exposure(symbol, state["marks"])
+    decision = rule_decision(symbol, step.target, step.previous, current, rt.rule.name, step.stop_loss,
+                             step.take_profit)
+    return {"decision": decision.model_dump(mode="json"), "source": "rule", "trailing_stop": step.trailing_stop}
+
+
+class RuleStep(NamedTuple):
+    """A rule strategy at one bar for one symbol."""
+
+    target: float
+    previous: float | None
+    stop_loss: float | None
+    take_profit: float | None
+    trailing_stop: float | None
+
+
+def _finite(value: float) -> float | None:
+    return float(value) if math.isfinite(value) else None
 
 
 def _proposal(
@@ -325,26 +411,30 @@ def _proposal(
         target, previous = rule_targets[symbol]
         return rule_decision(symbol, target, previous, current, rt.rule.name), source
 
+    def fallback(why: str) -> tuple[TradeDecision, str]:
+        if rt.settings.fallback != "rule":
+            return hold(symbol, f"fallback HOLD: {why}"), "fallback"
+        decision, _ = rule("fallback")
+        rationale = f"fallback ({why}): {decision.rationale}"[:RATIONALE_MAX]
+        return decision.model_copy(update={"rationale": rationale}), "fallback"
+
     if name not in ("llm", "hybrid"):
         return rule("rule")
     if not llm_ok or analysis is None:
         if not llm_needed:
             return hold(symbol, "no choice to make"), "risk"
-        reason = state.get("llm_status", "unavailable")
-        if rt.settings.fallback == "rule":
-            decision, _ = rule("fallback")
-            return decision, "fallback"
-        return hold(symbol, f"fallback HOLD: llm {reason}"), "fallback"
+        return fallback(f"llm {state.get('llm_status', 'unavailable')}")
     result = decision_result_from_dict(analysis)
-    if name == "llm":
+    proposal = rule("hybrid")[0] if name == "hybrid" else None
+    if proposal is not None and proposal.action is Action.HOLD:
+        return proposal, "hybrid"  # nothing for the model to confirm
+    if result.abstained:  # no usable model decision (call, answer, tokenizer or budget): the fallback's turn
+        return fallback(f"llm {analysis.get('fault') or 'abstained'}: {result.reason}")
+    if proposal is None:
         return result.decision, "llm"
     # hybrid: the rule proposes, the model confirms or vetoes
-    proposal, _ = rule("hybrid")
-    if proposal.action is Action.HOLD:
-        return proposal, "hybrid"
-    agrees = (proposal.action is Action.BUY) == (result.decision.action is Action.BUY)
-    if result.abstained or not agrees:
-        why = result.reason if result.abstained else f"model says {result.decision.action.value}"
+    if (proposal.action is Action.BUY) != (result.decision.action is Action.BUY):
+        why = f"model says {result.decision.action.value}"
         return hold(symbol, f"hybrid: rule {proposal.action.value} vetoed ({why})"), "hybrid"
     return proposal, "hybrid"
 
@@ -373,6 +463,7 @@ def _risk(rt: AgentRuntime) -> Node:
                 source=prop["source"],
                 alias=meta.get("alias"),
                 price_scale=meta.get("price_scale", 1.0),
+                trailing_stop=prop.get("trailing_stop"),
             )
             results[symbol] = result
         settings = rt.settings
