@@ -3,6 +3,7 @@ run), and a tick whose model call fails gets the configured fallback from the fi
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,11 @@ from sqlalchemy import select
 from agent.db.models import Decision, RiskEvent, Run
 from agent.db.session import open_db
 from agent.graph.backtest import run_agent_backtest
+from agent.graph.factory import rule_strategy
+from agent.graph.runner import open_runner, replay_rules
+from agent.llm.context import MarketContextBuilder
+from agent.llm.tokens import ServerTokenCounter
+from agent.testing.fakes import FakeGateway
 from agent.testing.vllm_emulator import VLLMEmulator
 from tests.graph.helpers import emulator_settings, short_source
 
@@ -74,3 +80,33 @@ def test_a_failed_call_gets_the_rule_fallback_from_the_first_failure(sqlite_url:
     assert failed[0].abstain_reason == "http 500"
     others = [d for d in decisions if not d.abstained]
     assert len(others) == 3 and all(d.source == "llm" for d in others)
+
+
+def test_a_tokenizer_failing_first_gets_the_rule_fallback(sqlite_url: str) -> None:
+    """A builder whose tokenizer raises (no estimate behind it): nobody is asked, the rule decides."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{sock.getsockname()[1]}/v1"
+    settings = emulator_settings(sqlite_url, dead, fallback="rule")
+    source = short_source(settings, days=30)
+    gateway = FakeGateway()
+    builder = MarketContextBuilder(ServerTokenCounter(dead, timeout_s=0.5))
+    with open_runner(
+        settings,
+        run_id="tok-first",
+        kind="backtest",
+        strategy="llm",
+        source=source,
+        rules=replay_rules(settings, settings.symbols),
+        gateway=gateway,
+        builder=builder,
+        budget_tokens=3000,
+        rule=rule_strategy(settings, "llm"),
+        checkpoint=False,
+    ) as runner:
+        outcome = runner.tick(source.last_ts("BTC/USDT"))
+    assert outcome.status == "done" and gateway.requests == []
+    _, decisions, _ = _rows(sqlite_url, "tok-first")
+    assert len(decisions) == 2 and all(d.source == "fallback" for d in decisions)
+    assert all(d.abstained and (d.abstain_reason or "").startswith("tokenizer failed") for d in decisions)
+    assert all((d.rationale or "").startswith("fallback (llm tokenizer: tokenizer failed") for d in decisions)
