@@ -2,7 +2,8 @@
 
 - `demo` is the main job: the embedded local LLM, the agent in paper mode over the last bars of the bundled
   data, a report, and a summary with the report's path — offline, on embedded defaults.
-- `tick` runs one paper cycle now: the last closed bar (live exchange through ccxt, or replay).
+- `tick` runs one paper cycle now: the last closed bar (live exchange through ccxt, or replay), holding the
+  database's lease (`agent.daemon.lease`), so it is refused while a daemon runs and never writes beside one.
 - `portfolio` and `decisions` read the ledger of a run (default: the most recent run). Model text
   (rationales, abstention reasons, clamp details) and run ids are shown literally through
   `agent.textsafe.for_terminal`: never read as Rich markup, control characters escaped.
@@ -11,11 +12,17 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
 from agent.config import load_settings
 from agent.errors import ConfigError
+
+if TYPE_CHECKING:
+    from agent.config import Settings
+    from agent.graph.runner import TickOutcome
+    from agent.market.source import CandleSource
 
 
 def register(app: typer.Typer) -> None:
@@ -92,13 +99,14 @@ def tick(
     at: str = typer.Option(None, help="replay only: process the bar that opened at this time"),
 ) -> None:
     """Run one paper cycle now: refresh data, then process the last closed bar for every symbol."""
-    from agent.graph.factory import load_source, open_agent
+    from agent.graph.factory import load_source
     from agent.market.candles import utc_timestamp
+    from agent.runs.lifecycle import check_run_id, paper_run_id
     from agent.textsafe import for_plain_terminal
 
     settings = load_settings()
     strategy = strategy or settings.strategy
-    run_id = run_id or f"paper-{strategy}-{settings.timeframe}"
+    run_id = check_run_id(run_id, "--run-id") if run_id else paper_run_id(strategy, settings.timeframe)
     if settings.exchange.id != "replay":
         if at:
             raise ConfigError("--at is for replay only; with a live exchange the tick is the last closed bar")
@@ -114,13 +122,40 @@ def tick(
     bar = min(source.last_ts(s) for s in settings.symbols)
     if at:
         bar = int(utc_timestamp(at).value // 1_000_000)
-    with open_agent(settings, run_id=run_id, kind="paper", strategy=strategy, source=source) as runner:
-        out = runner.tick(bar)
+    out = _tick_holding_the_lease(settings, run_id, strategy, source, bar)
     print(
         f"{out.run_id} bar {_iso(out.bar_ts)}: {out.status}"
         + (f" ({for_plain_terminal(out.reason)})" if out.reason else "")
         + (f", {out.orders} orders, {out.fills} fills, equity {out.equity:,.2f}" if out.equity else "")
     )
+
+
+TICK_LEASE_TTL_S = 120.0
+"""How long the lease of a `tradegraph tick` that died without releasing it blocks another writer (a dead
+process on the same host is recognised at once)."""
+
+
+def _tick_holding_the_lease(
+    settings: Settings, run_id: str, strategy: str, source: CandleSource, bar: int
+) -> TickOutcome:
+    """One tick of `run_id` while holding the database's lease: refused (`LeaseHeld`) while a daemon or
+    another tick writes, and fenced (`LeaseLost`, nothing written) if the lease is taken over meanwhile."""
+    from agent.daemon.lease import Holder, Lease
+    from agent.db.session import open_db
+    from agent.graph.factory import open_agent
+
+    engine, factory = open_db(settings.db_url)
+    try:
+        lease = Lease(factory, Holder.current(), TICK_LEASE_TTL_S)
+        lease.acquire(run_id, "tick")
+        try:
+            with open_agent(settings, run_id=run_id, kind="paper", strategy=strategy, source=source,
+                            factory=factory) as runner:
+                return runner.tick(bar)
+        finally:
+            lease.release("tick done")
+    finally:
+        engine.dispose()
 
 
 def _iso(ms: int) -> str:
@@ -156,7 +191,7 @@ def portfolio(run_id: str = typer.Option(None, help="run to show (default: the m
     from agent.textsafe import for_terminal
 
     settings = load_settings()
-    engine, factory = open_db(settings.db_url)
+    engine, factory = open_db(settings.db_url, migrate=False)  # read-only: never migrates
     try:
         rid = _run_id(factory, run_id)
         eq = equity_frame(factory, rid)
@@ -212,7 +247,7 @@ def decisions(
     from agent.textsafe import for_terminal
 
     settings = load_settings()
-    engine, factory = open_db(settings.db_url)
+    engine, factory = open_db(settings.db_url, migrate=False)  # read-only: never migrates
     try:
         rid = _run_id(factory, run_id)
         dec = decisions_frame(factory, rid).tail(limit)

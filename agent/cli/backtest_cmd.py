@@ -226,7 +226,7 @@ def runs_list(
     from agent.config import load_settings
     from agent.db.session import open_db
 
-    engine, factory = open_db(load_settings().db_url)
+    engine, factory = open_db(load_settings().db_url, migrate=False)  # read-only: never migrates
     try:
         runs = list_runs(factory, kind, limit)
     finally:
@@ -243,7 +243,7 @@ def runs_show(ids: list[str] = typer.Argument(..., help="one or more run ids to 
     from agent.config import load_settings
     from agent.db.session import open_db
 
-    engine, factory = open_db(load_settings().db_url)
+    engine, factory = open_db(load_settings().db_url, migrate=False)  # read-only: never migrates
     try:
         runs = get_runs(factory, ids)
     finally:

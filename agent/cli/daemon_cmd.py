@@ -81,7 +81,7 @@ def status(
     from agent.db.session import open_db
 
     settings = load_settings()
-    engine, factory = open_db(settings.db_url)
+    engine, factory = open_db(settings.db_url, migrate=False)  # read-only: never migrates
     try:
         snapshot = read_status(factory, SystemClock().now_ms(), run_id, limit)
     finally:

@@ -1,16 +1,26 @@
-"""One daemon per database: a lease row with a heartbeat, claimed and renewed by compare-and-swap.
+"""One writer per database: a lease row with a heartbeat, claimed and renewed by compare-and-swap, judged by
+the database's clock, and fencing the holder's ledger writes.
 
 Contracts:
 - The lease is the single `daemon_leases` row named `LEASE_NAME`. Its `epoch` grows by one at every
-  acquisition; claiming is `UPDATE ... WHERE epoch = <the epoch just read>`, so of two starters racing for
-  a free or stale lease exactly one wins (plain SQL: the same on SQLite and PostgreSQL).
+  acquisition; claiming is `UPDATE ... WHERE epoch = <the epoch just read> AND <still claimable>`, so of two
+  starters racing for a free or stale lease exactly one wins (plain SQL: the same on SQLite and PostgreSQL).
+  The daemon holds it for its lifetime (`mode` live | replay), `tradegraph tick` for one tick (`tick`).
+- Every time in the row is the database's clock (`agent.db.now.db_now_ms`), and staleness is decided in the
+  claim's WHERE clause with that clock: a starter whose own clock runs ahead cannot take a live lease. No
+  host's wall clock is read here.
 - `acquire` succeeds when there is no row yet, when the row was released (`holder` NULL), when its
   heartbeat is older than its TTL (a crashed daemon), or when its holder ran on this host and that process
   no longer exists (a SIGKILLed daemon need not wait for the TTL). Otherwise it raises `LeaseHeld`, whose
   one-line message names the holder and the heartbeat's age.
+- Acquiring fences the factory the lease was built with (`agent.db.fence`): from then on each ledger tick
+  written through it checks, inside its own transaction, that this holder still has this epoch, and
+  raises `LeaseLost` (writing nothing) once the lease was taken over or released. One `Lease` per factory
+  (per process): another `Lease` acquiring through the same factory would fence it with its own epoch.
 - `heartbeat` renews the lease (and stores the status fields `tradegraph status` shows) only while this
-  process still holds it; if another daemon took it over, it raises `LeaseLost` and the caller must stop.
-- `release` frees the lease if still held (idempotent). Times are wall-clock ms from the injected clock.
+  process still holds it; if another process took it over, it raises `LeaseLost` and the caller must stop.
+- `release` frees the lease if still held (idempotent). Its note (and a heartbeat's) is free text, stored
+  through `agent.textsafe.for_storage`.
 """
 
 from __future__ import annotations
@@ -19,29 +29,29 @@ import os
 import socket
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import ColumnElement, and_, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from agent.daemon.clock import Clock, SystemClock
+from agent.db.fence import LeaseFence, LeaseLost, fence_writes
 from agent.db.models import DaemonLease
+from agent.db.now import db_now_ms
 from agent.db.session import transaction
 from agent.errors import TradegraphError
+from agent.textsafe import for_storage
+
+__all__ = ["LEASE_NAME", "Holder", "Lease", "LeaseHeld", "LeaseInfo", "LeaseLost", "pid_alive", "read_lease"]
 
 LEASE_NAME = "tradegraph-daemon"
 STATUS_FIELDS = frozenset({"run_id", "mode", "clock_ms", "last_bar_ts", "next_tick_ms", "note"})
 
 
 class LeaseHeld(TradegraphError):
-    """Another live daemon holds this database's lease."""
-
-
-class LeaseLost(TradegraphError):
-    """This daemon's lease was taken over (its heartbeat stalled past the TTL)."""
+    """Another live process (a daemon, or a `tradegraph tick`) holds this database's lease."""
 
 
 @dataclass(frozen=True)
@@ -61,7 +71,7 @@ class Holder:
 
 @dataclass(frozen=True)
 class LeaseInfo:
-    """The lease row as read."""
+    """The lease row as read, with the database's clock at the read (`read_ms`, left out of equality)."""
 
     epoch: int
     holder: str | None
@@ -75,13 +85,15 @@ class LeaseInfo:
     last_bar_ts: int | None
     next_tick_ms: int | None
     note: str | None
+    read_ms: int = field(default=0, compare=False)
 
-    def age_s(self, now_ms: int) -> float | None:
-        """Seconds since the last heartbeat."""
-        return None if self.heartbeat_ms is None else (now_ms - self.heartbeat_ms) / 1000.0
+    def age_s(self, now_ms: int | None = None) -> float | None:
+        """Seconds since the last heartbeat at `now_ms` (default: the database's clock at the read)."""
+        now = self.read_ms if now_ms is None else now_ms
+        return None if self.heartbeat_ms is None else (now - self.heartbeat_ms) / 1000.0
 
-    def alive(self, now_ms: int) -> bool:
-        """Held, with a heartbeat younger than the TTL."""
+    def alive(self, now_ms: int | None = None) -> bool:
+        """Held, with a heartbeat younger than the TTL (default: judged by the database's clock)."""
         age = self.age_s(now_ms)
         return self.holder is not None and age is not None and age <= self.ttl_s
 
@@ -102,7 +114,7 @@ def pid_alive(pid: int) -> bool:
 
 
 class Lease:
-    """This process's handle on the database's daemon lease."""
+    """This process's handle on the database's lease."""
 
     def __init__(
         self,
@@ -110,14 +122,12 @@ class Lease:
         holder: Holder,
         ttl_s: float,
         *,
-        clock: Clock | None = None,
         name: str = LEASE_NAME,
         is_alive: Callable[[int], bool] = pid_alive,
     ) -> None:
         self.factory = factory
         self.holder = holder
         self.ttl_s = float(ttl_s)
-        self.clock = clock or SystemClock()
         self.name = name
         self.is_alive = is_alive
         self.epoch: int | None = None
@@ -125,49 +135,61 @@ class Lease:
         """Why a previous holder's lease could be taken, when it was (for the start-up log)."""
 
     def read(self) -> LeaseInfo | None:
-        """The lease row, or None when no daemon ever ran on this database."""
+        """The lease row, or None when no process ever took it on this database."""
         return read_lease(self.factory, self.name)
 
     def acquire(self, run_id: str, mode: str) -> None:
-        """Claim the lease (see the module contract); `LeaseHeld` if another live daemon has it."""
+        """Claim the lease (see the module contract); `LeaseHeld` if another live process has it."""
         info = self.read()
         if info is None and self._insert(run_id, mode):
+            self._fence()
             return
         info = info or self.read()
         assert info is not None
         why = self.claimable(info)
         if why is None:
             raise LeaseHeld(self.describe(info))
-        if not self.try_claim(info.epoch, run_id, mode):
+        dead = info.holder if why.startswith("dead:") else None
+        if not self.try_claim(info.epoch, run_id, mode, dead_holder=dead):
             raise LeaseHeld(self.describe(self.read() or info))
         self.took_over = why if info.holder is not None else None
 
     def claimable(self, info: LeaseInfo) -> str | None:
-        """Why the lease `info` may be claimed now, or None when its holder is alive."""
-        now = self.clock.now_ms()
+        """Why the lease `info` may be claimed, or None when its holder is alive (the database's clock)."""
         if info.holder is None:
             return "released"
-        if not info.alive(now):
-            return f"stale: {info.holder} last beat {info.age_s(now) or 0:.1f} s ago (ttl {info.ttl_s:g} s)"
+        if not info.alive():
+            return f"stale: {info.holder} last beat {info.age_s() or 0:.1f} s ago (ttl {info.ttl_s:g} s)"
         if info.host == self.holder.host and info.pid is not None and info.pid != self.holder.pid:
             if not self.is_alive(info.pid):
                 return f"dead: {info.holder} (pid {info.pid}) no longer runs on this host"
         return None
 
-    def try_claim(self, seen_epoch: int, run_id: str, mode: str) -> bool:
-        """Compare-and-swap: take the lease if its epoch is still `seen_epoch`."""
-        now = self.clock.now_ms()
-        values = self._claim_values(run_id, mode, now) | {"epoch": seen_epoch + 1}
+    def try_claim(self, seen_epoch: int, run_id: str, mode: str, *, dead_holder: str | None = None) -> bool:
+        """Compare-and-swap: take the lease if its epoch is still `seen_epoch` and it is still claimable.
+
+        Claimable is decided in the UPDATE itself, by the database's clock: released, or a heartbeat older
+        than the TTL, or (`dead_holder`, seen dead on this host by the caller) still that same holder.
+        """
+        lease = DaemonLease
+        claimable: list[ColumnElement[bool]] = [
+            lease.holder.is_(None), lease.heartbeat_ms.is_(None),
+            lease.heartbeat_ms < db_now_ms() - lease.ttl_s * 1000,
+        ]
+        if dead_holder is not None:
+            claimable.append(lease.holder == dead_holder)
+        values = self._claim_values(run_id, mode) | {"epoch": seen_epoch + 1}
         with transaction(self.factory) as session:
             result = session.execute(
-                update(DaemonLease)
-                .where(DaemonLease.name == self.name, DaemonLease.epoch == seen_epoch)
+                update(lease)
+                .where(and_(lease.name == self.name, lease.epoch == seen_epoch, or_(*claimable)))
                 .values(**values)
                 .execution_options(synchronize_session=False)
             )
             won = _rowcount(result) == 1
         if won:
             self.epoch = seen_epoch + 1
+            self._fence()
         return won
 
     def heartbeat(self, **status: Any) -> None:
@@ -175,49 +197,56 @@ class Lease:
         unknown = set(status) - STATUS_FIELDS
         if unknown:
             raise ValueError(f"unknown lease status fields {sorted(unknown)}")
-        if not self._update_own({"heartbeat_ms": self.clock.now_ms(), **status}):
-            raise LeaseLost(f"the daemon lease was taken over by another process (epoch {self.epoch})")
+        if not self._update_own({"heartbeat_ms": db_now_ms(), **status}):
+            raise LeaseLost(f"the lease was taken over by another process (this one held epoch {self.epoch})")
 
     def release(self, note: str | None = None) -> bool:
         """Free the lease if this process still holds it; True when it did."""
         if self.epoch is None:
             return False
-        done = self._update_own({"holder": None, "released_ms": self.clock.now_ms(), "note": note})
+        done = self._update_own({"holder": None, "released_ms": db_now_ms(), "note": note})
         self.epoch = None
         return done
 
     def describe(self, info: LeaseInfo) -> str:
         """One line about the holder of `info`, for the refusal message."""
-        age = info.age_s(self.clock.now_ms())
+        age = info.age_s()
         beat = "never beat" if age is None else f"heartbeat {age:.1f} s ago"
         where = f"pid {info.pid} on {info.host}" if info.pid is not None else str(info.holder)
+        who = "a `tradegraph tick`" if info.mode == "tick" else "another daemon"
         return (
-            f"another daemon holds this database's lease (run {info.run_id}, {where}, {beat}); "
-            f"stop it first, or wait {info.ttl_s:g} s for a crashed daemon's lease to expire"
+            f"{who} holds this database's lease (run {info.run_id}, {where}, {beat}); "
+            f"stop it first, or wait {info.ttl_s:g} s for a crashed holder's lease to expire"
         )
 
     # ---- helpers -----------------------------------------------------------------------------------------
 
-    def _claim_values(self, run_id: str, mode: str, now: int) -> dict[str, Any]:
+    def _claim_values(self, run_id: str, mode: str) -> dict[str, Any]:
         return {
             "holder": self.holder.id, "host": self.holder.host, "pid": self.holder.pid, "run_id": run_id,
-            "mode": mode, "ttl_s": self.ttl_s, "acquired_ms": now, "heartbeat_ms": now, "released_ms": None,
-            "clock_ms": None, "last_bar_ts": None, "next_tick_ms": None, "note": None,
+            "mode": mode, "ttl_s": self.ttl_s, "acquired_ms": db_now_ms(), "heartbeat_ms": db_now_ms(),
+            "released_ms": None, "clock_ms": None, "last_bar_ts": None, "next_tick_ms": None, "note": None,
         }
 
     def _insert(self, run_id: str, mode: str) -> bool:
         try:
             with transaction(self.factory) as session:
-                values = self._claim_values(run_id, mode, self.clock.now_ms())
-                session.add(DaemonLease(name=self.name, epoch=1, **values))
+                session.execute(insert(DaemonLease).values(name=self.name, epoch=1,
+                                                           **self._claim_values(run_id, mode)))
         except IntegrityError:
             return False
         self.epoch = 1
         return True
 
+    def _fence(self) -> None:
+        assert self.epoch is not None
+        fence_writes(self.factory, LeaseFence(self.name, self.holder.id, self.epoch))
+
     def _update_own(self, values: dict[str, Any]) -> bool:
         if self.epoch is None:
             return False
+        if "note" in values:  # free text (a stop reason may quote an error): storable whatever it holds
+            values = {**values, "note": for_storage(values["note"])}
         with transaction(self.factory) as session:
             result = session.execute(
                 update(DaemonLease)
@@ -230,17 +259,17 @@ class Lease:
 
 
 def read_lease(factory: sessionmaker[Session], name: str = LEASE_NAME) -> LeaseInfo | None:
-    """The lease row of the database behind `factory` (for `tradegraph status`)."""
+    """The lease row of the database behind `factory`, with the database's clock (for `tradegraph status`)."""
     with factory() as session:
-        row = session.scalar(select(DaemonLease).where(DaemonLease.name == name))
-        return None if row is None else _info(row)
+        row = session.execute(select(DaemonLease, db_now_ms()).where(DaemonLease.name == name)).first()
+        return None if row is None else _info(row[0], int(row[1]))
 
 
-def _info(row: DaemonLease) -> LeaseInfo:
+def _info(row: DaemonLease, read_ms: int) -> LeaseInfo:
     return LeaseInfo(
         epoch=row.epoch, holder=row.holder, host=row.host, pid=row.pid, run_id=row.run_id, mode=row.mode,
         ttl_s=row.ttl_s, heartbeat_ms=row.heartbeat_ms, clock_ms=row.clock_ms, last_bar_ts=row.last_bar_ts,
-        next_tick_ms=row.next_tick_ms, note=row.note,
+        next_tick_ms=row.next_tick_ms, note=row.note, read_ms=read_ms,
     )
 
 

@@ -184,6 +184,10 @@ class TickJob:
         run_id = self.runner.run_id
         try:
             outcome = self.runner.tick(bar_ts)
+        except LeaseLost as e:  # another process holds the run now: write nothing more (no journal), stop
+            log.error("%s; stopping", e, extra={"event": "lease_lost", "run_id": run_id, "bar_ts": bar_ts})
+            self.stop.request("lease lost")
+            return False
         except Exception as e:  # noqa: BLE001 - journalled; the bar is retried at the next wake-up
             log.exception("tick %s failed: %s", _iso(bar_ts), e,
                           extra={"event": "tick_error", "run_id": run_id, "bar_ts": bar_ts})

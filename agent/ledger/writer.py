@@ -20,6 +20,9 @@ Contracts:
   risk-event details, order reasons) goes through `agent.textsafe.for_storage` (NUL and lone surrogates
   become U+FFFD), so no answer can make the insert fail.
 - The run row must exist (`start_run`, idempotent).
+- Fenced (`agent.db.fence`): when the factory carries a lease fence (the daemon, `tradegraph tick`), the
+  tick's transaction first checks that the lease is still this writer's; if not, `LeaseLost` is raised and
+  nothing of the tick is written.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from agent.broker.models import BarOutcome, OrderRecord
+from agent.db.fence import check_fence
 from agent.db.models import (
     BalanceSnapshot,
     Decision,
@@ -110,6 +114,7 @@ def write_tick(factory: sessionmaker[Session], tick: TickRecord) -> WriteSummary
     """Write `tick` in one transaction, unless it is already there (see the module contract)."""
     try:
         with transaction(factory) as session:
+            check_fence(session, tick.run_id)  # first: a writer that lost its lease writes nothing
             if _tick_exists(session, tick.run_id, tick.bar_ts):
                 return WriteSummary(False)
             return WriteSummary(True, _write(session, tick))

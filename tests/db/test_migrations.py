@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import inspect, text
@@ -57,3 +58,105 @@ def test_sqlite_uses_wal_and_foreign_keys(sqlite_url: str) -> None:
         assert conn.execute(text("PRAGMA journal_mode")).scalar() == "wal"
         assert conn.execute(text("PRAGMA foreign_keys")).scalar() == 1
     engine.dispose()
+
+
+# ---- migrations under a lock, only where writing, and a database from the future (issue 10) ------------------
+
+
+def _head() -> str:
+    from alembic.script import ScriptDirectory
+
+    from agent.db.session import alembic_config
+
+    head = ScriptDirectory.from_config(alembic_config("sqlite://")).get_current_head()
+    assert head is not None
+    return head
+
+
+def _revision(url: str) -> str | None:
+    engine = make_engine(url)
+    try:
+        with engine.connect() as conn:
+            return MigrationContext.configure(conn).get_current_revision()
+    finally:
+        engine.dispose()
+
+
+def test_concurrent_upgrades_of_a_fresh_database_both_succeed(db_url: str) -> None:
+    import threading
+
+    barrier = threading.Barrier(3)
+    errors: list[BaseException] = []
+
+    def migrate() -> None:
+        barrier.wait()
+        try:
+            upgrade(db_url)
+        except BaseException as e:  # noqa: BLE001 - collected and asserted below
+            errors.append(e)
+
+    threads = [threading.Thread(target=migrate) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert errors == [], f"a concurrent upgrade failed: {errors[0]!r}"
+    assert _revision(db_url) == _head()
+
+
+def _tables(url: str) -> set[str]:
+    from sqlalchemy.engine import make_url
+
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        from pathlib import Path
+
+        if not Path(parsed.database or "").exists():
+            return set()
+    engine = make_engine(url)
+    try:
+        return set(inspect(engine).get_table_names())
+    finally:
+        engine.dispose()
+
+
+def test_read_only_commands_leave_a_fresh_database_unmigrated(
+    db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from typer.testing import CliRunner
+
+    from agent.cli.main import app
+
+    monkeypatch.setenv("TRADEGRAPH_DATABASE_URL", db_url)
+    runner = CliRunner()
+    status = runner.invoke(app, ["status"])
+    assert status.exit_code == 0 and "no daemon has run on this database" in status.output, status.output
+    listed = runner.invoke(app, ["runs", "list"])
+    assert listed.exit_code == 0, listed.output
+    for args in (["decisions"], ["portfolio"]):  # nothing to show: one line, exit 1
+        shown = runner.invoke(app, args)
+        assert shown.exit_code == 1 and "holds no run yet" in str(shown.exception), shown.output
+    assert runner.invoke(app, ["config", "show"]).exit_code == 0
+    assert _tables(db_url) == set(), "a read-only command migrated the database"
+
+
+def test_a_database_newer_than_the_code_gives_one_line_naming_both_revisions(db_url: str) -> None:
+    import os
+    import subprocess
+    import sys
+
+    upgrade(db_url)
+    engine = make_engine(db_url)
+    try:
+        with engine.begin() as conn:
+            conn.execute(text("UPDATE alembic_version SET version_num = '0999'"))
+    finally:
+        engine.dispose()
+    env = {**os.environ, "TRADEGRAPH_DATABASE_URL": db_url}
+    for args in (["runs", "list"], ["db", "upgrade"]):
+        proc = subprocess.run([sys.executable, "-m", "agent.cli.main", *args], capture_output=True, text=True,
+                              env=env, timeout=120)
+        lines = proc.stderr.strip().splitlines()
+        assert proc.returncode == 1 and len(lines) == 1, (args, proc.stderr)
+        assert lines[0].startswith("error: ") and "0999" in lines[0] and _head() in lines[0], lines[0]
+    assert _revision(db_url) == "0999"

@@ -1,8 +1,10 @@
-"""Alembic environment: migrations run against the URL set by `agent.db.session.alembic_config`."""
+"""Alembic environment: migrations run against the URL set by `agent.db.session.alembic_config`, or on the
+connection a caller put in `config.attributes["connection"]`."""
 
 from __future__ import annotations
 
 from alembic import context
+from sqlalchemy import Connection
 
 from agent.db.models import Base
 from agent.db.session import make_engine
@@ -33,19 +35,27 @@ def run_migrations_offline() -> None:
 
 
 def run_migrations_online() -> None:
+    given = config.attributes.get("connection")  # a caller's connection (the empty in-memory schema)
+    if given is not None:
+        _run(given)
+        return
     url = config.get_main_option("sqlalchemy.url")
     assert url is not None
     engine = make_engine(url)
     with engine.connect() as connection:
-        context.configure(
-            connection=connection,
-            target_metadata=target_metadata,
-            include_name=_include_name,
-            render_as_batch=connection.dialect.name == "sqlite",
-        )
-        with context.begin_transaction():
-            context.run_migrations()
+        _run(connection)
     engine.dispose()
+
+
+def _run(connection: Connection) -> None:
+    context.configure(
+        connection=connection,
+        target_metadata=target_metadata,
+        include_name=_include_name,
+        render_as_batch=connection.dialect.name == "sqlite",
+    )
+    with context.begin_transaction():
+        context.run_migrations()
 
 
 if context.is_offline_mode():
