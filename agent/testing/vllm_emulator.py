@@ -36,7 +36,8 @@ Contracts:
   ("exposure_bool", "exposure_string", "stop_bool"); "duplicate_keys" (`action` and `target_exposure` twice,
   the second pair a buy); text fields with NUL ("nul_text"), lone surrogates ("lone_surrogate"), terminal
   escape sequences ("escape_sequences") or Rich markup ("rich_markup"), and raw newlines and tabs inside
-  strings ("raw_newline", as SmolLM2 writes them); these four and "raw_newline" are valid decisions (HOLD).
+  strings ("raw_newline", as SmolLM2 writes them). All but "lone_surrogate" (not Unicode text, so refused by
+  the schema) are valid decisions (HOLD); its reasoning, like "nul_text"'s, carries the raw character too.
   "oversized" streams a valid decision followed by 30 MB of spaces (`Reply.pad_bytes`), chunked with no
   Content-Length; "oversized_declared" is the same with its Content-Length declared. Padded bodies are
   generated while they are written: the emulator never holds them.
