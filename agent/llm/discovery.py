@@ -11,8 +11,9 @@ Contracts:
   (error, garbage, hang) only means `tokenize=None`.
 - The model list may hold cards (`{"id": ..., "max_model_len": ...}`) or plain id strings.
 - Context length: `max_model_len` when the server reports a finite positive number, else `llm.local_n_ctx`
-  for the llamacpp profile, else None (not reported: the prompt budget then assumes
-  `agent.llm.context.DEFAULT_CONTEXT_LEN`); `EndpointInfo.context_source` says which.
+  for a profile the embedded server speaks (`Profile.embedded`: llamacpp), else None (not reported: the
+  prompt budget then assumes `agent.llm.context.DEFAULT_CONTEXT_LEN`); `EndpointInfo.context_source` says
+  which.
 - An unreachable, refusing or too slow endpoint raises `LLMUnavailable` with one line naming the URL and
   the cause; this module is the only place (with the gateway's explicit `health()`) that raises it.
 - `list_models` is the `/v1/models` part alone (the gateway's model lookup), under the same deadline rule.
@@ -32,6 +33,7 @@ import httpx2
 from agent.asyncutil import run_sync
 from agent.config import LLMSettings
 from agent.errors import LLMUnavailable
+from agent.llm.profiles import profile_of
 
 DISCOVERY_DEADLINE_S = 15.0
 """Longest the whole discovery may take."""
@@ -125,7 +127,7 @@ def _context_length(reported: Any, llm: LLMSettings) -> tuple[int | None, str]:
     usable = isinstance(reported, int | float) and not isinstance(reported, bool)
     if usable and math.isfinite(reported) and reported >= 1:
         return int(reported), "max_model_len"
-    if llm.profile == "llamacpp":
+    if profile_of(llm.profile).embedded:
         return llm.local_n_ctx, "settings.llm.local_n_ctx"
     why = "not reported" if reported is None else f"not reported (max_model_len {reported!r} ignored)"
     return None, why

@@ -339,8 +339,8 @@ class LLMGateway:
         )
 
     def _parse(self, content: str | None, finish_reason: str | None, reasoning: str | None) -> Parsed:
-        """`parse_answer` for the schema this profile sends (llama.cpp's asks for prices as text)."""
-        prices_as_text = self.llm.profile == "llamacpp"
+        """`parse_answer` for the schema this profile sends (grammar-bound rows ask for prices as text)."""
+        prices_as_text = profiles.profile_of(self.llm.profile).grammar_bounds
         return parse_answer(content, finish_reason, reasoning, prices_as_text=prices_as_text)
 
     def _success(self, job: _Job, parsed: Parsed, out: Outcome) -> _Fields:

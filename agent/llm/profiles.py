@@ -1,11 +1,16 @@
-"""Request shaping per endpoint profile: the exact chat-completion arguments sent for one decision.
+"""Endpoint profiles as rows, and request shaping: the exact chat-completion arguments of one decision.
 
 Contracts:
+- A profile is one `Profile` row in `PROFILES`: every way the servers differ is a field of the row
+  (structured-output form, token-limit key, thinking switches, tokenize dialect, schema keywords to drop,
+  grammar-safe bounds, whether the embedded server speaks it). Code reads the row (`profile_of(name)`); no
+  module compares a profile's name. Adding a server is one row here plus its paragraph in the docs;
+  `llm.profile` is validated against `PROFILES` (unknown names are refused with the registered ones).
 - `decision_schema(request, profile)` derives the JSON schema from `TradeDecision`, narrowed to the request:
   `symbol` is an enum of the one symbol, `action` an enum of `request.allowed_actions`, `target_exposure`
   capped at `request.max_exposure`. It is strict: every property required, `additionalProperties: false`,
   nullable fields as `anyOf [..., {"type": "null"}]`, no defaults, `$defs` inlined.
-- Profiles (`settings.llm.profile`):
+- The rows (`settings.llm.profile`):
   - `vllm`: `response_format={"type": "json_schema", "json_schema": {..., "strict": true}}`; reasoning via
     `extra_body.chat_template_kwargs` (`enable_thinking`; `low_effort` for thinking="low") and an optional
     top-level `thinking_token_budget`. Never `guided_*` (removed in vLLM 0.12 and silently ignored).
@@ -16,7 +21,8 @@ Contracts:
     validation still enforces it). No reasoning switches (SmolLM2 has none).
   - `openai`: hosted, strict json_schema, `max_completion_tokens` (hosted reasoning models refuse
     `max_tokens`); string `maxLength` is dropped because strict mode refuses it.
-- Every request bounds its output (`max_tokens`, or `max_completion_tokens` for `openai`) and carries
+- Every request bounds its output (the row's `token_limit_key`: `max_tokens`, or `max_completion_tokens`
+  for `openai`) and carries
   `temperature`, `top_p` and `seed` from the settings (Nemotron's recommended sampling is temperature=1.0,
   top_p=0.95, the defaults).
 - `request_payload(...)` is pure: the same inputs give the same wire body, which `cache.request_hash` hashes.
@@ -26,10 +32,78 @@ from __future__ import annotations
 
 import copy
 import functools
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal
 
-from agent.config import LLMSettings
+from agent.errors import ConfigError
 from agent.llm.schema import DecisionRequest, TradeDecision
+
+if TYPE_CHECKING:
+    from agent.config import LLMSettings
+
+StructuredOutput = Literal["json_schema", "json_object"]
+TokenLimitKey = Literal["max_tokens", "max_completion_tokens"]
+TokenizeDialect = Literal["vllm", "llamacpp"]
+
+
+@dataclass(frozen=True)
+class Profile:
+    """One server dialect, as data: everything tradegraph sends or expects differently per server."""
+
+    name: str
+    structured_output: StructuredOutput
+    """`json_schema`: `response_format` json_schema with strict=true; `json_object`: json_object + schema."""
+    token_limit_key: TokenLimitKey
+    """The request field that bounds the output."""
+    thinking_kwargs: bool
+    """Reasoning switches through `chat_template_kwargs` (`enable_thinking`, `low_effort`) and an optional
+    top-level `thinking_token_budget`."""
+    tokenize: TokenizeDialect | None
+    """The server's tokenize endpoint (`tokens.ServerTokenCounter`); None = count with the estimate."""
+    drop_keywords: tuple[str, ...] = ()
+    """Schema keywords removed from every property (refused, or too slow in the server's grammar)."""
+    grammar_bounds: bool = False
+    """Numeric bounds the server's grammar ignores are sent as an enum grid (fractions) and a decimal-string
+    pattern (positive prices); answers are then parsed with prices as text."""
+    embedded: bool = False
+    """The embedded llama.cpp server speaks it: `base_url` may be unset, and its context length falls
+    back to `llm.local_n_ctx`."""
+
+
+PROFILES: dict[str, Profile] = {
+    p.name: p
+    for p in (
+        Profile("vllm", "json_schema", "max_tokens", thinking_kwargs=True, tokenize="vllm"),
+        Profile(
+            "llamacpp",
+            "json_object",
+            "max_tokens",
+            thinking_kwargs=False,
+            tokenize="llamacpp",
+            drop_keywords=("maxLength",),
+            grammar_bounds=True,
+            embedded=True,
+        ),
+        Profile(
+            "openai",
+            "json_schema",
+            "max_completion_tokens",
+            thinking_kwargs=False,
+            tokenize=None,
+            drop_keywords=("maxLength",),
+        ),
+    )
+}
+"""The registry: one row per supported server."""
+
+
+def profile_of(name: str) -> Profile:
+    """The row for `name` (`ConfigError` naming the registered profiles when there is none)."""
+    try:
+        return PROFILES[name]
+    except KeyError:
+        raise ConfigError(f"unknown LLM profile {name!r}; registered: {', '.join(PROFILES)}") from None
+
 
 SCHEMA_NAME = "trade_decision"
 FRACTION_STEP = 0.05
@@ -46,7 +120,7 @@ def decision_schema(request: DecisionRequest, profile: str = "vllm") -> dict[str
 
     Args:
         request: The decision request (symbol, allowed actions and exposure cap narrow the schema).
-        profile: The endpoint profile; `openai` drops keywords hosted strict mode rejects.
+        profile: The endpoint profile; its row says which keywords to drop and how to bound numbers.
 
     Returns:
         A self-contained JSON schema (no `$ref`). It is memoised and shared: treat it as read-only.
@@ -76,13 +150,12 @@ def _schema(symbol: str, actions: tuple[str, ...], max_exposure: float, profile:
         "description": "what to do; only these actions are allowed now",
     }
     props["target_exposure"]["maximum"] = min(1.0, max(0.0, max_exposure))
-    if profile == "openai":
-        for prop in props.values():
-            prop.pop("maxLength", None)
-    if profile == "llamacpp":
+    row = profile_of(profile)
+    if row.grammar_bounds:
         props = {name: _grammar_bounds(prop) for name, prop in props.items()}
-        for prop in props.values():
-            prop.pop("maxLength", None)  # compiles to deeply nested rules that slow sampling badly
+    for prop in props.values():
+        for keyword in row.drop_keywords:
+            prop.pop(keyword, None)
     return {
         "type": "object",
         "description": base.get("description", ""),
@@ -139,7 +212,7 @@ def response_format(schema: dict[str, Any], profile: str) -> dict[str, Any]:
     hit = _FORMATS.get(key)
     if hit is not None and hit[0] is schema:
         return hit[1]
-    if profile == "llamacpp":
+    if profile_of(profile).structured_output == "json_object":
         fmt: dict[str, Any] = {"type": "json_object", "schema": schema}
     else:
         fmt = {"type": "json_schema", "json_schema": {"name": SCHEMA_NAME, "schema": schema, "strict": True}}
@@ -154,7 +227,7 @@ _FORMATS: dict[tuple[int, str], tuple[dict[str, Any], dict[str, Any]]] = {}
 
 def extra_body(llm: LLMSettings) -> dict[str, Any]:
     """Profile-specific top-level fields (sent through the client's `extra_body`)."""
-    if llm.profile != "vllm":
+    if not profile_of(llm.profile).thinking_kwargs:
         return {}
     kwargs: dict[str, Any] = {"enable_thinking": llm.thinking != "off"}
     if llm.thinking == "low":
@@ -183,7 +256,7 @@ def request_payload(
         A plain dict; it is what the request hash is computed over and what `llm_calls.request` records.
         `client_kwargs` splits it for `chat.completions.create`.
     """
-    token_key = "max_completion_tokens" if llm.profile == "openai" else "max_tokens"
+    token_key = profile_of(llm.profile).token_limit_key
     payload: dict[str, Any] = {
         "model": model,
         "messages": messages,

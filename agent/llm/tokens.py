@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from agent.errors import LLMUnavailable
 from agent.llm.http_deadline import DeadlineExceeded, post_json
+from agent.llm.profiles import profile_of
 
 if TYPE_CHECKING:
     from agent.config import Settings
@@ -283,10 +284,11 @@ def counter_for_settings(settings: Settings) -> TokenCounter:
     llm = settings.llm
     if llm.base_url is None:
         return default_counter()
-    if llm.profile in ("vllm", "llamacpp"):
+    dialect = profile_of(llm.profile).tokenize
+    if dialect is not None:
         server = ServerTokenCounter(
             llm.base_url,
-            api=llm.profile,
+            api=dialect,
             model=llm.model,
             api_key=llm.api_key.get_secret_value() or None,
             timeout_s=min(llm.timeout_s, TOKENIZE_DEADLINE_S),
