@@ -3,9 +3,10 @@
 Contracts:
 - The window is start <= bar open time < end (either bound optional). `start >= end` raises `ConfigError`
   ("empty date range") before anything is read.
-- Each symbol comes from `agent.market.candles.load_candles` (download store first, then the bundled
-  sample); a missing file raises its `DataError`. A window with no bars raises `DataError` naming the span
-  the data does cover.
+- Each symbol comes from `agent.market.store.load_candles` (download store first, then the bundled
+  sample; validated, and resampled from a shorter stored timeframe when needed); missing or invalid data
+  raises its `DataError` (one line; for missing data with the download command, from `--start`). A window
+  with no bars raises `DataError` naming the span the data does cover.
 - When the data covers only part of the window, the backtest runs on the part covered and `notes` says so.
 - Up to `warmup` bars before the window are included so indicators are ready at its first bar; the
   engine trades only from `trade_start` (the first bar in the window, over all symbols).
@@ -20,7 +21,8 @@ from pathlib import Path
 import pandas as pd
 
 from agent.errors import ConfigError, DataError
-from agent.market.candles import load_candles, timeframe_ms, utc_timestamp
+from agent.market.candles import timeframe_ms, utc_timestamp
+from agent.market.store import load_candles
 
 
 @dataclass(frozen=True)
@@ -59,7 +61,7 @@ def load_window(
     notes: list[str] = []
     firsts, lasts = [], []
     for symbol in symbols:
-        full = load_candles(symbol, timeframe, data_dir, exchange=exchange)
+        full = load_candles(symbol, timeframe, data_dir, exchange=exchange, since_hint=start)
         i0 = 0 if lo is None else int(full.index.searchsorted(lo))
         i1 = len(full) if hi is None else int(full.index.searchsorted(hi))
         if i0 >= i1:

@@ -136,8 +136,8 @@ def _list() -> None:
 
 def _check(symbol: str | None, timeframe: str | None, exchange: str | None, file: Path | None) -> None:
     from agent.errors import ConfigError, DataError
-    from agent.market.candles import candidate_paths, timeframe_ms
-    from agent.market.store import parse_file_name, read_candle_file
+    from agent.market.candles import timeframe_ms
+    from agent.market.store import candidate_paths, parse_file_name, read_candle_file
     from agent.market.validate import check_candles
 
     if (file is None) == (symbol is None):

@@ -8,7 +8,8 @@ Contracts:
 - Replay window: bars with open time in [start, end). `end` defaults to the close of the last bundled bar
   common to every symbol (and is capped there); `start` defaults to `DEFAULT_REPLAY_DAYS` before `end`.
   Both are aligned to the bar grid. A start not before the end, or outside the bundled data, is a
-  `ConfigError`; a symbol without bundled candles is a `DataError`.
+  `ConfigError`; a symbol without bundled candles, or with invalid ones, is a `DataError` (the bundled
+  sample is found and validated as for every other path: `agent.market.store.find_candles`).
 - Live window: from the run's recorded first bar (a new run starts at the last closed bar), open-ended.
 - History start: `history_bars` bars before the window start, fixed for the run (reproducible indicators).
 """
@@ -28,7 +29,8 @@ import pandas as pd
 from agent.config import Settings
 from agent.daemon.clock import last_closed_bar
 from agent.errors import ConfigError, DataError
-from agent.market.candles import file_name, read_feather, timeframe_ms, utc_timestamp
+from agent.market.candles import timeframe_ms, utc_timestamp
+from agent.market.store import find_candles, sample_dirs
 
 DEFAULT_REPLAY_DAYS = 30
 _RUN_ID = re.compile(r"^[A-Za-z0-9_.-]{1,32}$")
@@ -82,12 +84,12 @@ def bundled_bounds(data_dir: Path, symbols: Sequence[str], timeframe: str) -> tu
     tf = timeframe_ms(timeframe)
     firsts, ends = [], []
     for symbol in symbols:
-        path = Path(data_dir) / "binance" / file_name(symbol, timeframe)
-        if not path.exists():
-            raise DataError(f"no bundled {timeframe} candles for {symbol} to replay ({path} is missing)")
-        index = read_feather(path).index
+        frame = find_candles(sample_dirs(data_dir), symbol, timeframe)  # validated, resampled if needed
+        if frame is None:
+            raise DataError(f"no bundled {timeframe} candles for {symbol} to replay (in {data_dir}/binance)")
+        index = frame.index
         if index.empty:
-            raise DataError(f"{path} holds no candles")
+            raise DataError(f"no complete {timeframe} bar of {symbol} in the bundled data to replay")
         firsts.append(int(index[0].value // 1_000_000))
         ends.append(int(index[-1].value // 1_000_000) + tf)
     return max(firsts), min(ends)

@@ -23,9 +23,9 @@ from agent.config import Settings
 from agent.db.session import open_db
 from agent.errors import StrategyError
 from agent.graph.runner import AgentRunner, open_runner, replay_rules
-from agent.market.candles import load_candles
 from agent.market.exchange import MarketRules
 from agent.market.source import CandleSource, FrameSource
+from agent.market.store import load_candles
 
 LLM_STRATEGIES = ("llm", "hybrid")
 

@@ -312,6 +312,8 @@ class LLMGateway:
             return classify_status(e.status_code, str(e.message or e), _ms(t0))
         except openai.OpenAIError as e:
             return Outcome(error=f"bad response: {_short(e)}", latency_ms=_ms(t0), fault=LLMFault.ENVELOPE)
+        except ValueError as e:  # the HTTP client refused to send (aiohttp: credentials in the URL + a key)
+            return Outcome(error=f"not sent: {_short(e)}", latency_ms=_ms(t0), fault=LLMFault.TRANSPORT)
         return read_body(body, _ms(t0), self.llm.max_response_bytes)
 
     # ---------------------------------------------------------------- results and rows

@@ -1,13 +1,12 @@
-"""Candle frames: the one OHLCV shape every stage passes around, and loading it from Feather files.
+"""Candle frames: the one OHLCV shape every stage passes around, timeframes, and Feather files.
 
 Contracts:
 - A candle frame has a `DatetimeIndex` named `date` (UTC, ascending, unique; the bar's *open* time) and
   float64 columns `open, high, low, close, volume` (volume in the base currency).
 - On disk: freqtrade's Feather layout, `date` as a column, file `{BASE}_{QUOTE}-{timeframe}.feather`.
-- `load_candles` looks in the download store (`<data_dir>/store/<exchange>/`) first, then in
-  `<data_dir>/binance/`, then in the bundled sample of the checkout (`data/binance/`), and raises
-  `DataError` with one line when nothing is found or the window
-  is empty.
+  `read_feather` only parses a file; finding, validating and resampling candles is `agent.market.store`'s.
+- Timeframes (`TIMEFRAME_MS`): bars open on a grid of their length counted from the epoch, except `1w`,
+  whose bars open on Mondays 00:00 UTC as on Binance (`grid_origin_ms`, `bar_open_ms`).
 """
 
 from __future__ import annotations
@@ -20,9 +19,6 @@ from agent.errors import DataError
 
 COLUMNS = ["open", "high", "low", "close", "volume"]
 
-BUNDLED_DIR = Path(__file__).resolve().parents[2] / "data" / "binance"
-"""The sample shipped with the checkout; always a fallback, whatever `data_dir` is."""
-
 TIMEFRAME_MS = {
     "1m": 60_000,
     "5m": 300_000,
@@ -30,7 +26,11 @@ TIMEFRAME_MS = {
     "1h": 3_600_000,
     "4h": 14_400_000,
     "1d": 86_400_000,
+    "1w": 604_800_000,
 }
+
+_GRID_ORIGIN_MS = {"1w": 4 * 86_400_000}
+"""1970-01-05, the first Monday after the epoch (a Thursday): weekly bars open on Mondays."""
 
 
 def timeframe_ms(timeframe: str) -> int:
@@ -40,6 +40,17 @@ def timeframe_ms(timeframe: str) -> int:
     except KeyError:
         allowed = ", ".join(TIMEFRAME_MS)
         raise DataError(f"unsupported timeframe {timeframe!r}; use one of {allowed}") from None
+
+
+def grid_origin_ms(timeframe: str) -> int:
+    """A time (ms) at which a `timeframe` bar opens; bars open every `timeframe_ms` from it."""
+    return _GRID_ORIGIN_MS.get(timeframe, 0)
+
+
+def bar_open_ms(ms: int, timeframe: str) -> int:
+    """Open time of the `timeframe` bar that contains the instant `ms`."""
+    step, origin = timeframe_ms(timeframe), grid_origin_ms(timeframe)
+    return origin + (ms - origin) // step * step
 
 
 def utc_timestamp(value: str | pd.Timestamp) -> pd.Timestamp:
@@ -54,13 +65,6 @@ def utc_timestamp(value: str | pd.Timestamp) -> pd.Timestamp:
 def file_name(symbol: str, timeframe: str) -> str:
     """`BTC/USDT`, `1h` → `BTC_USDT-1h.feather`."""
     return f"{symbol.replace('/', '_').replace(':', '_')}-{timeframe}.feather"
-
-
-def candidate_paths(data_dir: Path, symbol: str, timeframe: str, exchange: str = "binance") -> list[Path]:
-    """Where a symbol's candles may live, in order of preference."""
-    name = file_name(symbol, timeframe)
-    paths = [data_dir / "store" / exchange / name, data_dir / "binance" / name, BUNDLED_DIR / name]
-    return list(dict.fromkeys(paths))
 
 
 def read_feather(path: Path) -> pd.DataFrame:
@@ -81,31 +85,3 @@ def write_feather(frame: pd.DataFrame, path: Path) -> None:
     out = out.rename(columns={out.columns[0]: "date"})
     out.to_feather(tmp)
     tmp.replace(path)
-
-
-def load_candles(
-    symbol: str,
-    timeframe: str,
-    data_dir: Path,
-    start: str | pd.Timestamp | None = None,
-    end: str | pd.Timestamp | None = None,
-    exchange: str = "binance",
-) -> pd.DataFrame:
-    """Candles for `symbol` with start <= date < end (either bound optional)."""
-    timeframe_ms(timeframe)
-    for path in candidate_paths(Path(data_dir), symbol, timeframe, exchange):
-        if path.exists():
-            frame = read_feather(path)
-            break
-    else:
-        raise DataError(
-            f"no {timeframe} candles for {symbol} in {data_dir} "
-            f"(run: tradegraph data download --symbols {symbol} --timeframe {timeframe})"
-        )
-    if start is not None:
-        frame = frame[frame.index >= utc_timestamp(start)]
-    if end is not None:
-        frame = frame[frame.index < utc_timestamp(end)]
-    if frame.empty:
-        raise DataError(f"no {timeframe} candles for {symbol} between {start} and {end}")
-    return frame

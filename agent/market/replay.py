@@ -4,8 +4,10 @@ Backtests, the demo and offline tests run the same market code as a live session
 this data source and its clock differ.
 
 Contracts:
-- Data: `<data_dir>/binance/{BASE}_{QUOTE}-{timeframe}.feather` (the bundled sample), read lazily, or
-  frames passed in as `frames={(symbol, timeframe): frame}`. Markets exist for the symbols that have data
+- Data: the bundled sample (`agent.market.store.sample_dirs`: `<data_dir>/binance/`, then the sample
+  shipped with tradegraph), read lazily and validated, a timeframe without its own file resampled from a
+  shorter one (`agent.market.store.find_candles`); or frames passed in as
+  `frames={(symbol, timeframe): frame}`. Markets exist for the symbols that have data
   and appear in `agent.market.binance_spot.SPOT_SYMBOLS` (real Binance spot rules: amount step, minimum
   amount, 5 USDT minimum notional, 0.1% taker and maker fee).
 - Clock: `set_now(ms)` sets the simulated exchange time; `milliseconds()` and `fetch_time()` return it.
@@ -28,8 +30,8 @@ import numpy as np
 import pandas as pd
 
 from agent.market.binance_spot import SPOT_SYMBOLS, unified_market
-from agent.market.candles import TIMEFRAME_MS, file_name, read_feather, timeframe_ms
-from agent.market.store import parse_file_name
+from agent.market.candles import TIMEFRAME_MS, timeframe_ms
+from agent.market.store import find_candles, sample_dirs, sample_files
 
 DEFAULT_LIMIT = 500
 MAX_LIMIT = 1000
@@ -158,11 +160,7 @@ class ReplayExchange:
         return int(np.searchsorted(series.ts, self.milliseconds() - timeframe_ms(timeframe), side="right"))
 
     def _available(self) -> set[tuple[str, str]]:
-        found = set(self._frames)
-        folder = self.data_dir / "binance"
-        if folder.is_dir():
-            found.update(p for p in map(parse_file_name, folder.glob("*.feather")) if p is not None)
-        return found
+        return set(self._frames) | set(sample_files(self.data_dir))
 
     def _get_series(self, symbol: str, timeframe: str) -> CandleArrays:
         key = (symbol, timeframe)
@@ -170,10 +168,10 @@ class ReplayExchange:
             if key in self._frames:
                 frame = self._frames[key]
             else:
-                path = self.data_dir / "binance" / file_name(symbol, timeframe)
-                if not path.exists():
+                found = find_candles(sample_dirs(self.data_dir), symbol, timeframe)
+                if found is None:
                     raise ccxt.BadRequest(f"replay has no {timeframe} candles for {symbol}")
-                frame = read_feather(path)
+                frame = found
             self._series[key] = CandleArrays(frame)
         return self._series[key]
 
@@ -185,7 +183,8 @@ class ReplayExchange:
             if len(series.ts):
                 ends.append(int(series.ts[-1]) + timeframe_ms(tf))
         if not ends:
-            raise ccxt.BadRequest(f"replay has no candles in {self.data_dir / 'binance'}")
+            folders = ", ".join(map(str, sample_dirs(self.data_dir)))
+            raise ccxt.BadRequest(f"replay has no candles in {folders}")
         return max(ends)
 
 

@@ -29,7 +29,7 @@ import pandas as pd
 
 from agent.errors import ConfigError, DataError
 from agent.market import retry
-from agent.market.candles import timeframe_ms, utc_timestamp
+from agent.market.candles import bar_open_ms, timeframe_ms, utc_timestamp
 from agent.market.exchange import MarketRules, market_rules
 from agent.market.fetch import Row, fetch_range, rows_to_frame
 from agent.market.retry import RetryPolicy
@@ -85,7 +85,7 @@ def plan_download(
 ) -> DownloadPlan:
     """The ranges to fetch so that the store holds every closed bar from `since` to `until` (pure)."""
     tf = timeframe_ms(timeframe)
-    end = (now_ms // tf) * tf  # open time of the bar still open at now: every earlier bar is closed
+    end = bar_open_ms(now_ms, timeframe)  # open time of the bar still open at now: every earlier one closed
     if until_ms is not None:
         end = min(end, until_ms)
     if since_ms is not None and until_ms is not None and since_ms >= until_ms:

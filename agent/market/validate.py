@@ -4,9 +4,9 @@ Contracts:
 - A gap is a run of missing bars between two present ones; `Gap.start`/`Gap.end` are the open times of the
   first and the last *missing* bar and `Gap.missing` their count (a one-bar hole has start == end).
 - `check_candles` never modifies its input; it returns a `CandleReport`. The data is *usable* when it has
-  rows, no duplicate timestamps, bar open times on the timeframe grid, no NaN, high >= max(open, close),
-  low <= min(open, close) and non-negative volume. Gaps are reported but do not make data unusable (the
-  exchange itself has outages).
+  rows, no duplicate timestamps, bar open times on the timeframe grid (`candles.grid_origin_ms`), no NaN,
+  prices (open, high, low, close) > 0, high >= max(open, close), low <= min(open, close) and non-negative
+  volume. Gaps are reported but do not make data unusable (the exchange itself has outages).
 - `drop_duplicates` keeps the last row for a repeated timestamp (newer downloads win) and sorts.
 """
 
@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from agent.market.candles import COLUMNS, timeframe_ms
+from agent.market.candles import COLUMNS, grid_origin_ms, timeframe_ms
 
 
 @dataclass(frozen=True)
@@ -44,6 +44,7 @@ class CandleReport:
     gaps: tuple[Gap, ...]
     misaligned: int
     nan_rows: int
+    non_positive_prices: int
     high_below_body: int
     low_above_body: int
     negative_volume: int
@@ -61,6 +62,7 @@ class CandleReport:
             (self.duplicates, f"{self.duplicates} duplicate timestamps"),
             (self.misaligned, f"{self.misaligned} bars not on the {self.timeframe} grid"),
             (self.nan_rows, f"{self.nan_rows} rows with NaN"),
+            (self.non_positive_prices, f"{self.non_positive_prices} rows with a price <= 0"),
             (self.high_below_body, f"{self.high_below_body} rows with high < max(open, close)"),
             (self.low_above_body, f"{self.low_above_body} rows with low > min(open, close)"),
             (self.negative_volume, f"{self.negative_volume} rows with negative volume"),
@@ -93,6 +95,7 @@ def find_gaps(index: pd.DatetimeIndex, timeframe: str) -> tuple[Gap, ...]:
 def check_candles(frame: pd.DataFrame, timeframe: str) -> CandleReport:
     """Validate a candle frame (see the module contract)."""
     step_ns = timeframe_ms(timeframe) * 1_000_000
+    origin_ns = grid_origin_ms(timeframe) * 1_000_000
     idx = pd.DatetimeIndex(frame.index)
     duplicates = int(idx.duplicated().sum())
     unique = idx[~idx.duplicated()].sort_values()
@@ -108,8 +111,9 @@ def check_candles(frame: pd.DataFrame, timeframe: str) -> CandleReport:
             last=unique[-1] if len(unique) else None,
             duplicates=duplicates,
             gaps=find_gaps(unique, timeframe),
-            misaligned=int((unique.as_unit("ns").asi8 % step_ns != 0).sum()),
+            misaligned=int(((unique.as_unit("ns").asi8 - origin_ns) % step_ns != 0).sum()),
             nan_rows=int(values.isna().any(axis=1).sum()),
+            non_positive_prices=int((np.column_stack([o, h, low, c]) <= 0).any(axis=1).sum()),
             high_below_body=int((h < body_top).sum()),
             low_above_body=int((low > body_bottom).sum()),
             negative_volume=int((v < 0).sum()),

@@ -209,7 +209,12 @@ def test_list_shows_an_unreadable_file_instead_of_failing(data_dir):
     assert "unreadable" in result.output and "ETH/USDT" in result.output
 
 
-def test_list_with_nothing_stored(tmp_path, monkeypatch):
+def test_list_with_nothing_stored_shows_the_bundled_sample(tmp_path, monkeypatch):
     monkeypatch.setenv("TRADEGRAPH_DATA_DIR", str(tmp_path / "empty"))
     result = runner.invoke(app, ["data", "list"])
-    assert result.exit_code == 0 and "no candle files" in result.output
+    assert result.exit_code == 0, result.output
+    rows = [line.split("│")[1:-1] for line in result.output.splitlines() if line.count("│") > 5]
+    rows = [[cell.strip() for cell in row] for row in rows]
+    bundled = sorted(p.stem for p in (PROJECT_ROOT / "data" / "binance").glob("*.feather"))
+    assert sorted(f"{r[2].replace('/', '_')}-{r[3]}" for r in rows) == bundled
+    assert {r[0] for r in rows} == {"bundled"} and "no candle files" not in result.output
