@@ -99,5 +99,5 @@ class CircuitBreaker:
 
 def backoff_delay(n: int, base_s: float, cap_s: float, rng: random.Random) -> float:
     """Seconds to wait before retry `n + 1` (n = 0 for the first retry)."""
-    d = min(cap_s, base_s * 2**n)
+    d = min(cap_s, base_s * 2.0**n)
     return d / 2 + rng.uniform(0, d / 2)
