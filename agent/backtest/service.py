@@ -7,16 +7,21 @@ Contracts:
   strategy and the buy-and-hold reference, writes the report under `<reports_dir>/<run id>/` and marks
   the run done with its metrics (strategy metrics plus `buy_and_hold` and `cash` sub-dicts) and report
   path; any failure after the run row exists marks it failed and re-raises.
-- Settings supply the defaults (cash, fees, slippage, participation cap, risk caps); request fields that
-  are not None override them and are stored in the run's `config`.
+- Settings supply the defaults (cash, fees, slippage, participation cap, risk caps and limits); request
+  fields that are not None override them and are stored in the run's `config`.
+- History: the strategy's indicators are computed from `HISTORY_BARS` bar times before the first traded bar
+  (more when the strategy declares a longer warm-up; `warmup` overrides it), the history the daemon reads
+  by default (`tradegraph run --history-bars`), so a backtest and a daemon over the same window compute the
+  same indicators, bit for bit (recursive ones such as EMA, RSI and ATR depend on where they start).
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 from sqlalchemy.orm import Session, sessionmaker
 
 from agent.backtest.data import Window, epoch_ms, load_window
@@ -25,9 +30,13 @@ from agent.backtest.models import EngineConfig, FillMode, SizingRules
 from agent.backtest.runner import BacktestResult, compare, run_backtest
 from agent.config import Settings
 from agent.errors import ConfigError
+from agent.market.candles import timeframe_ms
 from agent.market.exchange import MarketRules
 from strategies.base import Strategy
 from strategies.registry import build_strategy
+
+HISTORY_BARS = 1000
+"""Bars of indicator history before the first traded bar: the daemon's default `--history-bars`."""
 
 
 @dataclass(frozen=True)
@@ -121,9 +130,13 @@ def prepare(request: BacktestRequest, settings: Settings) -> Prepared:
     )
     warmup = request.warmup
     if warmup is None:
-        warmup = max(strategy.warmup_bars(), sizing.atr_period + 1 if sizing.mode == "vol_target" else 0)
+        needed = max(strategy.warmup_bars(), sizing.atr_period + 1 if sizing.mode == "vol_target" else 0)
+        warmup = max(needed, HISTORY_BARS)
     exchange = "binance" if settings.exchange.id == "replay" else settings.exchange.id
-    window = load_window(symbols, timeframe, settings.data_dir, request.start, request.end, warmup, exchange)
+    window = history_from(
+        load_window(symbols, timeframe, settings.data_dir, request.start, request.end, warmup, exchange),
+        warmup * timeframe_ms(timeframe),
+    )
     rules = [rules_for(s, settings, request.fee) for s in sorted(symbols)]
     notes = list(window.notes)
     notes += [
@@ -138,6 +151,14 @@ def prepare(request: BacktestRequest, settings: Settings) -> Prepared:
         max_participation=request.max_participation,
     )
     return Prepared(strategy, sorted(symbols), timeframe, window, rules, config, sizing, notes)
+
+
+def history_from(window: Window, span_ms: int) -> Window:
+    """The window's frames from `span_ms` before the first traded bar on (by time, as the daemon's history
+    start, whatever gaps the data has)."""
+    first = window.trade_start - pd.Timedelta(milliseconds=span_ms)
+    frames = {s: f[f.index >= first] for s, f in window.frames.items()}
+    return replace(window, frames=frames)
 
 
 def _fill(value: str) -> FillMode:

@@ -9,6 +9,13 @@ Contracts:
   layer's clamps and the resulting orders (principle 4).
 - `orders.client_order_id` is unique: derived from (run, symbol, bar time), so a retried tick cannot
   fill twice.
+- The ledger enforces its own invariants with CHECK constraints (named `ck_<table>_<rule>`, created by
+  migration 0003), whatever code writes it: cash never below `-CASH_TOLERANCE`; order, fill and position
+  amounts and fill prices strictly positive; closed sets for order and fill `side` (`ORDER_SIDES`), order
+  `status` (`ORDER_STATUSES`) and run `status` (`RUN_STATUSES`). A row that breaks one raises
+  `IntegrityError` and its transaction writes nothing.
+- A prompt's messages are stored once, in `llm_prompts`, keyed by the sha256 of their canonical JSON;
+  `llm_calls.messages_hash` names the messages each call sent (`agent.db.prompts`).
 """
 
 from __future__ import annotations
@@ -20,6 +27,7 @@ from sqlalchemy import (
     JSON,
     BigInteger,
     Boolean,
+    CheckConstraint,
     DateTime,
     Float,
     ForeignKey,
@@ -30,6 +38,18 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+CASH_TOLERANCE = 1e-6
+"""Largest shortfall (quote units) a balance snapshot's cash may show: the float dust a buy of all the cash
+can leave (amount x price x (1 + fee) rounds to a few ulps above the cash); anything more is a bug."""
+ORDER_SIDES = ("buy", "sell")
+ORDER_STATUSES = ("filled", "rejected", "canceled")
+RUN_STATUSES = ("running", "done", "failed")
+
+
+def one_of(column: str, values: tuple[str, ...]) -> str:
+    """SQL text of a CHECK that `column` holds one of `values` (a closed set)."""
+    return f"{column} IN ({', '.join(repr(v) for v in values)})"
 
 
 def utcnow() -> datetime:
@@ -47,6 +67,7 @@ class Run(Base):
     """One backtest, sweep trial, paper session or daemon lifetime."""
 
     __tablename__ = "runs"
+    __table_args__ = (CheckConstraint(one_of("status", RUN_STATUSES), name="ck_runs_status"),)
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
     kind: Mapped[str] = mapped_column(String(16))  # backtest | sweep | paper | demo | daemon
@@ -69,7 +90,10 @@ class LLMCall(Base):
     """One request to the LLM endpoint (or a cache hit of one); doubles as the response cache."""
 
     __tablename__ = "llm_calls"
-    __table_args__ = (Index("ix_llm_calls_request_hash", "request_hash"),)
+    __table_args__ = (
+        Index("ix_llm_calls_request_hash", "request_hash"),
+        Index("ix_llm_calls_messages_hash", "messages_hash"),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     run_id: Mapped[str | None] = mapped_column(ForeignKey("runs.id", ondelete="SET NULL"))
@@ -79,6 +103,11 @@ class LLMCall(Base):
     profile: Mapped[str] = mapped_column(String(16))
     model: Mapped[str] = mapped_column(Text)
     request: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    """What was sent, without the messages (those are `messages_hash` → `llm_prompts`)."""
+    messages_hash: Mapped[str | None] = mapped_column(
+        ForeignKey("llm_prompts.prompt_hash", name="fk_llm_calls_messages_hash")
+    )
+    """The messages this call sent (NULL for a cache hit, which sent nothing)."""
     response_text: Mapped[str | None] = mapped_column(Text)
     reasoning: Mapped[str | None] = mapped_column(Text)
     finish_reason: Mapped[str | None] = mapped_column(String(32))
@@ -88,6 +117,17 @@ class LLMCall(Base):
     latency_ms: Mapped[float | None] = mapped_column(Float)
     error: Mapped[str | None] = mapped_column(Text)
     from_cache: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class LLMPrompt(Base):
+    """The messages of a prompt, stored once however many calls sent them (`llm_calls.messages_hash`)."""
+
+    __tablename__ = "llm_prompts"
+
+    prompt_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    """sha256 of the canonical JSON of `messages` (`agent.db.prompts.prompt_digest`)."""
+    messages: Mapped[list[Any]] = mapped_column()
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
@@ -129,6 +169,11 @@ class Order(Base):
     """A paper order; `client_order_id` = f(run, symbol, bar time, leg) makes retries idempotent."""
 
     __tablename__ = "orders"
+    __table_args__ = (
+        CheckConstraint("amount > 0", name="ck_orders_amount"),
+        CheckConstraint(one_of("side", ORDER_SIDES), name="ck_orders_side"),
+        CheckConstraint(one_of("status", ORDER_STATUSES), name="ck_orders_status"),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     run_id: Mapped[str] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), index=True)
@@ -149,6 +194,11 @@ class Fill(Base):
     """An execution of an order at a price, with its fee."""
 
     __tablename__ = "fills"
+    __table_args__ = (
+        CheckConstraint("amount > 0", name="ck_fills_amount"),
+        CheckConstraint("price > 0", name="ck_fills_price"),
+        CheckConstraint(one_of("side", ORDER_SIDES), name="ck_fills_side"),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     order_id: Mapped[int] = mapped_column(ForeignKey("orders.id", ondelete="CASCADE"), index=True)
@@ -167,7 +217,10 @@ class BalanceSnapshot(Base):
     """Cash and equity after a bar was processed."""
 
     __tablename__ = "balance_snapshots"
-    __table_args__ = (UniqueConstraint("run_id", "bar_ts", name="uq_balance_run_bar"),)
+    __table_args__ = (
+        UniqueConstraint("run_id", "bar_ts", name="uq_balance_run_bar"),
+        CheckConstraint(f"cash >= {-CASH_TOLERANCE!r}", name="ck_balance_snapshots_cash"),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     run_id: Mapped[str] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), index=True)
@@ -184,6 +237,7 @@ class PositionSnapshot(Base):
     __tablename__ = "position_snapshots"
     __table_args__ = (
         UniqueConstraint("run_id", "bar_ts", "symbol", name="uq_position_run_bar_symbol"),
+        CheckConstraint("amount > 0", name="ck_position_snapshots_amount"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)

@@ -4,6 +4,8 @@ Contracts:
 - `AgentRunner.tick(bar_ts)` processes the closed bar `bar_ts` for every symbol exactly once per run:
   a bar at or before the last recorded one is `already_done`; a tick interrupted mid-graph resumes from its
   checkpoint (`resumed`); a tick whose data could not be settled is `skipped` with its reason recorded.
+  Once the graph ran to its end (the ledger committed), the tick's checkpoint thread is deleted
+  (`agent.ledger.checkpoints.prune_tick`): checkpoints are kept only for ticks in flight.
 - `open_runner(...)` builds the runtime from the ledger, so a restarted process continues the same run with
   the same book, pending orders and decision memory (bit-identical prompts after a restart).
 - Only the clock (which `bar_ts` is passed) and the candle source differ between modes.
@@ -27,6 +29,7 @@ from agent.graph.build import build_graph
 from agent.graph.checkpoint import open_checkpointer, tick_thread_id
 from agent.graph.nodes import make_nodes
 from agent.graph.runtime import RECENT_DECISIONS, AgentRuntime
+from agent.ledger.checkpoints import prune_tick
 from agent.ledger.reader import LedgerReader
 from agent.ledger.writer import start_run
 from agent.llm.protocol import ContextBuilder, DecisionGateway, PastDecision
@@ -97,6 +100,7 @@ class AgentRunner:
         else:
             initial = {"run_id": rt.run_id, "bar_ts": bar_ts, "symbols": rt.symbols, "strategy": rt.strategy}
             final = self.graph.invoke(initial, config)
+        prune_tick(self.checkpointer, tick_thread_id(rt.run_id, bar_ts))  # ran to its end: the ledger has it
         if not final.get("recorded"):
             reason = final.get("settled", {}).get("error") or "; ".join(
                 f"{s}: {why}" for s, why in final.get("skipped", {}).items()

@@ -6,7 +6,8 @@ Contracts:
 - One row per attempt (retries, the repair retry, the shrink retry) and one per cache hit (`from_cache`).
   All rows of one decision share the `request_hash` of the decision's first request, so the answer a repair
   or shrink finally produced is served for that request next time; each row's `request` JSON says which
-  attempt it was (`attempt`) and holds what was actually sent (cache hits point at their source row).
+  attempt it was (`attempt`) and holds what was actually sent (cache hits point at their source row), its
+  messages stored once per distinct prompt in `llm_prompts` and named by `messages_hash` (`agent.db.prompts`).
 - Only rows with `error IS NULL`, `from_cache = false` and `request.cacheable = true` are served.
   `cacheable` is set on successful parses written in cache mode `write`/`readwrite`; abstentions are kept
   for audit but never served.
@@ -27,6 +28,7 @@ from sqlalchemy import insert, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from agent.db.models import LLMCall
+from agent.db.prompts import split_messages, store_prompts
 from agent.db.session import transaction
 from agent.textsafe import for_storage
 
@@ -149,11 +151,16 @@ class CallStore:
         if not records:
             return []
         rows = [dict(vars(r)) for r in records]  # shallow: asdict() would deep-copy every payload
+        prompts: dict[str, list[Any]] = {}
         for row in rows:  # model text is data: NUL and lone surrogates must not fail the insert
             for key in ("model", "response_text", "reasoning", "finish_reason", "error"):
                 row[key] = for_storage(row[key])
+            row["request"], row["messages_hash"], messages = split_messages(row["request"])
+            if messages is not None:  # the messages once per distinct prompt, in llm_prompts
+                prompts[row["messages_hash"]] = messages
         stmt = insert(LLMCall).returning(LLMCall.id, sort_by_parameter_order=True)
         with transaction(self._factory) as session:
+            store_prompts(session, prompts)
             return list(session.scalars(stmt, rows))
 
     def count(self) -> int:

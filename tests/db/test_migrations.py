@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
+from datetime import UTC, datetime
+
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import inspect, text
+from sqlalchemy import Connection, inspect, text
 
 from agent.db.models import Base
 from agent.db.session import downgrade, make_engine, upgrade
@@ -60,7 +63,7 @@ def test_sqlite_uses_wal_and_foreign_keys(sqlite_url: str) -> None:
     engine.dispose()
 
 
-# ---- migrations under a lock, only where writing, and a database from the future (issue 10) ------------------
+# ---- migrations under a lock, only where writing, and a database from the future ---------------------------
 
 
 def _head() -> str:
@@ -154,9 +157,129 @@ def test_a_database_newer_than_the_code_gives_one_line_naming_both_revisions(db_
         engine.dispose()
     env = {**os.environ, "TRADEGRAPH_DATABASE_URL": db_url}
     for args in (["runs", "list"], ["db", "upgrade"]):
-        proc = subprocess.run([sys.executable, "-m", "agent.cli.main", *args], capture_output=True, text=True,
-                              env=env, timeout=120)
+        proc = subprocess.run(
+            [sys.executable, "-m", "agent.cli.main", *args],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=120,
+        )
         lines = proc.stderr.strip().splitlines()
         assert proc.returncode == 1 and len(lines) == 1, (args, proc.stderr)
         assert lines[0].startswith("error: ") and "0999" in lines[0] and _head() in lines[0], lines[0]
     assert _revision(db_url) == "0999"
+
+
+def _insert(conn: Connection, table: str, **values: object) -> None:
+    names = ", ".join(values)
+    conn.execute(text(f"INSERT INTO {table} ({names}) VALUES ({', '.join(':' + k for k in values)})"), values)
+
+
+def _json(value: object) -> object:
+    return json.loads(value) if isinstance(value, str) else value
+
+
+def test_upgrading_a_populated_ledger_keeps_every_row_and_stores_each_prompt_once(db_url: str) -> None:
+    """0002 → 0003 rebuilds tables on SQLite: no cascade may fire, and messages move to `llm_prompts`."""
+    upgrade(db_url, "0002")
+    messages = [{"role": "system", "content": "You trade."}, {"role": "user", "content": "bar 1"}]
+    request = {
+        "attempt": "first",
+        "try": 1,
+        "cacheable": True,
+        "payload": {"model": "m", "messages": messages},
+    }
+    now = datetime.now(UTC)
+    engine = make_engine(db_url)
+    try:
+        with engine.begin() as conn:
+            _insert(
+                conn,
+                "runs",
+                id="r",
+                kind="paper",
+                strategy="s",
+                params="{}",
+                symbols="[]",
+                timeframe="1h",
+                status="done",
+                config="{}",
+                metrics="{}",
+                created_at=now,
+            )
+            for i in (1, 2):  # the same prompt sent twice
+                _insert(
+                    conn,
+                    "llm_calls",
+                    id=i,
+                    run_id="r",
+                    request_hash="h",
+                    prompt_hash="p",
+                    endpoint="e",
+                    profile="vllm",
+                    model="m",
+                    request=json.dumps(request),
+                    from_cache=False,
+                    created_at=now,
+                )
+            _insert(
+                conn,
+                "decisions",
+                id=1,
+                run_id="r",
+                symbol="BTC/USDT",
+                bar_ts=0,
+                source="llm",
+                action="buy",
+                abstained=False,
+                llm_call_id=2,
+                clamps="[]",
+                created_at=now,
+            )
+            _insert(
+                conn,
+                "orders",
+                id=1,
+                run_id="r",
+                client_order_id="c",
+                decision_id=1,
+                symbol="BTC/USDT",
+                bar_ts=0,
+                side="buy",
+                type="market",
+                amount=0.5,
+                price=100.0,
+                status="filled",
+                created_at=now,
+            )
+            _insert(
+                conn,
+                "fills",
+                order_id=1,
+                run_id="r",
+                symbol="BTC/USDT",
+                bar_ts=0,
+                side="buy",
+                amount=0.5,
+                price=100.0,
+                fee=0.05,
+                fee_currency="USDT",
+                created_at=now,
+            )
+        upgrade(db_url)
+        with engine.connect() as conn:
+            assert conn.execute(text("SELECT COUNT(*) FROM fills")).scalar() == 1
+            assert conn.execute(text("SELECT decision_id FROM orders")).scalar() == 1
+            assert conn.execute(text("SELECT llm_call_id FROM decisions")).scalar() == 2
+            (stored,) = conn.execute(text("SELECT messages FROM llm_prompts")).scalars().all()
+            assert _json(stored) == messages
+            for req, digest in conn.execute(text("SELECT request, messages_hash FROM llm_calls")).all():
+                assert _json(req) == {**request, "payload": {"model": "m"}} and digest
+        downgrade(db_url, "0002")
+        with engine.connect() as conn:
+            assert [_json(r) for r in conn.execute(text("SELECT request FROM llm_calls")).scalars()] == [
+                request
+            ] * 2
+            assert conn.execute(text("SELECT COUNT(*) FROM fills")).scalar() == 1
+    finally:
+        engine.dispose()

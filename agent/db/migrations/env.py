@@ -43,8 +43,28 @@ def run_migrations_online() -> None:
     assert url is not None
     engine = make_engine(url)
     with engine.connect() as connection:
-        _run(connection)
+        if connection.dialect.name == "sqlite":
+            _run_without_foreign_keys(connection)
+        else:
+            _run(connection)
     engine.dispose()
+
+
+def _run_without_foreign_keys(connection: Connection) -> None:
+    """SQLite rebuilds a table to alter it (batch mode): dropping the old copy must not cascade or set NULL
+    through the foreign keys of the tables that reference it, so they are off while migrating (the pragma
+    only takes effect outside a transaction), and checked afterwards."""
+    connection.exec_driver_sql("PRAGMA foreign_keys=OFF")
+    connection.commit()
+    try:
+        _run(connection)
+        broken = connection.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+        if broken:
+            raise RuntimeError(f"the migration left rows that break foreign keys: {broken[:5]}")
+    finally:
+        connection.rollback()
+        connection.exec_driver_sql("PRAGMA foreign_keys=ON")
+        connection.commit()
 
 
 def _run(connection: Connection) -> None:
