@@ -283,3 +283,20 @@ def test_upgrading_a_populated_ledger_keeps_every_row_and_stores_each_prompt_onc
             assert conn.execute(text("SELECT COUNT(*) FROM fills")).scalar() == 1
     finally:
         engine.dispose()
+
+
+def test_db_current_names_both_revisions_and_migrates_nothing(
+    db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from typer.testing import CliRunner
+
+    from agent.cli.main import app
+
+    monkeypatch.setenv("TRADEGRAPH_DATABASE_URL", db_url)
+    fresh = CliRunner().invoke(app, ["db", "current"])
+    assert fresh.exit_code == 0 and f"schema revision none (this tradegraph: {_head()})" in fresh.output
+    assert _tables(db_url) == set()
+    upgrade(db_url, "0002")
+    behind = CliRunner().invoke(app, ["db", "current"])
+    assert f"schema revision 0002 (this tradegraph: {_head()})" in behind.output
+    assert "tradegraph db upgrade" in behind.output and _revision(db_url) == "0002"
