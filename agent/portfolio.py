@@ -22,6 +22,10 @@ class Position:
     stop_loss: float | None = None
     take_profit: float | None = None
     invalidation: str = ""
+    trailing_stop: float | None = None
+    """Trailing distance (price units): the stop follows the highest price since the entry this far below."""
+    trailing: bool = False
+    """The stop-loss is the trailing level (a stop-out there is a trailing stop)."""
 
     def value(self, mark: float) -> float:
         """Market value at `mark`."""

@@ -1,199 +1,143 @@
-"""The compiled loop's book: per-symbol state, order execution through `costs`, fill and trade records.
+"""The compiled loop's records: the order log of `agent.execution.bar` turned into fills, round trips and
+counters (a `SimResult`).
 
 Contracts:
-- State is one (k, NSTATE) float array, one row per symbol, columns named by the constants below (position,
-  exit plan, target acted on, last mark, and the open round trip's accumulators). Cash is `acct[0]`.
-- `fill` is the only place an order is executed: `agent.execution.costs.execute_order` decides amount,
-  price and fee; `fill` applies them to cash, position and the round trip, writes one fill record and,
-  when a sell leaves the position flat (<= `CLOSED`, as in the paper broker), one trade record.
-  Unfilled orders are counted, never recorded as fills: dust (below the exchange minimums) and zero
-  (nothing affordable or nothing held); fills cut by the participation cap are counted as capped.
-- An entry (flat -> long) starts a round trip and sets its exit plan from the distances known when the
-  order was decided: stop = fill price - stop distance, take-profit = fill price + distance, trailing
-  distance; NaN = none.
-- Records: fills (bar, symbol, side, reason) + (amount, price, fee); trades (symbol, entry bar, exit bar,
-  reason) + (entry price, exit price, amount, pnl, fees). Capacity is the caller's job (`records`, `grow`).
-- The numba functions use `_nrt=False`: they allocate nothing, so arrays pass between them without
-  reference counting. They are ordinary compiled calls (not inlined): they run only when an order is
-  placed, and keeping them out of line keeps the loop's first compile short.
+- The loop writes every attempted order to the order log (`bar.order_log`); capacity is the caller's job
+  (`grow` keeps what was written).
+- Fills are the log rows with status FILLED, in order. Counters: dust and zero orders (not filled), orders
+  cut by the participation cap, buys cut by the book's room, target changes refused by a breaker.
+- Round trips run from flat to flat, rebuilt from the fills in one compiled pass: a buy from flat opens
+  one; the sell the log marks as closing the position ends it. pnl = sell proceeds - buy cost - all fees
+  of the trade; entry and exit prices are averages; trades still open at the end are marked at the last
+  close, with no exit bar (-1) and reason -1.
 """
 
 from __future__ import annotations
-
-import math
 
 import numpy as np
 from numba import njit
 
 from agent.backtest.models import Counters, FloatArray, SimResult
-from agent.execution.costs import DUST, ZERO, execute_order
+from agent.execution import bar
+from agent.execution.costs import DUST, FILLED, ZERO
 
-POS, STOP, TP, TRAIL, PEAK, TRAILING, DONE, MARK = 0, 1, 2, 3, 4, 5, 6, 7
-T_ENTRY, T_COST, T_PROCEEDS, T_FEES, T_QIN, T_QOUT = 8, 9, 10, 11, 12, 13
-NSTATE = 14
-FEE, STEP, MIN_AMOUNT, MIN_NOTIONAL = 0, 1, 2, 3
-"""Columns of the (k, 4) rules array."""
-N_FILLS, N_TRADES, N_DUST, N_ZERO, N_CAPPED = 0, 1, 2, 3, 4
-"""Slots of the counters array."""
-ENTRY, INCREASE, DECREASE, EXIT, STOPPED, TAKEN, TRAILED = 0, 1, 2, 3, 4, 5, 6
-"""Fill reasons (index into `models.REASONS`)."""
-CLOSED = 1e-12
-"""A position at or below this after a sell is closed (float residue of step flooring), as in the broker."""
-
-Records = tuple[np.ndarray, FloatArray, np.ndarray, FloatArray]
+Log = tuple[np.ndarray, FloatArray, np.ndarray]
+"""(ints, floats, count) of the order log."""
 
 
-def new_state(k: int) -> FloatArray:
-    """Flat state for k symbols: no position, no exit plan, target acted on = 0."""
-    st = np.full((k, NSTATE), math.nan)
-    st[:, [POS, DONE, TRAILING]] = 0.0
-    return st
+def new_log(capacity: int) -> Log:
+    """An empty order log."""
+    li, lf = bar.order_log(capacity)
+    return li, lf, np.zeros(1, np.int64)
 
 
-def records(capacity: int) -> Records:
-    """Empty fill and trade records for `capacity` rows each."""
-    return (
-        np.zeros((capacity, 4), np.int64),
-        np.zeros((capacity, 3)),
-        np.zeros((capacity, 4), np.int64),
-        np.zeros((capacity, 5)),
-    )
+def grow(log: Log, capacity: int) -> Log:
+    """The same log in bigger arrays."""
+    li, lf, cnt = log
+    bigger_i, bigger_f = bar.order_log(capacity)
+    bigger_i[: len(li)] = li
+    bigger_f[: len(lf)] = lf
+    return bigger_i, bigger_f, cnt
 
 
-def grow(rec: Records, capacity: int) -> Records:
-    """The same records in bigger arrays."""
-    bigger = records(capacity)
-    for old, new in zip(rec, bigger, strict=True):
-        new[: len(old)] = old
-    return bigger
+@njit(cache=True)
+def _trades(li, lf, fills, marks, positions):
+    """Round trips of the filled rows `fills` (module contract): (ints (symbol, entry, exit, reason), floats
+    (entry price, exit price, amount, pnl, fees))."""
+    k = marks.shape[0]
+    acc = np.zeros((k, 6))  # entry bar, cost, proceeds, fees, amount in, amount out
+    is_open = np.zeros(k, np.bool_)
+    out_i = np.zeros((fills.shape[0] + k, 4), np.int64)
+    out_f = np.zeros((fills.shape[0] + k, 5))
+    n = 0
+    for i in fills:
+        s = li[i, bar.L_SYMBOL]
+        amount, price, fee = lf[i, bar.L_FILLED], lf[i, bar.L_PRICE], lf[i, bar.L_FEE]
+        if li[i, bar.L_SIDE] > 0:
+            if not is_open[s]:
+                is_open[s] = True
+                acc[s, :] = 0.0
+                acc[s, 0] = li[i, bar.L_ROW]
+            acc[s, 1] += amount * price
+            acc[s, 4] += amount
+        else:
+            acc[s, 2] += amount * price
+            acc[s, 5] += amount
+        acc[s, 3] += fee
+        if li[i, bar.L_CLOSED] == 1:
+            n = _close(out_i, out_f, n, s, li[i, bar.L_ROW], li[i, bar.L_REASON], acc[s])
+            is_open[s] = False
+    for s in range(k):
+        if is_open[s]:
+            acc[s, 2] += positions[s] * marks[s]
+            acc[s, 5] += positions[s]
+            n = _close(out_i, out_f, n, s, -1, -1, acc[s])
+    return out_i[:n], out_f[:n]
 
 
-@njit(cache=True, _nrt=False)
-def close_trade(t, s, reason, book):
-    """Write the round trip of symbol s (now flat) and clear its exit plan."""
-    _, st, cnt, rec = book
-    _, _, ti, tf = rec
-    i = cnt[N_TRADES]
-    ti[i, 0], ti[i, 1], ti[i, 2], ti[i, 3] = s, int(st[s, T_ENTRY]), t, reason
-    tf[i, 0] = st[s, T_COST] / st[s, T_QIN]
-    tf[i, 1] = st[s, T_PROCEEDS] / st[s, T_QOUT] if st[s, T_QOUT] > 0 else math.nan
-    tf[i, 2] = st[s, T_QIN]
-    tf[i, 3] = st[s, T_PROCEEDS] - st[s, T_COST] - st[s, T_FEES]
-    tf[i, 4] = st[s, T_FEES]
-    cnt[N_TRADES] = i + 1
-    st[s, STOP] = st[s, TP] = st[s, TRAIL] = st[s, PEAK] = math.nan
-    st[s, TRAILING] = 0.0
-
-
-@njit(cache=True, _nrt=False)
-def open_trade(t, s, price, row, dists, st):
-    """Start a round trip at fill `price`: reset its accumulators and set its exit plan from dists[:, row]."""
-    st[s, T_ENTRY] = t
-    st[s, T_COST] = st[s, T_PROCEEDS] = st[s, T_FEES] = st[s, T_QIN] = st[s, T_QOUT] = 0.0
-    planned = dists.shape[1] > 0
-    st[s, STOP] = price - dists[0, row, s] if planned else math.nan
-    st[s, TP] = price + dists[1, row, s] if planned else math.nan
-    st[s, TRAIL] = dists[2, row, s] if planned else math.nan
-    st[s, PEAK] = price
-    st[s, TRAILING] = 0.0
-
-
-@njit(cache=True, _nrt=False)
-def fill(t, s, side, amount, ref, reason, row, market, book):
-    """One market order of `amount` at reference price `ref` through costs.execute_order (module contract)."""
-    volume, rules, slip, part, dists = market
-    acct, st, cnt, rec = book
-    r = rules[s]
-    filled, price, fee, status = execute_order(
-        side,
-        amount,
-        ref,
-        acct[0],
-        st[s, POS],
-        r[FEE],
-        slip,
-        r[STEP],
-        r[MIN_AMOUNT],
-        r[MIN_NOTIONAL],
-        volume[t, s],
-        part,
-    )
-    if status == DUST:
-        cnt[N_DUST] += 1
-        return
-    if status == ZERO:
-        cnt[N_ZERO] += 1
-        return
-    if part > 0.0 and amount > volume[t, s] * part:
-        cnt[N_CAPPED] += 1
-    notional = filled * price
-    if side > 0:
-        acct[0] -= notional + fee
-        if st[s, POS] <= 0.0:
-            open_trade(t, s, price, row, dists, st)
-        st[s, POS] += filled
-        st[s, T_COST] += notional
-        st[s, T_QIN] += filled
-    else:
-        acct[0] += notional - fee
-        st[s, POS] -= filled
-        st[s, T_PROCEEDS] += notional
-        st[s, T_QOUT] += filled
-    st[s, T_FEES] += fee
-    fi, ff, _, _ = rec
-    i = cnt[N_FILLS]
-    fi[i, 0], fi[i, 1], fi[i, 2], fi[i, 3] = t, s, side, reason
-    ff[i, 0], ff[i, 1], ff[i, 2] = filled, price, fee
-    cnt[N_FILLS] = i + 1
-    if side < 0 and st[s, POS] <= CLOSED:
-        st[s, POS] = 0.0
-        close_trade(t, s, reason, book)
-
-
-@njit(cache=True, _nrt=False)
-def close_open_trades(book):
-    """Record trades still open at the end, marked at the last close, with exit bar and reason -1."""
-    _, st, _, _ = book
-    for s in range(st.shape[0]):
-        if st[s, POS] > 0.0:
-            st[s, T_PROCEEDS] += st[s, POS] * st[s, MARK]
-            st[s, T_QOUT] += st[s, POS]
-            close_trade(-1, s, -1, book)
+@njit(cache=True)
+def _close(out_i, out_f, n, s, exit_bar, reason, acc):
+    out_i[n, 0], out_i[n, 1], out_i[n, 2], out_i[n, 3] = s, int(acc[0]), exit_bar, reason
+    out_f[n, 0] = acc[1] / acc[4]
+    out_f[n, 1] = acc[2] / acc[5] if acc[5] > 0 else np.nan
+    out_f[n, 2] = acc[4]
+    out_f[n, 3] = acc[2] - acc[1] - acc[3]
+    out_f[n, 4] = acc[3]
+    return n + 1
 
 
 def result(
     index: object,
     symbols: tuple[str, ...],
     out: tuple[FloatArray, ...],
-    rec: Records,
-    cnt: np.ndarray,
+    log: Log,
+    st: FloatArray,
+    volume: FloatArray,
+    participation: float,
+    refused: int,
     initial_cash: float,
 ) -> SimResult:
-    """The records trimmed to what was written, as a `SimResult`."""
-    fi, ff, ti, tf = rec
-    nf, nt = int(cnt[N_FILLS]), int(cnt[N_TRADES])
+    """The log trimmed to what was written, as a `SimResult`."""
+    li_all, lf_all, cnt = log
+    li, lf = li_all[: int(cnt[0])], lf_all[: int(cnt[0])]
+    status = li[:, bar.L_STATUS]
+    fills = np.flatnonzero(status == FILLED)
+    ti, tf = _trades(li, lf, fills, np.ascontiguousarray(st[:, bar.MARK]),
+                     np.ascontiguousarray(st[:, bar.POS]))
+    capped = 0
+    if participation > 0.0 and len(li):
+        cap = volume[li[:, bar.L_ROW], li[:, bar.L_SYMBOL]] * participation
+        capped = int(np.count_nonzero(lf[:, bar.L_ASKED] > cap))
+    counters = Counters(
+        dust=int(np.count_nonzero(status == DUST)),
+        zero=int(np.count_nonzero(status == ZERO)),
+        capped=capped,
+        room=int(np.count_nonzero(li[:, bar.L_ROOM] != bar.NO_CUT)),
+        refused=refused,
+    )
+    fi, ff = li[fills], lf[fills]
     return SimResult(
         index=index,  # type: ignore[arg-type]
         symbols=symbols,
         equity=out[0],
         cash=out[1],
         exposure=out[2],
-        fill_bar=fi[:nf, 0].copy(),
-        fill_symbol=fi[:nf, 1].copy(),
-        fill_side=fi[:nf, 2].copy(),
-        fill_amount=ff[:nf, 0].copy(),
-        fill_price=ff[:nf, 1].copy(),
-        fill_fee=ff[:nf, 2].copy(),
-        fill_reason=fi[:nf, 3].copy(),
-        trade_symbol=ti[:nt, 0].copy(),
-        trade_entry_bar=ti[:nt, 1].copy(),
-        trade_exit_bar=ti[:nt, 2].copy(),
-        trade_entry_price=tf[:nt, 0].copy(),
-        trade_exit_price=tf[:nt, 1].copy(),
-        trade_amount=tf[:nt, 2].copy(),
-        trade_pnl=tf[:nt, 3].copy(),
-        trade_fees=tf[:nt, 4].copy(),
-        trade_reason=ti[:nt, 3].copy(),
-        counters=Counters(dust=int(cnt[N_DUST]), zero=int(cnt[N_ZERO]), capped=int(cnt[N_CAPPED])),
+        fill_bar=fi[:, bar.L_ROW].copy(),
+        fill_symbol=fi[:, bar.L_SYMBOL].copy(),
+        fill_side=fi[:, bar.L_SIDE].copy(),
+        fill_amount=ff[:, bar.L_FILLED].copy(),
+        fill_price=ff[:, bar.L_PRICE].copy(),
+        fill_fee=ff[:, bar.L_FEE].copy(),
+        fill_reason=fi[:, bar.L_REASON].copy(),
+        trade_symbol=ti[:, 0].copy(),
+        trade_entry_bar=ti[:, 1].copy(),
+        trade_exit_bar=ti[:, 2].copy(),
+        trade_entry_price=tf[:, 0].copy(),
+        trade_exit_price=tf[:, 1].copy(),
+        trade_amount=tf[:, 2].copy(),
+        trade_pnl=tf[:, 3].copy(),
+        trade_fees=tf[:, 4].copy(),
+        trade_reason=ti[:, 3].copy(),
+        counters=counters,
         initial_cash=float(initial_cash),
     )

@@ -9,8 +9,10 @@ Contracts:
   `DataError` (never a silent default fee). Such symbols are listed by `unknown_rules` for a warning.
 - Market orders pay the taker fee; the engine takes rules as a (k, 4) array: taker fee, amount step,
   minimum amount, minimum notional.
-- `engine_config(settings, ...)` takes cash, slippage and the participation cap from `Settings.broker`;
-  keyword arguments that are not None override them.
+- `engine_config(settings, ...)` takes cash, slippage and the participation cap from `Settings.broker`, and
+  the limits the per-bar semantics applies (book room at the fill, cooldown, daily loss limit, drawdown
+  breaker) from `Settings.risk`, as the paper broker and the risk layer do; keyword arguments that are not
+  None override them.
 """
 
 from __future__ import annotations
@@ -61,7 +63,7 @@ def engine_config(
     max_participation: float | None = None,
 ) -> EngineConfig:
     """Fill settings from `Settings.broker`, with optional overrides."""
-    broker = settings.broker
+    broker, risk = settings.broker, settings.risk
     return EngineConfig(
         initial_cash=float(initial_cash if initial_cash is not None else broker.initial_cash),
         fill=fill,
@@ -69,6 +71,11 @@ def engine_config(
         max_participation=float(
             max_participation if max_participation is not None else (broker.max_participation or 0.0)
         ),
+        max_gross_exposure=float(risk.max_gross_exposure),
+        min_cash_fraction=float(risk.min_cash_fraction),
+        cooldown_bars=int(risk.cooldown_bars),
+        daily_loss_limit=float(risk.daily_loss_limit),
+        max_drawdown=float(risk.max_drawdown),
     )
 
 

@@ -1,8 +1,10 @@
 """Records the backtest engine takes and returns (plain frozen dataclasses, no behaviour beyond views).
 
 Contracts:
-- `EngineConfig`: cash, fill timing, slippage and the participation cap; the same numbers the paper broker
-  reads from `Settings.broker` (see `agent.backtest.market.engine_config`).
+- `EngineConfig`: cash, fill timing, slippage and the participation cap, and the risk limits the per-bar
+  semantics apply (book room at the fill, cooldown, breakers); the same numbers the paper broker reads from
+  `Settings.broker` and `Settings.risk` (see `agent.backtest.market.engine_config`). The defaults are a bare
+  simulation: no cooldown, no breakers, no room limit beyond cash.
 - `SizingRules`: how a strategy's signal becomes a target exposure, via `agent.risk.sizing`.
 - `SimResult`: the equity curve, fills and round-trip trades of one simulation, as arrays (the compiled
   loop writes them); `fills_frame()` / `trades_frame()` give pandas views for reports.
@@ -18,14 +20,16 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
+from agent.execution import bar
+
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
 
 FillMode = Literal["next_open", "same_close"]
 
-REASONS = ("entry", "increase", "decrease", "exit", "stop_loss", "take_profit", "trailing_stop")
+REASONS = bar.REASONS
 """Fill reasons by code: target orders (0-3), then exits triggered inside a bar (4-6)."""
-TRIGGERED = 4
+TRIGGERED = bar.TRIGGERED
 """First reason code of an exit triggered inside a bar (stop-loss, take-profit, trailing stop)."""
 OPEN_TRADE = "open"
 """Exit reason of a trade still open at the end of the data."""
@@ -40,6 +44,16 @@ class EngineConfig:
     slippage_bps: float = 0.0
     max_participation: float = 0.0
     """Cap on one fill as a fraction of the bar's volume; 0 = no cap."""
+    max_gross_exposure: float = 1.0
+    """Buys are cut at the fill so that positions stay within this fraction of equity."""
+    min_cash_fraction: float = 0.0
+    """Buys are cut at the fill so that cash stays at least this fraction of equity."""
+    cooldown_bars: int = 0
+    """After a stop-out, no entry is decided for this many bars (0 = none)."""
+    daily_loss_limit: float | None = None
+    """No entry is decided while equity is this fraction (or more) below the day's start; None = off."""
+    max_drawdown: float | None = None
+    """No entry is decided while equity is this fraction (or more) below its peak; None = off."""
 
 
 @dataclass(frozen=True)
@@ -69,6 +83,10 @@ class Counters:
     """Orders with nothing to do after caps (no cash, no position, no volume)."""
     capped: int = 0
     """Orders cut by the participation cap (the rest is not retried)."""
+    room: int = 0
+    """Buys cut at the fill to keep `max_gross_exposure` and `min_cash_fraction`."""
+    refused: int = 0
+    """Target changes above the current exposure refused while a breaker or a cooldown blocked entries."""
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,8 @@
-"""From strategy output to the engine's inputs: sized targets, exit distances, aligned bars (vectorised).
+"""From strategy output to targets and exit plans: sized targets, exit plans, aligned bars (vectorised).
+
+`rule_plan` is the one place a rule strategy becomes what the per-bar semantics executes: the compiled
+engine reads all its rows at once, the agent graph (`agent.graph.nodes`) reads the row of the bar it
+ticks, computed on the same history, so both act on the same numbers.
 
 Contracts:
 - Sizing goes through `agent.risk.sizing`: `fixed` = signal x fraction (`fixed_fraction_exposure`);
@@ -7,8 +11,9 @@ Contracts:
   size that moved with ATR every bar would trade every bar). ATR warm-up gives size 0.
 - Caps: each symbol's target is capped at `position_cap`; a row whose targets sum above `gross_cap` is
   scaled down proportionally. Every capped bar is marked (and counted as `clamped_bars`), never hidden.
-- Exit distances at bar t use ATR with data <= t (TA-Lib, `agent.market.indicators.atr`): stop, take-profit
-  and trailing distances = multiple x ATR_t, NaN where a multiple is off or ATR is warming up.
+- Exit plans at bar t use ATR with data <= t (`agent.market.indicators.atr`), decided with the target at
+  close_t: stop-loss level = close_t - stop_atr x ATR_t, take-profit level = close_t + take_profit_atr x
+  ATR_t, trailing distance = trailing_atr x ATR_t; NaN where a multiple is off or ATR is warming up.
 - Alignment: the union of all symbols' bar times; prices are NaN where a symbol has no bar (it does not
   trade there); targets and distances carry forward the last decided value (0 before a symbol's first
   bar), which is point in time.
@@ -17,6 +22,7 @@ Contracts:
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
@@ -25,7 +31,7 @@ import pandas as pd
 from agent.backtest.models import FloatArray, SizingRules
 from agent.market.indicators import atr
 from agent.risk.sizing import fixed_fraction_exposure, vol_target_exposure
-from strategies.base import StrategyParams, prices
+from strategies.base import Strategy, StrategyParams, prices
 
 COLUMNS = ("open", "high", "low", "close", "volume")
 
@@ -61,13 +67,19 @@ def _hold_from_changes(signal: FloatArray, value: FloatArray) -> FloatArray:
     return value[last]
 
 
-def exit_distances(candles: pd.DataFrame, params: StrategyParams) -> FloatArray | None:
-    """(3, n) stop-loss, take-profit and trailing distances in price units, or None when all are off."""
+def exit_plan(candles: pd.DataFrame, params: StrategyParams) -> FloatArray | None:
+    """(3, n) stop-loss level, take-profit level and trailing distance decided at each close (module
+    contract), or None when the strategy has no exit plan."""
     multiples = (params.stop_atr, params.take_profit_atr, params.trailing_atr)
     if all(m is None for m in multiples):
         return None
-    value = atr(prices(candles, "high"), prices(candles, "low"), prices(candles), params.atr_period)
-    return np.stack([value * m if m is not None else np.full(len(value), np.nan) for m in multiples])
+    close = prices(candles)
+    value = atr(prices(candles, "high"), prices(candles, "low"), close, params.atr_period)
+    off = np.full(len(value), np.nan)
+    stop = close - value * params.stop_atr if params.stop_atr is not None else off
+    take = close + value * params.take_profit_atr if params.take_profit_atr is not None else off
+    trail = value * params.trailing_atr if params.trailing_atr is not None else off
+    return np.stack([stop, take, trail])
 
 
 def gross_cap(targets: FloatArray, cap: float) -> tuple[FloatArray, npt.NDArray[np.bool_]]:
@@ -115,3 +127,46 @@ def spread(values: FloatArray, rows: np.ndarray, n: int, before: float) -> Float
     last = np.where(known, np.arange(n), -1)
     np.maximum.accumulate(last, out=last)
     return np.where(last >= 0, out[np.maximum(last, 0)], before)
+
+
+@dataclass(frozen=True)
+class RulePlan:
+    """A rule strategy over aligned symbols: what the per-bar semantics executes, row by row."""
+
+    index: pd.DatetimeIndex
+    symbols: tuple[str, ...]
+    targets: FloatArray
+    """(n, k) target exposure decided at each close, after sizing and caps."""
+    plan: FloatArray | None
+    """(3, n, k) exit plans decided with the targets (`exit_plan`), None when the strategy has none."""
+    clamped: npt.NDArray[np.bool_]
+    """(n, k) bars where a cap cut the target."""
+    ohlcv: dict[str, FloatArray]
+    """(n, k) aligned bars (NaN where a symbol has none)."""
+
+
+def rule_plan(frames: Mapping[str, pd.DataFrame], strategy: Strategy, sizing: SizingRules) -> RulePlan:
+    """Each symbol's signal on its whole frame, sized and capped, aligned on the union of bar times (sorted
+    symbols), gross-capped across symbols, with the exit plans. Point in time: row t uses bars <= t only."""
+    symbols = sorted(frames)
+    index, ohlcv, rows = align(frames, symbols)
+    n, k = len(index), len(symbols)
+    targets = np.empty((n, k))
+    clamped = np.zeros((n, k), dtype=bool)
+    plan: FloatArray | None = None
+    for j, symbol in enumerate(symbols):
+        frame = frames[symbol]
+        sized, capped = sized_targets(strategy.exposure(frame), frame, sizing)
+        if capped.any():
+            clamped[rows[j], j] = capped
+        targets[:, j] = spread(sized, rows[j], n, 0.0)
+        levels = exit_plan(frame, strategy.params)
+        if levels is not None:
+            if plan is None:
+                plan = np.full((3, n, k), np.nan)
+            for i in range(3):
+                plan[i, :, j] = spread(levels[i], rows[j], n, np.nan)
+    if k > 1:
+        targets, scaled = gross_cap(targets, sizing.gross_cap)
+        clamped[scaled] = True
+    return RulePlan(index, tuple(symbols), targets, plan, clamped, ohlcv)

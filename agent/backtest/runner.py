@@ -27,7 +27,7 @@ from agent.backtest.engine import simulate
 from agent.backtest.market import rules_matrix
 from agent.backtest.metrics import cash_metrics, compute_metrics
 from agent.backtest.models import EngineConfig, FloatArray, SimResult, SizingRules
-from agent.backtest.plan import align, exit_distances, gross_cap, sized_targets, spread
+from agent.backtest.plan import rule_plan
 from agent.errors import DataError
 from agent.market.exchange import MarketRules
 from strategies.base import Strategy
@@ -69,29 +69,11 @@ def run_backtest(
     """Simulate `strategy` over `frames` (symbol -> candle frame); bars before `start` only warm up."""
     config = config or EngineConfig()
     sizing = sizing or SizingRules()
-    symbols = sorted(frames)
-    if not symbols:
+    if not frames:
         raise DataError("no symbols to backtest")
-    index, ohlcv, rows = align(frames, symbols)
-    n, k = len(index), len(symbols)
-    targets = np.empty((n, k))
-    clamped = np.zeros((n, k), dtype=bool)
-    dists: FloatArray | None = None
-    for j, symbol in enumerate(symbols):
-        frame = frames[symbol]
-        sized, capped = sized_targets(strategy.exposure(frame), frame, sizing)
-        if capped.any():
-            clamped[rows[j], j] = capped
-        targets[:, j] = spread(sized, rows[j], n, 0.0)
-        levels = exit_distances(frame, strategy.params)
-        if levels is not None:
-            if dists is None:
-                dists = np.full((3, n, k), np.nan)
-            for i in range(3):
-                dists[i, :, j] = spread(levels[i], rows[j], n, np.nan)
-    if k > 1:
-        targets, scaled = gross_cap(targets, sizing.gross_cap)
-        clamped[scaled] = True
+    plan = rule_plan(frames, strategy, sizing)
+    index, ohlcv, targets, levels, clamped = plan.index, plan.ohlcv, plan.targets, plan.plan, plan.clamped
+    n, k = len(index), len(plan.symbols)
     first = 0 if start is None else int(index.searchsorted(start))
     if first >= n:
         raise DataError(f"no bars at or after {start} to backtest")
@@ -99,11 +81,11 @@ def run_backtest(
         index = index[first:]
         ohlcv = {c: a[first:] for c, a in ohlcv.items()}
         targets = targets[first:]
-        dists = dists[:, first:] if dists is not None else None
+        levels = levels[:, first:] if levels is not None else None
     matrix = rules if isinstance(rules, np.ndarray) else rules_matrix(rules)
     if matrix.shape != (k, 4):
         raise ValueError(f"rules for {matrix.shape[0]} symbols given, {k} needed")
-    sim = simulate(index, symbols, ohlcv, targets, matrix, config, dists)
+    sim = simulate(index, plan.symbols, ohlcv, targets, matrix, config, levels, timeframe)
     metrics = compute_metrics(sim, timeframe)
     metrics["clamped_bars"] = int(np.count_nonzero(clamped[first:]))
     return BacktestResult(

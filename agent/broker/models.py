@@ -5,15 +5,14 @@ Contracts:
 - `MarketRules` is `agent.market.exchange.MarketRules` (amount step, minimum amount, minimum notional,
   taker/maker fee), re-exported here; the fee fills pay is `agent.execution.costs.effective_fee`.
 - A `PendingTarget` is a target exposure decided at close_{t-1}, executed at open_t, with the exit plan an
-  entry (from flat) stores on the position: absolute levels (the model's, via the risk layer), or distances
-  below/above the entry's fill price (a rule strategy's ATR multiples, exactly as the backtest engine
-  applies them; distances win when both are given). `from_result` makes one from a risk result only when
-  it `changes`.
+  entry (from flat) stores on the position: stop-loss and take-profit levels decided with it (the model's
+  via the risk layer, or a rule strategy's, as the backtest engine applies them) and an optional trailing
+  distance. `from_result` makes one from a risk result only when it `changes`.
 - `client_order_id(run, symbol, bar, leg)` is deterministic (`{run}-{BASEQUOTE}-{bar_ts}-{leg}`, characters
   outside [A-Za-z0-9_-] dropped, at most 96 characters): a retried tick produces the same ids, and the
   unique `orders.client_order_id` stops a second fill.
-- Legs: `target` (the order moving to a pending target) and `exit` (a stop-loss or take-profit exit); a
-  symbol has at most one of each per bar.
+- Legs: `target` (the order moving to a pending target) and `exit` (a stop-loss, trailing-stop or
+  take-profit exit); a symbol has at most one of each per bar.
 - All records are flat frozen dataclasses with `to_dict`/`from_dict`, JSON-able for the graph's state, and
   carry every column the `orders` and `fills` tables need.
 """
@@ -94,19 +93,13 @@ class PendingTarget(_Record):
     stop_loss: float | None = None
     take_profit: float | None = None
     invalidation: str = ""
-    stop_distance: float | None = None
-    """Stop-loss this far below the entry's fill price (price units); overrides `stop_loss`."""
-    take_profit_distance: float | None = None
-    """Take-profit this far above the entry's fill price; overrides `take_profit`."""
+    trailing_stop: float | None = None
+    """Trailing distance (price units): the stop follows the highest price since the entry this far below."""
 
-    def levels(self, fill_price: float) -> tuple[float | None, float | None]:
-        """(stop_loss, take_profit) of an entry filled at `fill_price`; None where there is no level."""
-        stop, take = self.stop_loss, self.take_profit
-        if self.stop_distance is not None:
-            stop = fill_price - self.stop_distance
-        if self.take_profit_distance is not None:
-            take = fill_price + self.take_profit_distance
-        return _level(stop), _level(take)
+    def plan(self) -> tuple[float, float, float]:
+        """(stop-loss level, take-profit level, trailing distance) as the per-bar semantics reads them;
+        NaN where there is none."""
+        return _level(self.stop_loss), _level(self.take_profit), _level(self.trailing_stop)
 
     @classmethod
     def from_result(cls, result: RiskResult, decided_ts: int) -> PendingTarget | None:
@@ -120,11 +113,12 @@ class PendingTarget(_Record):
             stop_loss=result.stop_loss,
             take_profit=result.take_profit,
             invalidation=result.invalidation,
+            trailing_stop=result.trailing_stop,
         )
 
 
-def _level(value: float | None) -> float | None:
-    return value if value is not None and math.isfinite(value) and value > 0 else None
+def _level(value: float | None) -> float:
+    return value if value is not None and math.isfinite(value) and value > 0 else math.nan
 
 
 @dataclass(frozen=True)
@@ -143,7 +137,8 @@ class OrderRecord(_Record):
     status: str
     """filled | rejected."""
     reason: str
-    """entry | increase | decrease | exit | stop_loss | take_profit, plus ': why' when rejected."""
+    """entry | increase | decrease | exit | stop_loss | trailing_stop | take_profit, plus ': why' when
+    rejected."""
     leg: str
     decided_ts: int | None = None
     """Bar of the decision behind a target order (None for exits)."""

@@ -1,31 +1,23 @@
 """The paper broker: a pure state machine that settles one bar for a `PortfolioState`.
 
-Every fill, fee, slippage, precision cap and exit goes through `agent.execution.costs` (`order_for_target`,
-`execute_order`, `exit_trigger`), the functions the backtest engine's compiled loop calls, so a paper
-session and a backtest fill identically.
+It is the per-bar semantics of `agent.execution.bar` applied to one bar: the portfolio and the pending
+targets become the kernel's arrays (symbols in sorted order), the kernel's steps run exactly as in the
+backtest engine's compiled loop, and the result is read back as a new state plus order, fill and event
+records. A paper session and a backtest therefore fill identically, bit for bit.
 
-Per-bar semantics (fixed, identical to the backtest engine). For bar t:
-  1. At open_t: equity is marked at open_t once, before any order. Each pending target decided at
-     close_{t-1} becomes an order of `order_for_target(target, equity_open, position, open_t)` base units at
-     reference price open_t; all sells first, then all buys, each group in symbol order, so cash is freed
-     first. An entry (flat -> long) stores the pending target's exit plan (`PendingTarget.levels` of the
-     fill price) and invalidation on the position; adding to a position keeps its plan and entry time.
-  2. Within bar t: for every open position, `exit_trigger(open_t, high_t, low_t, stop, take_profit)`; a hit
-     sells the whole position at the returned reference price (reason stop_loss / take_profit). A stop-out
-     starts the symbol's cooldown (`breakers.cooldown_end`).
-  3. At close_t: marks = closes; equity = `state.equity(marks)`; peak equity = max(peak, equity); when
-     close_t (= bar_ts + one bar of `settings.timeframe`) falls on a new UTC day, `day_start_equity` becomes
-     this equity (on the run's first bar the day is only set, keeping the initial equity).
-Limits at the fill: a buy toward a pending target is cut so that the book after it keeps
-`max_gross_exposure` and cash >= `min_cash_fraction` of equity, positions marked at open_t and the fill's
-fee and slippage paid (`agent.risk.book.room`, the formula the risk layer sized the targets with; a cut is
-a `portfolio_room` event). With the defaults (1 and 0) that is cash >= 0, which `execute_order` keeps.
-Orders only when a target changes: the risk layer sends a pending target only when it differs from the
-current exposure, so the graph passes `in_force=None` (every pending target is acted on). A caller feeding a
-raw target series every bar (as the backtest engine reads its target matrix) passes back each outcome's
+For bar t (see `agent.execution.bar` for the rules themselves):
+  1. At open_t: pending targets decided at close_{t-1} become orders (equity marked at open_t once; sells
+     first, then buys, in symbol order; a buy cut to keep the book's `max_gross_exposure` and
+     `min_cash_fraction`, a `portfolio_room` event). An entry stores the pending target's exit plan
+     (`PendingTarget.plan`) and invalidation on the position; an add keeps the position's plan and entry time.
+  2. Within bar t: stop-loss, trailing stop and take-profit exits; a filled stop-out starts the symbol's
+     cooldown (`bar.cooldown_end`, a `cooldown` event). Then trailing stops follow the bar's high.
+  3. At close_t: marks = closes; equity; peak equity; the day roll (`bar.roll_day`).
+Orders only when a target changes: the risk layer sends a pending target only when the decision changes
+something, so the graph passes `in_force=None` (every pending target is acted on). A caller feeding a raw
+target series every bar (as the backtest engine reads its target matrix) passes back each outcome's
 `in_force`: a target equal to the last one acted on is skipped, as in the engine, whatever happened since
-(a stop-out does not re-enter until the target changes). A sell leaving at most 1e-9 of the fill closes
-the position exactly (floating-point residue of step flooring), as in the engine.
+(a stop-out does not re-enter until the target changes).
 Unfilled orders are recorded too: status `rejected`, reason `...: dust` (below the exchange minimum) or
 `...: nothing fillable` (no cash, no position or no volume), each with a `BrokerEvent`.
 
@@ -39,8 +31,11 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import replace
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
+
+import numpy as np
+from numba import njit
 
 from agent.broker.models import (
     EXIT_LEG,
@@ -55,20 +50,18 @@ from agent.broker.models import (
     client_order_id,
 )
 from agent.errors import DataError
-from agent.execution import costs
-from agent.execution.costs import effective_fee
+from agent.execution import bar
+from agent.execution.costs import DUST, FILLED, STATUS_NAMES, effective_fee
 from agent.market.candles import timeframe_ms
 from agent.portfolio import PortfolioState, Position
-from agent.risk.book import TOLERANCE, TradeCosts, room
-from agent.risk.breakers import cooldown_end
 from agent.risk.models import PORTFOLIO_ROOM
 
 if TYPE_CHECKING:
     from agent.config import Settings
 
-DAY_MS = 86_400_000
-_CLOSED = 1e-9
-"""A sell leaving at most this fraction of the fill closes the position (the engine's rule)."""
+DAY_MS = bar.DAY_MS
+COOLDOWN = "cooldown"
+"""Event kind of a stop-out starting a cooldown."""
 
 
 def initial_state(cash: float) -> PortfolioState:
@@ -88,188 +81,202 @@ def process_bar(
 ) -> BarOutcome:
     """Settle bar t: pending targets at the open, exits within the bar, marks at the close (see module)."""
     _check_inputs(state, bars, pending, bar_ts)
-    book = _Book(state, bars, bar_ts, rules, settings, run_id, in_force)
-    book.execute_targets(pending)
-    book.run_exits()
-    return book.close(state)
+    book = _Arrays.of(state, bars, pending, bar_ts, rules, settings, in_force)
+    book.run()
+    return _Reading(book, state, pending, bar_ts, settings, run_id).outcome()
 
 
 def _check_inputs(
     state: PortfolioState, bars: Mapping[str, Bar], pending: Mapping[str, PendingTarget], bar_ts: int
 ) -> None:
     for symbol in sorted(set(state.positions) | set(pending)):
-        bar = bars.get(symbol)
-        if bar is None:
+        candle = bars.get(symbol)
+        if candle is None:
             raise DataError(f"no bar for {symbol}, which has a position or a pending target")
-        prices = (bar.open, bar.high, bar.low, bar.close)
-        if not all(math.isfinite(p) and p > 0 for p in prices) or not (bar.volume >= 0):
-            raise DataError(f"invalid bar for {symbol}: {bar}")
+        prices = (candle.open, candle.high, candle.low, candle.close)
+        if not all(math.isfinite(p) and p > 0 for p in prices) or not (candle.volume >= 0):
+            raise DataError(f"invalid bar for {symbol}: {candle}")
     for symbol, target in pending.items():
         if target.symbol != symbol or not (0.0 <= target.target <= 1.0) or target.decided_ts >= bar_ts:
             raise ValueError(f"invalid pending target for {symbol} at bar {bar_ts}: {target}")
 
 
-class _Book:
-    """Working copy of the state while one bar is settled (private; `process_bar` stays pure)."""
+@dataclass
+class _Arrays:
+    """The bar and the book as the kernel's arrays (one row; symbols sorted)."""
 
-    def __init__(
-        self,
+    symbols: list[str]
+    ts: int
+    ohlcv: dict[str, np.ndarray]
+    goal: np.ndarray
+    plan: np.ndarray
+    rules: np.ndarray
+    cfg: np.ndarray
+    st: np.ndarray
+    acct: np.ndarray
+    log: tuple[np.ndarray, np.ndarray, np.ndarray]
+
+    @classmethod
+    def of(
+        cls,
         state: PortfolioState,
         bars: Mapping[str, Bar],
+        pending: Mapping[str, PendingTarget],
         bar_ts: int,
         rules: Mapping[str, MarketRules],
         settings: Settings,
-        run_id: str,
         in_force: Mapping[str, float] | None,
-    ) -> None:
-        self.bars, self.bar_ts, self.rules, self.settings, self.run_id = bars, bar_ts, rules, settings, run_id
-        self.bar_ms = timeframe_ms(settings.timeframe)
-        self.cash = state.cash
-        self.fees = state.fees_paid
-        self.positions = {s: state.positions[s] for s in sorted(state.positions)}
-        self.cooldown = dict(state.cooldown_until)
-        self.in_force = dict(in_force or {})
+    ) -> _Arrays:
+        symbols = sorted(bars)
+        k = len(symbols)
+        ohlcv = {c: bar.frozen([[getattr(bars[s], c) for s in symbols]]) for c in
+                 ("open", "high", "low", "close", "volume")}
+        goal = np.full((1, k), math.nan)
+        plan = np.full((3, 1, k), math.nan)
+        st = bar.new_state(k, math.nan)
+        for j, s in enumerate(symbols):
+            if s in pending:
+                goal[0, j] = pending[s].target
+                plan[:, 0, j] = pending[s].plan()
+            if in_force is not None and s in in_force:
+                st[j, bar.DONE] = in_force[s]
+            pos = state.positions.get(s)
+            if pos is not None:
+                st[j, bar.POS] = pos.amount
+                st[j, bar.STOP] = _nan(pos.stop_loss)
+                st[j, bar.TP] = _nan(pos.take_profit)
+                st[j, bar.TRAIL] = _nan(pos.trailing_stop)
+                st[j, bar.TRAILING] = 1.0 if pos.trailing else 0.0
+            if s in state.cooldown_until:
+                st[j, bar.COOL] = float(state.cooldown_until[s])
+        matrix = np.array([[effective_fee(rules[s], settings), rules[s].amount_step, rules[s].min_amount,
+                            rules[s].min_notional] for s in symbols], dtype=np.float64).reshape(k, 4)
+        risk, broker = settings.risk, settings.broker
+        cfg = bar.config(broker.slippage_bps, broker.max_participation or 0.0, risk.max_gross_exposure,
+                         risk.min_cash_fraction, risk.cooldown_bars, risk.daily_loss_limit, risk.max_drawdown,
+                         timeframe_ms(settings.timeframe))
+        acct = np.array(
+            [state.cash, state.fees_paid, state.peak_equity, float(state.day), state.day_start_equity]
+        )
+        li, lf = bar.order_log(2 * k + 1)
+        return cls(symbols, bar_ts, ohlcv, bar.frozen(goal), bar.frozen(plan), bar.frozen(matrix),
+                   bar.frozen(cfg), st, acct, (li, lf, np.zeros(1, np.int64)))
+
+    def run(self) -> None:
+        """The kernel's steps 1-4 for this bar."""
+        o = self.ohlcv
+        at_open = (o["open"], o["volume"])
+        args = (self.rules, self.cfg, self.st, self.acct, self.log)
+        _settle(self.ts, self.goal, self.plan, (o["open"], o["high"], o["low"]), o["close"], at_open, *args)
+
+
+@njit(cache=True, _nrt=False)
+def _settle(ts, goal, plan, ohl, close, at_open, rules, cfg, st, acct, log):
+    """Steps 1-4 of the per-bar semantics for one bar (row 0); returns the equity at the close."""
+    bar.open_targets(0, 0, goal, plan, at_open, rules, cfg, st, acct, log)
+    bar.check_exits(0, ts, ohl, plan, at_open, rules, cfg, st, acct, log)
+    bar.trail_stops(0, ohl[1], st)
+    equity, _ = bar.close_bar(0, ts, close, cfg, st, acct)
+    return equity
+
+
+class _Reading:
+    """The kernel's arrays read back as records (private)."""
+
+    def __init__(self, book: _Arrays, before: PortfolioState, pending: Mapping[str, PendingTarget],
+                 bar_ts: int, settings: Settings, run_id: str) -> None:
+        self.book, self.before, self.pending, self.bar_ts = book, before, pending, bar_ts
+        self.settings, self.run_id = settings, run_id
         self.orders: list[OrderRecord] = []
         self.fills: list[FillRecord] = []
         self.events: list[BrokerEvent] = []
 
-    # ---- step 1: targets at the open -------------------------------------------------------------------
+    def outcome(self) -> BarOutcome:
+        li, lf, cnt = self.book.log
+        bought: dict[str, tuple[float, float]] = {}
+        for i in range(int(cnt[0])):
+            self._order(li[i], lf[i], bought)
+        state = self._state(bought)
+        marks = {s: float(self.book.ohlcv["close"][0, j]) for j, s in enumerate(self.book.symbols)}
+        in_force = {s: float(self.book.st[j, bar.DONE]) for j, s in enumerate(self.book.symbols)
+                    if not math.isnan(self.book.st[j, bar.DONE])}
+        return BarOutcome(state, tuple(self.orders), tuple(self.fills), tuple(self.events), marks,
+                          state.equity(marks), in_force)
 
-    def execute_targets(self, pending: Mapping[str, PendingTarget]) -> None:
-        equity_open = self.cash
-        for symbol, position in self.positions.items():  # summed in the engine's order
-            equity_open += position.amount * self.bars[symbol].open
-        orders: list[tuple[str, float, PendingTarget]] = []
-        for symbol in sorted(pending):
-            target = pending[symbol]
-            if self.in_force.get(symbol) == target.target:
-                continue
-            self.in_force[symbol] = target.target
-            held = self.positions[symbol].amount if symbol in self.positions else 0.0
-            delta = costs.order_for_target(target.target, equity_open, held, self.bars[symbol].open)
-            if delta != 0.0:
-                orders.append((symbol, delta, target))
-        for symbol, delta, target in [o for o in orders if o[1] < 0] + [o for o in orders if o[1] > 0]:
-            reason = self._reason(symbol, delta, target)
-            self._execute(symbol, delta, self.bars[symbol].open, TARGET_LEG, reason, target)
-
-    def _reason(self, symbol: str, delta: float, target: PendingTarget) -> str:
-        if symbol not in self.positions:
-            return "entry"
-        if target.target == 0.0:
-            return "exit"
-        return "increase" if delta > 0 else "decrease"
-
-    # ---- step 2: exits within the bar ------------------------------------------------------------------
-
-    def run_exits(self) -> None:
-        for symbol in sorted(self.positions):
-            pos, bar = self.positions[symbol], self.bars[symbol]
-            stop = pos.stop_loss if pos.stop_loss is not None else 0.0
-            take = pos.take_profit if pos.take_profit is not None else 0.0
-            ref, why = costs.exit_trigger(bar.open, bar.high, bar.low, stop, take)
-            if why == costs.NO_EXIT:
-                continue
-            reason = costs.EXIT_NAMES[why]
-            filled = self._execute(symbol, -pos.amount, ref, EXIT_LEG, reason, None)
-            if filled > 0 and why == costs.STOP_LOSS:
-                until = cooldown_end(self.bar_ts, self.settings.risk.cooldown_bars, self.bar_ms)
-                self.cooldown[symbol] = until
-                detail = f"stopped out at {ref:.10g}; cooldown until {until}"
-                self.events.append(BrokerEvent(symbol, "cooldown", detail))
-
-    # ---- step 3: marks at the close --------------------------------------------------------------------
-
-    def close(self, before: PortfolioState) -> BarOutcome:
-        marks = {s: b.close for s, b in self.bars.items()}
-        state = PortfolioState(
-            cash=self.cash,
-            positions={s: self.positions[s] for s in sorted(self.positions)},
-            fees_paid=self.fees,
-            peak_equity=before.peak_equity,
-            day_start_equity=before.day_start_equity,
-            day=before.day,
-            cooldown_until=self.cooldown,
-        )
-        equity = state.equity(marks)
-        day = (self.bar_ts + self.bar_ms) // DAY_MS
-        changes: dict[str, object] = {"peak_equity": max(before.peak_equity, equity), "day": day}
-        if before.day != -1 and day != before.day:
-            changes["day_start_equity"] = equity
-        state = state.with_changes(**changes)
-        return BarOutcome(
-            state, tuple(self.orders), tuple(self.fills), tuple(self.events), marks, equity, self.in_force
-        )
-
-    # ---- one order ---------------------------------------------------------------------------------------
-
-    def _execute(
-        self, symbol: str, delta: float, ref: float, leg: str, reason: str, target: PendingTarget | None
-    ) -> float:
-        """Fill `delta` base units (signed) at `ref` via `costs.execute_order`; returns the amount filled."""
-        rules, bar, broker = self.rules[symbol], self.bars[symbol], self.settings.broker
-        side = 1 if delta > 0 else -1
-        held = self.positions[symbol].amount if symbol in self.positions else 0.0
-        fee_rate, participation = effective_fee(rules, self.settings), broker.max_participation or 0.0
-        wanted = abs(delta)
-        if leg == TARGET_LEG and side > 0:
-            wanted = self._within_room(symbol, wanted, ref, fee_rate)
-        amount, price, fee, status = costs.execute_order(
-            side, wanted, ref, self.cash, held, fee_rate, broker.slippage_bps,
-            rules.amount_step, rules.min_amount, rules.min_notional, bar.volume, participation,
-        )
-        coid = client_order_id(self.run_id, symbol, self.bar_ts, leg)
-        side_name = "buy" if side > 0 else "sell"
+    def _order(self, ints: np.ndarray, floats: np.ndarray, bought: dict[str, tuple[float, float]]) -> None:
+        s = self.book.symbols[int(ints[bar.L_SYMBOL])]
+        side = "buy" if ints[bar.L_SIDE] > 0 else "sell"
+        reason = bar.REASONS[int(ints[bar.L_REASON])]
+        leg = TARGET_LEG if ints[bar.L_REASON] < bar.TRIGGERED else EXIT_LEG
+        wanted, ref = float(floats[bar.L_WANTED]), float(floats[bar.L_REF])
+        target = self.pending.get(s) if leg == TARGET_LEG else None
         decided = target.decided_ts if target is not None else None
-        if status != costs.FILLED:
-            why = "dust" if status == costs.DUST else "nothing fillable"
-            self.orders.append(OrderRecord(coid, self.run_id, symbol, self.bar_ts, side_name, abs(delta), ref,
-                                           "rejected", f"{reason}: {why}", leg, decided))
-            detail = f"{side_name} {abs(delta):.10g} {symbol} at {ref:.10g} ({reason}): {why}"
-            self.events.append(BrokerEvent(symbol, costs.STATUS_NAMES[status], detail))
-            return 0.0
-        self.orders.append(OrderRecord(coid, self.run_id, symbol, self.bar_ts, side_name, abs(delta), ref,
-                                       "filled", reason, leg, decided))
-        self.fills.append(FillRecord(coid, self.run_id, symbol, self.bar_ts, side_name, amount, price, fee,
-                                     broker.quote_currency))
-        self.fees += fee
-        if side > 0:
-            self.cash -= amount * price + fee
-            self._add(symbol, amount, price, target)
-        else:
-            self.cash += amount * price - fee
-            left = held - amount
-            if left <= _CLOSED * amount:
-                del self.positions[symbol]
-            else:
-                self.positions[symbol] = replace(self.positions[symbol], amount=left)
-        return amount
-
-    def _within_room(self, symbol: str, amount: float, ref: float, fee_rate: float) -> float:
-        """A buy of `amount` at `ref`, cut so that the book after the fill keeps `max_gross_exposure` and
-        `min_cash_fraction` of equity (`risk.book.room`, positions at this bar's open); a cut is an event."""
-        risk = self.settings.risk
-        if risk.max_gross_exposure >= 1.0 and risk.min_cash_fraction <= 0.0:
-            return amount  # the only limit left is cash >= 0, which `execute_order` keeps
-        held = sum(p.amount * self.bars[s].open for s, p in self.positions.items())
-        unit_cost = ref * TradeCosts.of(fee_rate, self.settings.broker.slippage_bps).buy
-        fits = room(self.cash, held, ref, unit_cost, risk.max_gross_exposure, risk.min_cash_fraction)
-        if amount <= fits.limit * (1.0 + TOLERANCE):
-            return amount
-        detail = (f"buy of {amount:.10g} {symbol} cut to {fits.limit:.10g} at {ref:.10g}: the book keeps "
-                  f"max_gross_exposure {risk.max_gross_exposure:g} and min_cash_fraction "
-                  f"{risk.min_cash_fraction:g} (binding: {fits.binding})")
-        self.events.append(BrokerEvent(symbol, PORTFOLIO_ROOM, detail))
-        return fits.limit
-
-    def _add(self, symbol: str, amount: float, price: float, target: PendingTarget | None) -> None:
-        old = self.positions.get(symbol)
-        if old is None:
-            plan = target or PendingTarget(symbol, 0.0, self.bar_ts)
-            stop, take = plan.levels(price)
-            position = Position(symbol, amount, price, self.bar_ts, stop, take, plan.invalidation)
-            self.positions[symbol] = position
+        coid = client_order_id(self.run_id, s, self.bar_ts, leg)
+        if ints[bar.L_ROOM] != bar.NO_CUT:
+            risk = self.settings.risk
+            asked = float(floats[bar.L_ASKED])
+            detail = (f"buy of {wanted:.10g} {s} cut to {asked:.10g} at {ref:.10g}: the book "
+                      f"keeps max_gross_exposure {risk.max_gross_exposure:g} and min_cash_fraction "
+                      f"{risk.min_cash_fraction:g} (binding: {bar.ROOM_NAMES[int(ints[bar.L_ROOM])]})")
+            self.events.append(BrokerEvent(s, PORTFOLIO_ROOM, detail))
+        status = int(ints[bar.L_STATUS])
+        if status != FILLED:
+            why = "dust" if status == DUST else "nothing fillable"
+            self.orders.append(OrderRecord(coid, self.run_id, s, self.bar_ts, side, wanted, ref, "rejected",
+                                           f"{reason}: {why}", leg, decided))
+            detail = f"{side} {wanted:.10g} {s} at {ref:.10g} ({reason}): {why}"
+            self.events.append(BrokerEvent(s, STATUS_NAMES[status], detail))
             return
-        total = old.amount + amount
-        avg = (old.amount * old.avg_price + amount * price) / total
-        self.positions[symbol] = replace(old, amount=total, avg_price=avg)
+        amount, price, fee = float(floats[bar.L_FILLED]), float(floats[bar.L_PRICE]), float(floats[bar.L_FEE])
+        self.orders.append(OrderRecord(coid, self.run_id, s, self.bar_ts, side, wanted, ref, "filled", reason,
+                                       leg, decided))
+        self.fills.append(FillRecord(coid, self.run_id, s, self.bar_ts, side, amount, price, fee,
+                                     self.settings.broker.quote_currency))
+        if side == "buy":
+            bought[s] = (amount, price)  # one target order per symbol and bar
+        elif ints[bar.L_REASON] in (bar.STOPPED, bar.TRAILED):
+            until = int(self.book.st[int(ints[bar.L_SYMBOL]), bar.COOL])
+            self.events.append(BrokerEvent(s, COOLDOWN, f"stopped out at {ref:.10g}; cooldown until {until}"))
+
+    def _state(self, bought: dict[str, tuple[float, float]]) -> PortfolioState:
+        st, acct = self.book.st, self.book.acct
+        positions: dict[str, Position] = {}
+        for j, s in enumerate(self.book.symbols):
+            amount = float(st[j, bar.POS])
+            if amount <= 0.0:
+                continue
+            old = self.before.positions.get(s)
+            plan = {"stop_loss": _none(st[j, bar.STOP]), "take_profit": _none(st[j, bar.TP]),
+                    "trailing_stop": _none(st[j, bar.TRAIL]), "trailing": bool(st[j, bar.TRAILING] > 0.0)}
+            if old is None or old.amount <= 0.0:
+                target = self.pending.get(s)
+                invalidation = target.invalidation if target is not None else ""
+                price = bought[s][1]
+                positions[s] = Position(s, amount, price, self.bar_ts, invalidation=invalidation, **plan)
+                continue
+            avg = old.avg_price
+            if s in bought:
+                added, price = bought[s]
+                avg = (old.amount * old.avg_price + added * price) / amount
+            positions[s] = Position(s, amount, avg, old.entry_ts, invalidation=old.invalidation, **plan)
+        cooldown = dict(self.before.cooldown_until)
+        for j, s in enumerate(self.book.symbols):
+            if not math.isnan(st[j, bar.COOL]):
+                cooldown[s] = int(st[j, bar.COOL])
+        return PortfolioState(
+            cash=float(acct[bar.CASH]),
+            positions=positions,
+            fees_paid=float(acct[bar.FEES]),
+            peak_equity=float(acct[bar.PEAK]),
+            day_start_equity=float(acct[bar.DAY_START]),
+            day=int(acct[bar.DAY]),
+            cooldown_until=cooldown,
+        )
+
+
+def _nan(value: float | None) -> float:
+    return math.nan if value is None else float(value)
+
+
+def _none(value: float) -> float | None:
+    return None if math.isnan(value) else float(value)

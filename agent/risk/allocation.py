@@ -18,8 +18,9 @@ Contracts (pure; same inputs, same results):
   increase scaled to nothing, or whose scaled order is dust at the exchange's precision and minimums, is
   refused instead (HOLD at the current exposure, the position's exit plan kept, `rejected=True`, the
   `portfolio_room` event, plus `dust` for the latter). Room that a refusal frees is not handed to others.
-- Everything else (HOLDs, rejections, decreases) is returned unchanged. The per-position cap and the stop
-  risk are per-symbol limits already applied; scaling an increase down keeps them.
+- Everything else (HOLDs, rejections, decreases, and a rule strategy's results: sized by its plan as in
+  the backtest engine, the book's limits held at the fill) is returned unchanged. The per-position cap and
+  the stop risk are per-symbol limits already applied; scaling an increase down keeps them.
 - Symbols without a result (skipped this tick) still count through the positions they hold.
 """
 
@@ -52,7 +53,8 @@ def allocate(
 ) -> dict[str, RiskResult]:
     """The tick's results with the increases scaled to fit the book (see the module contract)."""
     out = dict(results)
-    ups = {s: r for s, r in results.items() if r.changes and r.target_exposure > r.current_exposure}
+    ups = {s: r for s, r in results.items()
+           if r.changes and r.target_exposure > r.current_exposure and r.source != "rule"}
     if not ups:
         return out
     equity = _equity(portfolio, marks)

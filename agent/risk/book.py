@@ -19,13 +19,14 @@ re-check at the fill all use it, so they agree):
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Literal, NamedTuple
 
+from agent.execution.bar import ROOM_TOLERANCE, book_room
+
 Binding = Literal["max_gross_exposure", "cash"]
 
-TOLERANCE = 1e-9
+TOLERANCE = ROOM_TOLERANCE
 """Relative margin within which an increase counts as fitting the room (see the module contract)."""
 
 
@@ -64,13 +65,5 @@ class Room(NamedTuple):
 
 def room(cash: float, held: float, unit: float, unit_cost: float, max_gross: float, min_cash: float) -> Room:
     """How many times the increase (`unit` of notional costing `unit_cost`) fits the book's limits."""
-    g, m = max_gross, min_cash
-    gross = _multiple(g * cash - (1.0 - g) * held, unit * (1.0 - g) + unit_cost * g)
-    floor = _multiple((1.0 - m) * cash - m * held, unit_cost * (1.0 - m) + unit * m)
+    gross, floor = book_room(cash, held, unit, unit_cost, max_gross, min_cash)  # the fill's own arithmetic
     return Room(gross, floor)
-
-
-def _multiple(headroom: float, per_unit: float) -> float:
-    if not math.isfinite(headroom) or headroom <= 0.0:
-        return 0.0
-    return headroom / per_unit if per_unit > 0.0 else math.inf

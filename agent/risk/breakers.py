@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from agent.execution import bar
 from agent.portfolio import PortfolioState
 from agent.risk.models import COOLDOWN, DAILY_LOSS_LIMIT, KILL_SWITCH, MAX_DRAWDOWN
 
@@ -45,41 +46,38 @@ def kill_switch_active(settings: Settings, session: Any = None) -> bool:
 def daily_loss(state: PortfolioState, equity: float, risk: RiskSettings) -> Breach | None:
     """The daily loss limit, if today's loss reached it."""
     start = state.day_start_equity
-    if start <= 0:
+    if not bar.daily_loss_hit(equity, start, risk.daily_loss_limit):  # the per-bar semantics' own rule
         return None
     loss = 1.0 - equity / start
-    if loss >= risk.daily_loss_limit:
-        return Breach(
-            DAILY_LOSS_LIMIT,
-            f"equity {equity:.2f} is {loss:.2%} below the day's start {start:.2f} "
-            f"(limit {risk.daily_loss_limit:.2%})",
-        )
-    return None
+    return Breach(
+        DAILY_LOSS_LIMIT,
+        f"equity {equity:.2f} is {loss:.2%} below the day's start {start:.2f} "
+        f"(limit {risk.daily_loss_limit:.2%})",
+    )
 
 
 def drawdown(state: PortfolioState, equity: float, risk: RiskSettings) -> Breach | None:
     """The maximum-drawdown breaker, if the drawdown from peak equity reached it."""
     peak = state.peak_equity
-    if peak <= 0:
+    if not bar.drawdown_hit(equity, peak, risk.max_drawdown):  # the per-bar semantics' own rule
         return None
     depth = 1.0 - equity / peak
-    if depth >= risk.max_drawdown:
-        return Breach(
-            MAX_DRAWDOWN,
-            f"equity {equity:.2f} is {depth:.2%} below the peak {peak:.2f} (limit {risk.max_drawdown:.2%})",
-        )
-    return None
+    return Breach(
+        MAX_DRAWDOWN,
+        f"equity {equity:.2f} is {depth:.2%} below the peak {peak:.2f} (limit {risk.max_drawdown:.2%})",
+    )
 
 
 def cooldown_end(stop_bar_ts: int, cooldown_bars: int, bar_ms: int) -> int:
-    """The first bar at which a symbol stopped out at `stop_bar_ts` may be entered again by a decision."""
-    return stop_bar_ts + cooldown_bars * bar_ms
+    """The first bar at which a symbol stopped out at `stop_bar_ts` may be entered again by a decision
+    (`agent.execution.bar.cooldown_end`, the rule the broker and the engine apply)."""
+    return int(bar.cooldown_end(stop_bar_ts, cooldown_bars, bar_ms))
 
 
 def cooldown(state: PortfolioState, symbol: str, bar_ts: int) -> Breach | None:
     """The cooldown after a stop-out, if `symbol` is still in it at `bar_ts`."""
     until = state.cooldown_until.get(symbol)
-    if until is not None and bar_ts < until:
+    if until is not None and bar.cooling(float(until), bar_ts):
         return Breach(COOLDOWN, f"{symbol} stopped out recently; no entry before bar {until}")
     return None
 

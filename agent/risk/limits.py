@@ -75,8 +75,11 @@ def apply_limits(
     source: str = "llm",
     alias: str | None = None,
     price_scale: float = 1.0,
+    trailing_stop: float | None = None,
 ) -> RiskResult:
     """Check and clamp `decision` for `symbol` at `price` (the close of bar t); see the module contract."""
+    if source == "rule":
+        return rule_limits(decision, allowance, symbol, portfolio, price, settings, trailing_stop)
     pos = portfolio.positions.get(symbol)
     current = allowance.current_exposure if math.isfinite(allowance.current_exposure) else 0.0
     keep = (pos.stop_loss, pos.take_profit) if pos else (None, None)
@@ -305,6 +308,66 @@ def rule_decision(
         take_profit=take_profit, invalidation="",
         rationale=f"rule {strategy}: target {previous_target!r} -> {target:g}"[:RATIONALE_MAX],
     )
+
+
+def rule_limits(
+    decision: TradeDecision,
+    allowance: Allowance,
+    symbol: str,
+    portfolio: PortfolioState,
+    price: float,
+    settings: Settings,
+    trailing_stop: float | None = None,
+) -> RiskResult:
+    """A rule strategy's decision (`rule_decision`) checked exactly as the backtest engine runs the rule.
+
+    Its target is already sized by the strategy's plan (`agent.backtest.plan.rule_plan`: fraction, per-symbol
+    and gross caps) and the book's limits hold at the fill (`agent.execution.bar`), so no cap, stop-risk size,
+    default exit or allocation applies. Refused (HOLD, `rejected=True`): bad fields or prices, an unknown
+    action, a sale with nothing held, and an increase while a breaker, the kill switch or a cooldown blocks
+    entries. An entry carries the rule's own exit plan (levels decided at this close and the trailing
+    distance; none when the rule has none); adds and reductions keep the position's.
+    """
+    pos = portfolio.positions.get(symbol)
+    current = allowance.current_exposure if math.isfinite(allowance.current_exposure) else 0.0
+    kept = (pos.stop_loss, pos.take_profit, pos.trailing_stop) if pos else (None, None, None)
+
+    def result(action: Action, target: float, plan: tuple[float | None, ...],
+               events: tuple[ClampEvent, ...] = (), rejected: bool = False) -> RiskResult:
+        return RiskResult(symbol, "rule", decision, action, target, current, plan[0], plan[1], "", rejected,
+                          events, plan[2])
+
+    problem = _screen_fields(decision, allowance, symbol, settings, price, None) or _rule_problem(
+        decision, allowance, pos is not None, current)
+    if problem is not None:
+        kind, field, before, detail = problem
+        event = ClampEvent(kind, field, _shown(before), "hold", detail)
+        return result(Action.HOLD, current, kept, (event,), True)
+    action = Action(decision.action)
+    if action is Action.HOLD:
+        return result(Action.HOLD, current, kept)
+    target = 0.0 if action is Action.CLOSE else float(decision.target_exposure)
+    entry = pos is None and target > current
+    plan = (decision.stop_loss, decision.take_profit, trailing_stop) if entry else kept
+    return result(action, target, plan)
+
+
+def _rule_problem(
+    decision: TradeDecision, allowance: Allowance, held: bool, current: float
+) -> Rejection | None:
+    """Why a rule's decision is refused (unknown action, a sale of nothing, a blocked increase), or None."""
+    try:
+        action = Action(decision.action)
+    except ValueError:
+        why = f"unknown action {decision.action!r}"
+        return Rejection(m.ACTION_NOT_ALLOWED, "action", decision.action, why)
+    if action in (Action.SELL, Action.CLOSE) and not held:
+        return Rejection(m.NOTHING_TO_SELL, "action", action.value, f"{action.value} with nothing held")
+    blocked = allowance.entries_blocked or allowance.binding == m.BAD_MARKET_DATA
+    if action is Action.BUY and float(decision.target_exposure) > current and blocked:
+        why = "; ".join(e.detail for e in allowance.events) or f"binding: {allowance.binding}"
+        return Rejection(m.ACTION_NOT_ALLOWED, "action", action.value, f"no increase now ({why})")
+    return None
 
 
 def no_call_decision(allowance: Allowance) -> TradeDecision:

@@ -160,6 +160,8 @@ class RiskResult:
     invalidation: str
     rejected: bool
     events: tuple[ClampEvent, ...] = ()
+    trailing_stop: float | None = None
+    """A rule strategy's trailing distance for an entry (price units; None for the model's proposals)."""
 
     @property
     def changes(self) -> bool:
@@ -183,6 +185,7 @@ class RiskResult:
             "rejected": self.rejected,
             "changes": self.changes,
             "events": [e.to_dict() for e in self.events],
+            "trailing_stop": self.trailing_stop,
         }
 
     @classmethod
@@ -208,4 +211,5 @@ class RiskResult:
             invalidation=data.get("invalidation", ""),
             rejected=bool(data["rejected"]),
             events=tuple(ClampEvent.from_dict(e) for e in data.get("events", ())),
+            trailing_stop=data.get("trailing_stop"),
         )

@@ -46,9 +46,10 @@ def run_bars(
     volume: list[float] | None = None,
     rules: MarketRules | None = None,
     config: EngineConfig | None = None,
-    dists: np.ndarray | None = None,
+    plan: np.ndarray | None = None,
 ) -> SimResult:
-    """Simulate one symbol over hand-written bars (high/low/close default to the open)."""
+    """Simulate one symbol over hand-written bars (high/low/close default to the open); `plan` is the (3, n)
+    stop-loss level, take-profit level and trailing distance decided at each close."""
     n = len(open_)
     cols = {
         "open": open_,
@@ -67,5 +68,5 @@ def run_bars(
         tgt,
         rules_matrix([rules or plain_rules()]),
         config or EngineConfig(1000.0),
-        None if dists is None else dists.reshape(3, n, 1),
+        None if plan is None else plan.reshape(3, n, 1),
     )

@@ -91,8 +91,11 @@ def test_missing_bar_defers_the_order_to_the_next_bar_with_data() -> None:
     assert sim.equity[1] == 1000.0  # marked at the last close while the bar is missing
 
 
-def _dists(n: int, stop: float = math.nan, take: float = math.nan, trail: float = math.nan) -> np.ndarray:
-    return np.stack([np.full(n, stop), np.full(n, take), np.full(n, trail)])
+def _plan(close: list[float], stop: float = math.nan, take: float = math.nan, trail: float = math.nan
+          ) -> np.ndarray:
+    """Exit plans decided at each close: levels `stop` below, `take` above it, trailing distance `trail`."""
+    c = np.asarray(close, dtype=np.float64)
+    return np.stack([c - stop, c + take, np.full(len(c), trail)])
 
 
 @pytest.mark.parametrize(
@@ -114,18 +117,25 @@ def test_stop_and_take_profit_via_exit_trigger(
         [1, 1, 1, 1],
         high=[100, 100, h, 100],
         low=[100, 100, lo, 100],
-        dists=_dists(4, stop=5.0, take=10.0),
+        plan=_plan([100, 100, o, 100], stop=5.0, take=10.0),
     )
     assert list(sim.fill_bar) == [1, 2]
     assert sim.fill_price[1] == price
     assert sim.trades_frame()["exit_reason"].tolist() == [reason]
 
 
-def test_exit_plan_uses_distances_known_before_the_entry_bar() -> None:
-    dists = _dists(4, stop=5.0)
-    dists[0, 1:] = 50.0  # changes at the entry bar itself must not be used
-    sim = run_bars([100, 100, 96, 96], [1, 1, 1, 1], low=[100, 100, 94, 96], dists=dists)
+def test_exit_plan_is_the_one_decided_with_the_target() -> None:
+    plan = _plan([100, 100, 96, 96], stop=5.0)
+    plan[0, 1:] = 50.0  # plans decided at the entry bar itself and later must not be used
+    sim = run_bars([100, 100, 96, 96], [1, 1, 1, 1], low=[100, 100, 94, 96], plan=plan)
     assert sim.fill_price[-1] == 95.0
+
+
+def test_exit_levels_are_anchored_at_the_deciding_close_not_at_the_fill() -> None:
+    # decided at close 100 with a stop 5 below (95); the entry fills at a gapped-up open of 104
+    sim = run_bars([100, 104, 96, 96], [1, 1, 1, 1], close=[100, 104, 96, 96], low=[100, 104, 95.5, 96],
+                   plan=_plan([100, 104, 96, 96], stop=5.0))
+    assert len(sim.fill_bar) == 1  # a stop at 99 (the fill minus 5) would have been hit at 95.5
 
 
 def test_trailing_stop_rises_with_the_high_but_not_within_the_same_bar() -> None:
@@ -134,7 +144,7 @@ def test_trailing_stop_rises_with_the_high_but_not_within_the_same_bar() -> None
         [1, 1, 1, 1],
         high=[100, 108, 107, 105],
         low=[100, 102.5, 104, 102],
-        dists=_dists(4, stop=5.0, trail=5.0),
+        plan=_plan([100, 100, 107, 104], stop=5.0, trail=5.0),
     )
     # bar 1: entered at 100 (stop 95); its high 108 raises the stop to 103 after the bar's exit check,
     # so its own low of 102.5 does not stop it out. Bar 2 (low 104) holds; bar 3 trades through 103.
@@ -145,7 +155,8 @@ def test_trailing_stop_rises_with_the_high_but_not_within_the_same_bar() -> None
 
 def test_a_stopped_out_position_is_not_reentered_while_the_target_is_unchanged() -> None:
     sim = run_bars(
-        [100, 100, 90, 100, 100], [1, 1, 1, 1, 1], low=[100, 100, 89, 100, 100], dists=_dists(5, stop=5.0)
+        [100, 100, 90, 100, 100], [1, 1, 1, 1, 1], low=[100, 100, 89, 100, 100],
+        plan=_plan([100] * 5, stop=5.0)
     )
     assert len(sim.fill_bar) == 2
 
@@ -196,7 +207,7 @@ def test_record_buffers_grow_when_exits_repeat_every_bar() -> None:
         [1.0] * n,
         low=low,
         volume=vol,
-        dists=_dists(n, stop=5.0),
+        plan=_plan([100.0] * n, stop=5.0),
         config=EngineConfig(1000.0, max_participation=0.5),
     )
     assert len(sim.fill_bar) == n - 1  # one entry, then one capped exit per bar: beyond the first buffer

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from agent.backtest.models import SizingRules
-from agent.backtest.plan import align, exit_distances, gross_cap, sized_targets, spread
+from agent.backtest.plan import align, exit_plan, gross_cap, sized_targets, spread
 from agent.market.indicators import atr
 from strategies.crossover import SmaCross
 from tests.backtest.helpers import random_walk
@@ -43,14 +43,17 @@ def test_gross_cap_scales_only_rows_above_it() -> None:
     np.testing.assert_allclose(out, [[0.5, 0.5], [0.8 / 1.5, 0.7 / 1.5], [0.2, 0.0]])
 
 
-def test_exit_distances_from_atr_multiples() -> None:
+def test_exit_plan_levels_from_the_close_and_atr_multiples() -> None:
     frame = random_walk(50)
-    assert exit_distances(frame, SmaCross.Params()) is None
-    dists = exit_distances(frame, SmaCross.Params(stop_atr=2.0, trailing_atr=3.0))
+    assert exit_plan(frame, SmaCross.Params()) is None
+    plan = exit_plan(frame, SmaCross.Params(stop_atr=2.0, take_profit_atr=4.0, trailing_atr=3.0))
     value = atr(frame["high"].to_numpy(), frame["low"].to_numpy(), frame["close"].to_numpy(), 14)
-    np.testing.assert_allclose(dists[0], 2 * value)
-    assert np.isnan(dists[1]).all()
-    np.testing.assert_allclose(dists[2], 3 * value)
+    close = frame["close"].to_numpy()
+    np.testing.assert_allclose(plan[0], close - 2 * value)
+    np.testing.assert_allclose(plan[1], close + 4 * value)
+    np.testing.assert_allclose(plan[2], 3 * value)
+    only_stop = exit_plan(frame, SmaCross.Params(stop_atr=2.0))
+    assert np.isnan(only_stop[1]).all() and np.isnan(only_stop[2]).all()
 
 
 def test_align_unions_bar_times_and_spread_carries_decisions_forward() -> None:

@@ -107,14 +107,30 @@ def test_entry_stores_the_exit_plan_and_an_add_keeps_it() -> None:
     assert pos2.avg_price == pytest.approx(cost / sum(f.amount for f in buys))
 
 
-def test_distances_set_levels_from_the_entry_fill_price() -> None:
-    pending = {SYMBOL: PendingTarget(SYMBOL, 0.5, T0 - HOUR, stop_loss=1.0, stop_distance=1_200.0,
-                                     take_profit_distance=2_400.0)}
-    bar = Bar(60_000.0, 60_100.0, 59_900.0, 60_000.0, 100.0)
-    out = process_bar(initial_state(10_000.0), {SYMBOL: bar}, pending, T0, RULES, _settings(), "r1")
-    fill_price = out.fills[0].price
+def test_a_trailing_distance_raises_the_stop_from_the_fill_and_follows_the_high() -> None:
+    pending = {SYMBOL: PendingTarget(SYMBOL, 0.5, T0 - HOUR, stop_loss=58_000.0, take_profit=70_000.0,
+                                     trailing_stop=1_200.0)}
+    entry = Bar(60_000.0, 60_100.0, 59_900.0, 60_000.0, 100.0)
+    out = process_bar(initial_state(10_000.0), {SYMBOL: entry}, pending, T0, RULES, _settings(), "r1")
     pos = out.state.positions[SYMBOL]
-    assert (pos.stop_loss, pos.take_profit) == (fill_price - 1_200.0, fill_price + 2_400.0)
-    warm = {SYMBOL: PendingTarget(SYMBOL, 0.5, T0 - HOUR, stop_distance=float("nan"))}
-    out2 = process_bar(initial_state(10_000.0), {SYMBOL: bar}, warm, T0, RULES, _settings(), "r1")
-    assert out2.state.positions[SYMBOL].stop_loss is None
+    # the fill (60,060 with slippage) minus 1,200 is above the planned stop; then the bar's high lifts it
+    assert (pos.stop_loss, pos.take_profit, pos.trailing_stop, pos.trailing) == (58_900.0, 70_000.0, 1_200.0,
+                                                                                  True)
+    up = Bar(60_000.0, 62_000.0, 59_000.0, 61_500.0, 100.0)  # 59,000 > 58,900: held; the high lifts the stop
+    out2 = process_bar(out.state, {SYMBOL: up}, {}, T0 + HOUR, RULES, _settings(), "r1")
+    assert out2.fills == () and out2.state.positions[SYMBOL].stop_loss == 60_800.0
+    down = Bar(61_000.0, 61_200.0, 60_500.0, 60_600.0, 100.0)
+    out3 = process_bar(out2.state, {SYMBOL: down}, {}, T0 + 2 * HOUR, RULES, _settings(), "r1")
+    (order,) = out3.orders
+    assert (order.reason, order.price) == ("trailing_stop", 60_800.0)
+    assert SYMBOL not in out3.state.positions
+    assert out3.state.cooldown_until[SYMBOL] == T0 + 2 * HOUR + 3 * HOUR
+    assert [e.kind for e in out3.events] == ["cooldown"]
+
+
+def test_missing_levels_mean_no_exit_plan() -> None:
+    bar = Bar(60_000.0, 60_100.0, 59_900.0, 60_000.0, 100.0)
+    warm = {SYMBOL: PendingTarget(SYMBOL, 0.5, T0 - HOUR, stop_loss=float("nan"), trailing_stop=float("nan"))}
+    out = process_bar(initial_state(10_000.0), {SYMBOL: bar}, warm, T0, RULES, _settings(), "r1")
+    pos = out.state.positions[SYMBOL]
+    assert (pos.stop_loss, pos.take_profit, pos.trailing_stop, pos.trailing) == (None, None, None, False)

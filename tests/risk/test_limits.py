@@ -158,8 +158,8 @@ def test_rule_targets_become_decisions_only_when_they_change() -> None:
     assert rule_decision(BTC, 0.0, 1.0, 0.0, "sma").action is Action.HOLD  # stopped out already
     assert rule_decision(BTC, math.nan, 0.0, 0.0, "sma").action is Action.HOLD
     r = World().limit(rule_decision(BTC, 1.0, 0.0, 0.0, "sma"), source="rule")
-    assert r.source == "rule" and r.target_exposure == 0.5 and kinds(r) == [
-        "exposure_cap", "stop_loss_default", "take_profit_default"]
+    # a rule's target is sized by its plan and its exits are its own (none here), as in the backtest engine
+    assert r.source == "rule" and r.target_exposure == 1.0 and kinds(r) == [] and r.stop_loss is None
     bad = World().limit(rule_decision(BTC, 1.5, 0.0, 0.0, "buggy"), source="rule")
     assert bad.rejected and kinds(bad) == ["out_of_range"]
 

@@ -1,0 +1,166 @@
+"""One per-bar semantics: a rule strategy fills the same way whichever way it is run.
+
+For every built-in strategy (`strategies.registry.BUILTINS`), without and with an exit plan (stop-loss,
+take-profit and trailing stop), on BTC/USDT and ETH/USDT together (one shared cash balance) and over two
+300-bar windows of the bundled 1h candles, three paths must give the same fills (bar, symbol, side, amount,
+price, fee, reason), the same cumulative fees and the same equity at every bar, bit for bit:
+
+- `tradegraph backtest`: `agent.backtest.service.run_request`, which the command calls (the compiled engine);
+- the notebook API: `agent.notebook.run_backtest` (`tg.run_backtest`);
+- `tradegraph run --replay`: the daemon itself, `agent.daemon.Daemon` with `DaemonOptions(replay=True)`,
+  run in this process on its simulated clock (scheduler, candle feed over the replay exchange, the agent
+  graph and the ledger); its fills and equity are read back from the ledger.
+
+All three use the default configuration (risk caps, cooldown, breakers, fees and slippage), so what is
+compared is exactly what a user gets from the commands.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+from sqlalchemy import select
+
+from agent.backtest.models import REASONS, SimResult
+from agent.backtest.service import BacktestRequest, run_request
+from agent.config import DEFAULT_DATA_DIR, Settings
+from agent.daemon import Daemon, DaemonOptions
+from agent.db.models import BalanceSnapshot, Fill, Order
+from agent.db.session import open_db
+from strategies.registry import BUILTINS
+
+HOUR = 3_600_000
+SYMBOLS = ["BTC/USDT", "ETH/USDT"]
+BARS = 300
+DATA_END = 1758322800000
+"""Close of the last bundled 1h bar (2025-09-19 22:00 + 1 h)."""
+WINDOWS = {
+    "last": (DATA_END - BARS * HOUR, DATA_END),
+    "feb25": (1740009600000, 1740009600000 + BARS * HOUR),  # 2025-02-20: BTC falls from 98k to 78k
+}
+EXITS: dict[str, dict[str, float]] = {
+    "none": {},
+    "exits": {"stop_atr": 1.5, "take_profit_atr": 3.0, "trailing_atr": 2.5},
+}
+
+Fills = list[tuple[int, str, str, float, float, float, str]]
+
+
+@dataclass(frozen=True)
+class Path_:
+    """What one path produced: fills in order, and per bar (open time) the equity and cumulative fees."""
+
+    fills: Fills
+    bars: list[int]
+    equity: list[float]
+    fees: list[float]
+
+
+def _iso(ms: int) -> str:
+    return pd.Timestamp(ms, unit="ms", tz="UTC").isoformat()
+
+
+@pytest.fixture
+def data_folder(tmp_path: Path) -> Path:
+    """A data folder whose `binance/` is the bundled sample (the daemon's feed writes its store beside it)."""
+    folder = tmp_path / "data"
+    folder.mkdir()
+    (folder / "binance").symlink_to(DEFAULT_DATA_DIR / "binance", target_is_directory=True)
+    return folder
+
+
+def _settings(folder: Path, strategy: str) -> Settings:
+    return Settings(symbols=SYMBOLS, timeframe="1h", strategy=strategy, data_dir=folder,
+                    database_url=f"sqlite:///{folder / 'equivalence.db'}")
+
+
+def _from_sim(sim: SimResult) -> Path_:
+    times = [int(t) for t in sim.index.as_unit("ms").asi8]
+    fills: Fills = [
+        (times[int(b)], sim.symbols[int(s)], "buy" if side > 0 else "sell", float(a), float(p), float(f),
+         REASONS[int(r)])
+        for b, s, side, a, p, f, r in zip(sim.fill_bar, sim.fill_symbol, sim.fill_side, sim.fill_amount,
+                                          sim.fill_price, sim.fill_fee, sim.fill_reason, strict=True)
+    ]
+    fees, total, i = [], 0.0, 0
+    for t in times:
+        while i < len(fills) and fills[i][0] == t:
+            total += fills[i][5]
+            i += 1
+        fees.append(total)
+    return Path_(fills, times, [float(e) for e in sim.equity], fees)
+
+
+def _from_ledger(url: str, run_id: str) -> Path_:
+    engine, factory = open_db(url)
+    try:
+        with factory() as s:
+            rows = s.execute(
+                select(Fill.bar_ts, Fill.symbol, Fill.side, Fill.amount, Fill.price, Fill.fee, Order.reason)
+                .join(Order, Fill.order_id == Order.id).where(Fill.run_id == run_id).order_by(Fill.id)
+            ).tuples().all()
+            snaps = s.execute(
+                select(BalanceSnapshot.bar_ts, BalanceSnapshot.equity, BalanceSnapshot.fees_paid)
+                .where(BalanceSnapshot.run_id == run_id).order_by(BalanceSnapshot.bar_ts)
+            ).tuples().all()
+    finally:
+        engine.dispose()
+    fills: Fills = [(int(b), sym, side, a, p, f, str(r)) for b, sym, side, a, p, f, r in rows]
+    return Path_(fills, [int(b) for b, _, _ in snaps], [e for _, e, _ in snaps], [f for _, _, f in snaps])
+
+
+def _engine(settings: Settings, name: str, params: dict[str, Any], start: int, end: int) -> Path_:
+    request = BacktestRequest(strategy=name, params={k: str(v) for k, v in params.items()}, symbols=SYMBOLS,
+                              timeframe="1h", start=_iso(start), end=_iso(end))
+    return _from_sim(run_request(request, settings, None).result.sim)
+
+
+def _notebook(settings: Settings, name: str, params: dict[str, Any], start: int, end: int) -> Path_:
+    import agent as tg
+
+    run = tg.run_backtest(name, SYMBOLS, "1h", _iso(start), _iso(end), settings=settings, **params)
+    return _from_sim(run.result.sim)
+
+
+def _daemon(settings: Settings, name: str, params: dict[str, Any], start: int, end: int) -> Path_:
+    options = DaemonOptions(replay=True, speed=3600 * 1000, start=_iso(start), end=_iso(end), strategy=name,
+                            params=params, run_id="equivalence", lease_ttl_s=60)
+    result = Daemon(settings, options).run()
+    assert result.finished, result
+    return _from_ledger(settings.db_url, result.run_id)
+
+
+def _same(a: Path_, b: Path_, what: str) -> None:
+    assert a.bars == b.bars, f"{what}: bars differ"
+    for i, (x, y) in enumerate(zip(a.fills, b.fills, strict=False)):
+        assert x == y, f"{what}: fill {i} differs: {x} != {y}"
+    assert len(a.fills) == len(b.fills), f"{what}: {len(a.fills)} != {len(b.fills)} fills"
+    for i, (x, y) in enumerate(zip(a.equity, b.equity, strict=True)):
+        assert x == y, f"{what}: equity at bar {i} ({_iso(a.bars[i])}) differs: {x!r} != {y!r}"
+    assert a.fees == b.fees, f"{what}: cumulative fees differ"
+
+
+def _cases() -> Iterator[Any]:
+    for window in WINDOWS:
+        for name in BUILTINS:
+            for exits in EXITS:
+                yield pytest.param(window, name, exits, id=f"{window}-{name}-{exits}")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("window", "name", "exits"), list(_cases()))
+def test_backtest_daemon_and_notebook_fill_identically(
+    data_folder: Path, window: str, name: str, exits: str
+) -> None:
+    start, end = WINDOWS[window]
+    params = EXITS[exits]
+    settings = _settings(data_folder, name)
+    engine = _engine(settings, name, params, start, end)
+    assert len(engine.bars) == BARS
+    _same(engine, _notebook(settings, name, params, start, end), "backtest vs notebook")
+    _same(engine, _daemon(settings, name, params, start, end), "backtest vs daemon")
