@@ -1,6 +1,8 @@
 # The two commands a new user needs (see README):
 #   make demo   install into .venv (first time) and run the main job on embedded defaults
 #   make test   install into .venv (first time) and run the whole test suite
+# `make lint` runs the gates CI runs before the tests: ruff check, ruff format --check, mypy (strict on agent/
+# and strategies/), lint-imports (the layer contracts in pyproject.toml); it stops at the first that fails.
 # `make bench` runs the benchmarks against their peers (installs the bench extra).
 
 PYTHON ?= python3
@@ -8,7 +10,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test bench install clean
+.PHONY: demo test lint bench install clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +27,16 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/pytest
+
+lint: $(STAMP)
+	@echo '== gate: ruff check'
+	@$(BIN)/ruff check .
+	@echo '== gate: ruff format --check'
+	@$(BIN)/ruff format --check .
+	@echo '== gate: mypy (strict: agent/, strategies/)'
+	@$(BIN)/mypy
+	@echo '== gate: lint-imports (layers)'
+	@$(BIN)/lint-imports
 
 bench: $(STAMP)
 	$(BIN)/pip install --quiet -e '.[local,dev,bench]'
