@@ -46,4 +46,4 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_tick.py
 
 clean:
-	rm -rf $(VENV) reports data/store data/tradegraph.db*
+	rm -rf $(VENV) reports data/store data/reports data/logs data/tradegraph.db*

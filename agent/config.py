@@ -166,7 +166,7 @@ class Settings(BaseSettings):
     mode: Literal["paper"] = "paper"
     symbols: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["BTC/USDT", "ETH/USDT"])
     timeframe: Literal["1m", "5m", "15m", "1h", "4h", "1d", "1w"] = "1h"
-    data_dir: Path = DEFAULT_DATA_DIR
+    data_dir: Path = Path("data")
     database_url: str | None = Field(None, description="SQLAlchemy URL; None = sqlite file in data_dir")
     strategy: str = "llm"
     fallback: Literal["hold", "rule"] = "hold"

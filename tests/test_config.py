@@ -171,3 +171,16 @@ def test_relative_paths_are_taken_from_the_config_files_folder(
     monkeypatch.setenv("TRADEGRAPH_RISK__KILL_SWITCH_FILE", str(absolute))
     assert load_settings().risk.kill_switch_file == str(absolute)
 
+
+def test_everything_written_lives_under_one_folder_beside_the_config(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("TRADEGRAPH_DATABASE_URL")  # set by the autouse fixture; here we test the default
+    s = load_settings()  # the test runs in tmp_path, which has no tradegraph.toml
+    assert s.data_dir == tmp_path / "data"
+    assert s.db_url == f"sqlite:///{tmp_path / 'data' / 'tradegraph.db'}"
+    assert (s.reports_dir, s.logs_dir) == (tmp_path / "data" / "reports", tmp_path / "data" / "logs")
+    monkeypatch.setenv("TRADEGRAPH_DATA_DIR", str(tmp_path / "chosen"))
+    s = load_settings()
+    assert s.db_url == f"sqlite:///{tmp_path / 'chosen' / 'tradegraph.db'}"
+    assert s.reports_dir == tmp_path / "chosen" / "reports" and s.logs_dir == tmp_path / "chosen" / "logs"

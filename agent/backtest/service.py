@@ -227,7 +227,8 @@ def _record_and_run(
         report_path = None
         if reports_dir is not None:
             meta = _meta(run_id, prepared, result)
-            report_path = write_report(reports_dir / run_id, result, hold, comparison, meta, prepared.notes)
+            folder = reports_dir.absolute() / run_id  # recorded absolute: valid from any working directory
+            report_path = write_report(folder, result, hold, comparison, meta, prepared.notes)
         metrics = dict(comparison["strategy"]) | {
             "buy_and_hold": comparison["buy_and_hold"],
             "cash": comparison["cash"],

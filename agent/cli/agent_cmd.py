@@ -37,7 +37,7 @@ def register(app: typer.Typer) -> None:
 def demo(
     bars: int = typer.Option(6, min=2, max=500, help="hourly bars to trade, ending at the last bundled bar"),
     symbols: str = typer.Option("BTC/USDT,ETH/USDT", help="comma-separated symbols from the bundled data"),
-    reports: Path = typer.Option(Path("reports"), help="folder for the report"),
+    reports: Path | None = typer.Option(None, help="folder for the report (default: <data_dir>/reports)"),
 ) -> None:
     """Run the agent with the embedded local LLM over the last bars of the bundled data (offline)."""
     from rich.console import Console

@@ -10,11 +10,7 @@ Contracts:
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import typer
-
-REPORTS_DIR = Path("reports")
 
 _STRATEGY = typer.Option(
     ..., "--strategy", "-s", help="built-in name (e.g. sma_cross) or path/to/file.py:Class"
@@ -89,7 +85,7 @@ def backtest(
         max_participation=max_participation,
         warmup=warmup,
     )
-    outcome = run_request(request, settings, None if no_report else REPORTS_DIR)
+    outcome = run_request(request, settings, None if no_report else settings.reports_dir)
     console = Console()
     for note in outcome.notes:
         console.print(f"[yellow]note:[/] {note}")

@@ -77,7 +77,7 @@ def run_agent_backtest(
     end: str | None,
     run_id: str | None = None,
     kind: str = "backtest",
-    reports_dir: Path = Path("reports"),
+    reports_dir: Path | None = None,
     params: dict[str, Any] | None = None,
     last_bars: int | None = None,
     console: Console | None = None,
@@ -87,8 +87,10 @@ def run_agent_backtest(
     """Run the graph over [start, end) (or the last `last_bars` bars) and write its report.
 
     `source` defaults to every stored or bundled candle of the configured symbols; pass a shorter one to
-    limit how much history the prompts can draw on.
+    limit how much history the prompts can draw on. The report goes to `<reports_dir>/<run id>/` (default
+    `settings.reports_dir`), recorded as an absolute path.
     """
+    reports_dir = Path(reports_dir or settings.reports_dir).absolute()
     source = source if source is not None else load_source(settings)
     times = source.bar_times(_ms(start), _ms(end))
     if last_bars is not None:

@@ -81,7 +81,8 @@ def test_backtest_prints_summary_writes_report_and_records_the_run(db: str, tmp_
         "1h",
     )
     assert run.params["fast"] == 10 and run.metrics["buy_and_hold"]["total_return"] is not None
-    assert run.start_ts == 1735689600000 and run.report_path == str(report.relative_to(tmp_path))
+    assert run.start_ts == 1735689600000 and run.report_path == str(report)  # absolute, under data_dir
+    assert report.is_relative_to(tmp_path / "data" / "reports")
 
 
 def test_several_symbols_then_runs_list_and_show(db: str) -> None:

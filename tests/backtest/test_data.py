@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pandas as pd
 import pytest
 
 from agent.backtest.data import load_window
-from agent.config import DEFAULT_DATA_DIR
 from agent.errors import ConfigError, DataError
 
 
-def test_window_with_warmup_rows_before_the_start() -> None:
-    w = load_window(["BTC/USDT"], "1h", DEFAULT_DATA_DIR, "2025-01-01", "2025-02-01", warmup=50)
+def test_window_with_warmup_rows_before_the_start(tmp_path: Path) -> None:
+    w = load_window(["BTC/USDT"], "1h", tmp_path, "2025-01-01", "2025-02-01", warmup=50)
     frame = w.frames["BTC/USDT"]
     assert w.trade_start == pd.Timestamp("2025-01-01", tz="UTC")
     assert w.trade_end == pd.Timestamp("2025-01-31 23:00", tz="UTC")
@@ -19,8 +20,8 @@ def test_window_with_warmup_rows_before_the_start() -> None:
     assert w.notes == []
 
 
-def test_partial_coverage_is_noted() -> None:
-    w = load_window(["BTC/USDT"], "1h", DEFAULT_DATA_DIR, "2024-01-01", "2025-01-01")
+def test_partial_coverage_is_noted(tmp_path: Path) -> None:
+    w = load_window(["BTC/USDT"], "1h", tmp_path, "2024-01-01", "2025-01-01")
     assert w.trade_start.strftime("%Y-%m-%d") == "2024-09-19"
     assert w.notes == [
         "BTC/USDT 1h data starts 2024-09-19 22:00, after --start 2024-01-01: backtesting from there"
@@ -50,8 +51,8 @@ def test_partial_coverage_is_noted() -> None:
     ],
 )
 def test_bad_windows_raise_one_line(
-    symbol: str, start: str | None, end: str | None, error: type, message: str
+    tmp_path: Path, symbol: str, start: str | None, end: str | None, error: type, message: str
 ) -> None:
-    with pytest.raises(error, match=message) as info:
-        load_window([symbol], "1h", DEFAULT_DATA_DIR, start, end)
+    with pytest.raises(error, match=message) as info:  # tmp_path: the bundled sample, never data/store
+        load_window([symbol], "1h", tmp_path, start, end)
     assert "\n" not in str(info.value)

@@ -73,7 +73,7 @@ def test_frames_can_be_injected():
 
 
 def test_the_service_runs_unchanged_over_replay(tmp_path):
-    settings = load_settings(data_dir=DEFAULT_DATA_DIR)
+    settings = load_settings(data_dir=tmp_path)  # an empty data_dir: replay serves the bundled sample
     replay = make_exchange(settings)
     assert isinstance(replay, ReplayExchange)
     now = ms(BUNDLED.index[-2000])
