@@ -227,11 +227,6 @@ class Settings(BaseSettings):
         return self.database_url or f"sqlite:///{self.data_dir / 'tradegraph.db'}"
 
     @property
-    def store_dir(self) -> Path:
-        """Where downloaded candles are stored (`<data_dir>/store/<exchange>/`)."""
-        return self.data_dir / "store"
-
-    @property
     def reports_dir(self) -> Path:
         """Where run reports are written (`<data_dir>/reports/<run id>/`)."""
         return self.data_dir / "reports"

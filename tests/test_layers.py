@@ -1,4 +1,4 @@
-"""Layers only look down: `lint-imports` (import-linter, contracts in pyproject.toml) passes on the package."""
+"""Layers only look down: `lint-imports` (import-linter; contracts in pyproject.toml) passes."""
 
 from __future__ import annotations
 

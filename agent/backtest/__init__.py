@@ -13,9 +13,9 @@ Modules (one job each):
     sweep       grid parsing, parallel trials, ranking; sweep_job: the `tradegraph sweep` job
     lookahead   truncation test for point-in-time strategies
     report, charts, tables, formatting   HTML/PNG/CSV reports and Rich tables
-    store       runs in the database
 
-The package imports its submodules lazily, so `import agent.backtest.store` stays light.
+Runs are recorded through `agent.runs.lifecycle`. The package imports its submodules lazily, so
+`import agent.backtest.metrics` stays light.
 """
 
 from __future__ import annotations

@@ -205,23 +205,23 @@ def run_request(request: BacktestRequest, settings: Settings, reports_dir: Path 
 def _record_and_run(
     prepared: Prepared, spec: str, factory: sessionmaker[Session], reports_dir: Path | None
 ) -> Outcome:
-    from agent.backtest import store
     from agent.backtest.report import write_report
+    from agent.runs import lifecycle as runs
 
-    run_id = store.new_run_id("backtest")
+    run_id = runs.new_run_id(runs.RunKind.BACKTEST)
     window = prepared.window
-    row = {
-        "id": run_id,
-        "kind": "backtest",
-        "strategy": prepared.strategy.name,
-        "params": prepared.strategy.params.model_dump(),
-        "symbols": prepared.symbols,
-        "timeframe": prepared.timeframe,
-        "start_ts": epoch_ms(window.trade_start),
-        "end_ts": epoch_ms(window.trade_end),
-        "config": run_config(prepared) | {"strategy_spec": spec},
-    }
-    store.start_runs(factory, [row])
+    record = runs.RunSpec(
+        id=run_id,
+        kind=runs.RunKind.BACKTEST,
+        strategy=prepared.strategy.name,
+        params=prepared.strategy.params.model_dump(),
+        symbols=prepared.symbols,
+        timeframe=prepared.timeframe,
+        start_ts=epoch_ms(window.trade_start),
+        end_ts=epoch_ms(window.trade_end),
+        config=run_config(prepared) | {"strategy_spec": spec},
+    )
+    runs.create_run(factory, record)
     try:
         result, hold, comparison = simulate_prepared(prepared)
         report_path = None
@@ -233,9 +233,9 @@ def _record_and_run(
             "buy_and_hold": comparison["buy_and_hold"],
             "cash": comparison["cash"],
         }
-        store.finish_run(factory, run_id, metrics, str(report_path) if report_path else None)
+        runs.finish_run(factory, run_id, metrics, str(report_path) if report_path else None)
     except BaseException as e:
-        store.fail_run(factory, run_id, f"{type(e).__name__}: {e}")
+        runs.fail_run(factory, run_id, e)
         raise
     return Outcome(run_id, result, hold, comparison, report_path, prepared.notes)
 

@@ -25,7 +25,6 @@ from agent.backtest.metrics import periods_per_year
 from agent.backtest.service import BacktestRequest, Prepared, prepare, run_config
 from agent.backtest.sweep import Trial, luck_sharpe, parse_grid, rank, run_sweep, trials
 from agent.config import Settings
-from agent.db.models import utcnow
 from agent.errors import ConfigError, StrategyError
 from strategies.registry import strategy_class
 
@@ -138,10 +137,10 @@ def finish_sweep(
 
 def _record(job: SweepJob, ranked: list[dict[str, Any]], factory: sessionmaker[Session]) -> str:
     """Every trial as a finished run of kind `sweep`, in one transaction; returns the sweep id."""
-    from agent.backtest import store
+    from agent.runs import lifecycle as runs
 
     p = job.prepared
-    sweep_id = store.new_run_id("sweep")
+    sweep_id = runs.new_run_id(runs.RunKind.SWEEP)
     cls = strategy_class(job.request.strategy)
     base = run_config(p) | {
         "sweep_id": sweep_id,
@@ -151,22 +150,22 @@ def _record(job: SweepJob, ranked: list[dict[str, Any]], factory: sessionmaker[S
         "skipped": job.skipped,
         "strategy_spec": job.request.strategy,
     }
-    rows = [
-        {
-            "id": f"{sweep_id}-{i:04d}",
-            "kind": "sweep",
-            "strategy": cls.name,
-            "params": cls.make_params(row["params"]).model_dump(),
-            "symbols": p.symbols,
-            "timeframe": p.timeframe,
-            "start_ts": epoch_ms(p.window.trade_start),
-            "end_ts": epoch_ms(p.window.trade_end),
-            "status": "done",
-            "metrics": row["metrics"],
-            "config": base | {"rank": i},
-            "finished_at": utcnow(),
-        }
+    trials_done = [
+        (
+            runs.RunSpec(
+                id=runs.trial_run_id(sweep_id, i),
+                kind=runs.RunKind.SWEEP,
+                strategy=cls.name,
+                params=cls.make_params(row["params"]).model_dump(),
+                symbols=p.symbols,
+                timeframe=p.timeframe,
+                start_ts=epoch_ms(p.window.trade_start),
+                end_ts=epoch_ms(p.window.trade_end),
+                config=base | {"rank": i},
+            ),
+            row["metrics"],
+        )
         for i, row in enumerate(ranked, 1)
     ]
-    store.start_runs(factory, rows)
+    runs.record_done(factory, trials_done)
     return sweep_id

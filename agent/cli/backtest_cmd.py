@@ -211,16 +211,18 @@ def check_lookahead(
 
 
 def runs_list(
-    kind: str | None = typer.Option(None, "--kind", help="backtest, sweep, paper, ..."),
+    kind: str | None = typer.Option(
+        None, "--kind", help="backtest, sweep, agent_backtest, demo, paper, daemon or notebook"
+    ),
     limit: int = typer.Option(20, "--limit", help="how many runs"),
 ) -> None:
     """List recorded runs, newest first."""
     from rich.console import Console
 
-    from agent.backtest.store import list_runs
     from agent.backtest.tables import runs_table
     from agent.config import load_settings
     from agent.db.session import open_db
+    from agent.runs.catalog import list_runs
 
     engine, factory = open_db(load_settings().db_url, migrate=False)  # read-only: never migrates
     try:
@@ -234,10 +236,10 @@ def runs_show(ids: list[str] = typer.Argument(..., help="one or more run ids to 
     """Show runs side by side: settings and every metric."""
     from rich.console import Console
 
-    from agent.backtest.store import get_runs
     from agent.backtest.tables import compare_runs_table
     from agent.config import load_settings
     from agent.db.session import open_db
+    from agent.runs.catalog import get_runs
 
     engine, factory = open_db(load_settings().db_url, migrate=False)  # read-only: never migrates
     try:

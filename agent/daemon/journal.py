@@ -6,7 +6,8 @@ Contracts:
 - Statuses: `done`, `resumed` (finished from a checkpoint), `already_done`, `skipped` (nothing traded; the
   reason says why: exchange fault, stale data, a bar the graph could not settle), `error` (an unexpected
   fault; the bar is retried at the next wake-up).
-- Reasons are one line, at most `MAX_REASON` characters.
+- Reasons are one line, at most `MAX_REASON` characters, stored through `agent.textsafe.for_storage` (a
+  reason may quote an exchange's or a model's text: NUL and lone surrogates become U+FFFD).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from agent.db.models import DaemonTick, utcnow
 from agent.db.session import transaction
+from agent.textsafe import for_storage
 
 MAX_REASON = 2000
 PROBLEMS = ("skipped", "error")
@@ -40,9 +42,9 @@ class JournalEntry:
 
 
 def one_line(text: str) -> str:
-    """`text` on one line, cut to `MAX_REASON` characters."""
+    """`text` on one line, cut to `MAX_REASON` characters, storable."""
     flat = " ".join(str(text).split())
-    return flat if len(flat) <= MAX_REASON else flat[: MAX_REASON - 3] + "..."
+    return for_storage(flat if len(flat) <= MAX_REASON else flat[: MAX_REASON - 3] + "...")
 
 
 def record(factory: sessionmaker[Session], entry: JournalEntry, holder: str | None = None) -> None:

@@ -3,8 +3,9 @@
 Contracts:
 - The default run id is derived from what defines the run (strategy, parameters, symbols, timeframe,
   trading mode, feed — live or replay —, exchange, and for a replay its window), so restarting the daemon
-  with the same configuration continues the same run. `--run-id` overrides it (1 to 32 characters of
-  letters, digits, `-`, `_`, `.`).
+  with the same configuration continues the same run: `<feed>-<strategy>-<10 hex>`, made by
+  `agent.runs.lifecycle.stable_run_id`, which keeps it the same across versions. `--run-id` overrides it
+  (1 to 32 characters of letters, digits, `-`, `_`, `.`: `agent.runs.lifecycle.check_run_id`).
 - Replay window: bars with open time in [start, end). `end` defaults to the close of the last bundled bar
   common to every symbol (and is capped there); `start` defaults to `DEFAULT_REPLAY_DAYS` before `end`.
   Both are aligned to the bar grid. A start not before the end, or outside the bundled data, is a
@@ -16,8 +17,6 @@ Contracts:
 
 from __future__ import annotations
 
-import hashlib
-import json
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -31,9 +30,9 @@ from agent.daemon.clock import last_closed_bar
 from agent.errors import ConfigError, DataError
 from agent.market.candles import timeframe_ms, utc_timestamp
 from agent.market.store import find_candles, sample_dirs
+from agent.runs.lifecycle import stable_run_id
 
 DEFAULT_REPLAY_DAYS = 30
-_RUN_ID = re.compile(r"^[A-Za-z0-9_.-]{1,32}$")
 
 
 @dataclass(frozen=True)
@@ -67,16 +66,8 @@ def default_run_id(
         "feed": feed, "exchange": settings.exchange.id,
         "window": [window.start_ms, window.end_ms] if feed == "replay" and window is not None else None,
     }
-    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:10]
     name = re.sub(r"[^a-z0-9]+", "", Path(strategy.split(":")[0]).stem.lower())[:12] or "custom"
-    return f"{feed}-{name}-{digest}"
-
-
-def check_run_id(run_id: str) -> str:
-    """`run_id` if valid, else `ConfigError`."""
-    if not _RUN_ID.match(run_id):
-        raise ConfigError(f"invalid --run-id {run_id!r}: use 1 to 32 letters, digits, '-', '_' or '.'")
-    return run_id
+    return stable_run_id(feed, name, key)
 
 
 def bundled_bounds(data_dir: Path, symbols: Sequence[str], timeframe: str) -> tuple[int, int]:

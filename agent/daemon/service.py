@@ -35,7 +35,6 @@ from agent.daemon.logging import DropMessages
 from agent.daemon.plan import (
     RunPlan,
     Window,
-    check_run_id,
     default_run_id,
     history_start,
     live_window,
@@ -46,6 +45,7 @@ from agent.daemon.tick_job import REPLAY_FINISHED, TickJob
 from agent.db.models import Run
 from agent.errors import ConfigError
 from agent.market.candles import timeframe_ms
+from agent.runs.lifecycle import RunKind, check_run_id, finish_run
 
 log = logging.getLogger("tradegraph.daemon")
 
@@ -133,7 +133,8 @@ class Daemon:
         rule_strategy(s, strategy, o.params)  # an unknown strategy or bad parameter fails here
         feed = "replay" if o.replay else "live"
         window = replay_window(s.data_dir, s.symbols, s.timeframe, o.start, o.end) if o.replay else None
-        run_id = check_run_id(o.run_id) if o.run_id else default_run_id(s, strategy, o.params, feed, window)
+        run_id = (check_run_id(o.run_id, "--run-id") if o.run_id
+                  else default_run_id(s, strategy, o.params, feed, window))
         start = history_start(window, s.timeframe, o.history_bars) if window is not None else 0
         return RunPlan(run_id, feed, strategy, dict(o.params), window or Window(0), start)
 
@@ -144,7 +145,7 @@ class Daemon:
         with factory() as session:
             run = session.get(Run, run_id)
             if run is not None and (run.kind, run.strategy, list(run.symbols), run.timeframe) != (
-                "daemon", strategy, list(s.symbols), s.timeframe
+                RunKind.DAEMON, strategy, list(s.symbols), s.timeframe
             ):
                 raise ConfigError(
                     f"run {run_id} is a {run.kind} run of {run.strategy} on {', '.join(run.symbols)} "
@@ -161,7 +162,6 @@ class Daemon:
 
     def _serve(self, factory: sessionmaker[Session], plan: RunPlan, lease: Lease) -> DaemonResult:
         from agent.graph.factory import open_agent
-        from agent.graph.runner import finish_run
         from agent.ledger import LedgerReader
 
         s, o = self.settings, self.options
@@ -173,8 +173,8 @@ class Daemon:
                           set_exchange_clock=o.replay)
         scheduler = sched.make_scheduler(s.db_url)
         with ExitStack() as stack:
-            runner = _enter_agent(stack, open_agent(
-                s, run_id=plan.run_id, kind="daemon", strategy=plan.strategy, params=plan.params,
+            runner = stack.enter_context(open_agent(
+                s, run_id=plan.run_id, kind=RunKind.DAEMON, strategy=plan.strategy, params=plan.params,
                 source=feed.source, factory=factory, start_ts=plan.window.start_ms, end_ts=plan.window.end_ms,
             ))
             job = TickJob(
@@ -203,7 +203,7 @@ class Daemon:
                 logging.getLogger("apscheduler.scheduler").removeFilter(quiet)
             finished = self.stop.reason == REPLAY_FINISHED
             if finished:
-                finish_run(factory, plan.run_id, status="done")
+                finish_run(factory, plan.run_id)
             last_bar = runner.last_processed_bar()
         close = getattr(exchange, "close", None)
         if callable(close):
@@ -251,18 +251,6 @@ class Daemon:
             self.on_abandon()
         job.idle.wait()
         return True
-
-
-def _enter_agent(stack: ExitStack, agent: Any) -> Any:
-    """Enter `open_agent`; a raw ccxt fault while it loads the markets becomes a one-line tradegraph error."""
-    import ccxt
-
-    from agent.market.retry import translate
-
-    try:
-        return stack.enter_context(agent)
-    except ccxt.BaseError as e:  # `trading_rules` calls load_markets without the market service's retries
-        raise translate(e, "loading the exchange's markets") from e
 
 
 def _effective(settings: Settings, options: DaemonOptions) -> Settings:

@@ -4,11 +4,14 @@ The same graph as the daemon, fed every bar of the window in order; the clock is
 Within a bar, the symbols' LLM requests go out concurrently (the gateway's semaphore); bars are sequential
 because each prompt shows the portfolio the previous bars produced. Responses are cached in `llm_calls`,
 so a rerun of the same window makes no calls and reproduces the ledger bit for bit.
+
+The run is recorded through `agent.runs.lifecycle`: kind `agent_backtest` (or `demo`), a fresh time-sorted
+id unless one is given, `done` with the report's metrics and path, or `failed` with the error (which is
+then raised again).
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,9 +24,10 @@ from agent.db.session import open_db
 from agent.errors import DataError
 from agent.evaluation.agent_report import write_agent_report
 from agent.graph.factory import load_source, open_agent, trading_rules
-from agent.graph.runner import AgentRunner, TickOutcome, finish_run, new_run_id
+from agent.graph.runner import AgentRunner, TickOutcome
 from agent.market.candles import utc_timestamp
 from agent.market.source import FrameSource
+from agent.runs.lifecycle import RunKind, fail_run, finish_run, new_run_id
 
 
 @dataclass(frozen=True)
@@ -76,7 +80,7 @@ def run_agent_backtest(
     start: str | None,
     end: str | None,
     run_id: str | None = None,
-    kind: str = "backtest",
+    kind: RunKind = RunKind.AGENT_BACKTEST,
     reports_dir: Path | None = None,
     params: dict[str, Any] | None = None,
     last_bars: int | None = None,
@@ -97,45 +101,36 @@ def run_agent_backtest(
         times = times[-last_bars:]
     if not times:
         raise DataError(f"no {settings.timeframe} bars for {', '.join(settings.symbols)} in [{start}, {end})")
-    run_id = run_id or new_run_id("bt" if kind == "backtest" else kind)
+    kind = RunKind(kind)
+    run_id = run_id or new_run_id(kind)
     engine, factory = open_db(settings.db_url)
     try:
-        with open_agent(
-            settings,
-            run_id=run_id,
-            kind=kind,
-            strategy=strategy,
-            params=params,
-            source=source,
-            factory=factory,
-            start_ts=times[0],
-            end_ts=times[-1],
-        ) as runner:
-            try:
+        try:
+            with open_agent(
+                settings,
+                run_id=run_id,
+                kind=kind,
+                strategy=strategy,
+                params=params,
+                source=source,
+                factory=factory,
+                start_ts=times[0],
+                end_ts=times[-1],
+            ) as runner:
                 outcomes = drive(runner, times, console, show_progress)
-            except BaseException as e:
-                finish_run(factory, run_id, status="failed", error=str(e)[:1000])
-                raise
-        report, metrics = write_agent_report(
-            reports_dir / run_id,
-            factory,
-            run_id,
-            source,
-            settings,
-            trading_rules(settings),
-            title=f"tradegraph {strategy} run {run_id}",
-        )
-        finish_run(factory, run_id, status="done", metrics=_json_safe(metrics), report_path=str(report))
+            report, metrics = write_agent_report(
+                reports_dir / run_id,
+                factory,
+                run_id,
+                source,
+                settings,
+                trading_rules(settings),
+                title=f"tradegraph {strategy} run {run_id}",
+            )
+        except BaseException as e:  # recorded as failed (when the run was created), then raised again
+            fail_run(factory, run_id, e)
+            raise
+        finish_run(factory, run_id, metrics, str(report))
         return AgentBacktest(run_id, report, metrics, outcomes)
     finally:
         engine.dispose()
-
-
-def _json_safe(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {str(k): _json_safe(v) for k, v in value.items()}
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if hasattr(value, "item"):
-        return _json_safe(value.item())
-    return value

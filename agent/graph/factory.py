@@ -9,6 +9,8 @@ Contracts:
   the embedded llama.cpp server started here and stopped on exit), discover its model and context length,
   and size the prompt budget from it.
 - `hybrid` and `fallback = "rule"` use `settings.fallback_strategy` as the rule strategy.
+- `trading_rules` from a live exchange go through the retry policy (`agent.market.retry.call`): a ccxt
+  fault (unreachable exchange, a symbol it does not list) leaves as a one-line `ExchangeError`.
 """
 
 from __future__ import annotations
@@ -49,15 +51,14 @@ def trading_rules(settings: Settings) -> dict[str, MarketRules]:
     from agent.market.retry import RetryPolicy, call
 
     exchange = make_exchange(settings)
-    try:
-        call(
-            RetryPolicy.from_settings(settings.exchange),
-            f"{settings.exchange.id} load_markets",
-            exchange.load_markets,
-        )
+    policy, name = RetryPolicy.from_settings(settings.exchange), settings.exchange.id
+    try:  # through `call`: a ccxt fault (unreachable, unknown symbol) leaves as a one-line tradegraph error
+        call(policy, f"{name} load_markets", exchange.load_markets)
         return {
             s: market_rules(
-                exchange.market(s), taker_fee=settings.broker.taker_fee, maker_fee=settings.broker.maker_fee
+                call(policy, f"{name} market {s}", exchange.market, s),
+                taker_fee=settings.broker.taker_fee,
+                maker_fee=settings.broker.maker_fee,
             )
             for s in settings.symbols
         }

@@ -13,7 +13,6 @@ Contracts:
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
@@ -23,7 +22,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from agent.config import Settings
-from agent.db.models import Decision, Run
+from agent.db.models import Decision
 from agent.db.session import open_db
 from agent.graph.build import build_graph
 from agent.graph.checkpoint import open_checkpointer, tick_thread_id
@@ -53,11 +52,6 @@ class TickOutcome:
     orders: int = 0
     fills: int = 0
     equity: float | None = None
-
-
-def new_run_id(prefix: str) -> str:
-    """A fresh, sortable-enough run id such as `bt-1f3a9c2e7b`."""
-    return f"{prefix}-{uuid.uuid4().hex[:10]}"
 
 
 def replay_rules(settings: Settings, symbols: Sequence[str]) -> dict[str, MarketRules]:
@@ -195,17 +189,3 @@ def open_runner(
                 runtime.remember(symbol, d)
         saver = stack.enter_context(open_checkpointer(settings.db_url)) if checkpoint else None
         yield AgentRunner(runtime, saver)
-
-
-def finish_run(factory: sessionmaker[Session], run_id: str, **fields: Any) -> None:
-    """Mark a run finished (status, metrics, report path, ...)."""
-    from agent.db.models import utcnow
-    from agent.db.session import transaction
-
-    with transaction(factory) as session:
-        run = session.get(Run, run_id)
-        if run is None:
-            return
-        for key, value in fields.items():
-            setattr(run, key, value)
-        run.finished_at = utcnow()

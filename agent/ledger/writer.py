@@ -19,7 +19,7 @@ Contracts:
 - Model text is data: every free-text column (rationale, invalidation, abstain reason, model, reasoning,
   risk-event details, order reasons) goes through `agent.textsafe.for_storage` (NUL and lone surrogates
   become U+FFFD), so no answer can make the insert fail.
-- The run row must exist (`start_run`, idempotent).
+- The run row must exist (`start_run`, idempotent: `agent.runs.lifecycle.create_run`, which checks the id).
 - Fenced (`agent.db.fence`): when the factory carries a lease fence (the daemon, `tradegraph tick`), the
   tick's transaction first checks that the lease is still this writer's; if not, `LeaseLost` is raised and
   nothing of the tick is written.
@@ -45,11 +45,11 @@ from agent.db.models import (
     Order,
     PositionSnapshot,
     RiskEvent,
-    Run,
 )
 from agent.db.session import transaction
 from agent.llm.schema import Action, DecisionResult
 from agent.risk.models import Allowance, ClampEvent, RiskResult
+from agent.runs.lifecycle import RunKind, RunSpec, create_run
 from agent.textsafe import for_storage
 
 RATIONALE_STORED = 4000
@@ -101,13 +101,12 @@ def start_run(
     start_ts: int | None = None,
     end_ts: int | None = None,
 ) -> bool:
-    """Create the run row unless it exists; returns True when it was created."""
-    with transaction(factory) as session:
-        if session.get(Run, run_id) is not None:
-            return False
-        session.add(Run(id=run_id, kind=kind, strategy=strategy, params=params or {}, symbols=list(symbols),
-                        timeframe=timeframe, start_ts=start_ts, end_ts=end_ts, config=config or {}))
-        return True
+    """Create the run row unless it exists (`agent.runs.lifecycle.create_run`); True when it was created."""
+    spec = RunSpec(
+        id=run_id, kind=RunKind(kind), strategy=strategy, symbols=list(symbols), timeframe=timeframe,
+        params=params or {}, config=config or {}, start_ts=start_ts, end_ts=end_ts,
+    )
+    return create_run(factory, spec)
 
 
 def write_tick(factory: sessionmaker[Session], tick: TickRecord) -> WriteSummary:

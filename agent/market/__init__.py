@@ -3,6 +3,8 @@
 Modules (nothing is imported here, so `import agent.market` stays cheap):
 
     candles       the canonical candle frame; load_candles / read_feather / write_feather
+    indicators    indicators from candle columns (atr)
+    source        CandleSource / FrameSource: point-in-time candle access for the graph, daemon and reports
     protocol      ExchangeClient: the subset of ccxt's Exchange the market code calls
     exchange      make_exchange(settings) (ccxt or replay), MarketRules / market_rules
     binance_spot  Binance spot rules of the bundled symbols and Binance's REST wire format

@@ -1,8 +1,8 @@
 """The exchange seam: the duck-typed subset of ccxt's `Exchange` that tradegraph's market code calls.
 
 A ccxt instance (`ccxt.binance(...)`) satisfies `ExchangeClient` as is; `agent.market.replay.ReplayExchange`
-is the offline implementation and the test fake. `AsyncExchangeClient` is the same surface for
-`ccxt.async_support` (coroutines, plus `close()`).
+is the offline implementation and the test fake. The concurrent downloader (`agent.market.async_fetch`)
+calls the coroutine twins of the same methods on `ccxt.async_support` instances.
 
 Contracts shared by every implementation:
 - `fetch_ohlcv` returns rows `[open_time_ms, open, high, low, close, volume]`, ascending, starting at the
@@ -48,33 +48,4 @@ class ExchangeClient(Protocol):
 
     def milliseconds(self) -> int:
         """The client's clock in ms."""
-        ...
-
-
-class AsyncExchangeClient(Protocol):
-    """The coroutine twin of `ExchangeClient` (ccxt.async_support), which must be closed."""
-
-    id: str
-    markets: dict[str, Any] | None
-
-    async def load_markets(self, reload: bool = False) -> dict[str, Any]:
-        """See `ExchangeClient.load_markets`."""
-        ...
-
-    def market(self, symbol: str) -> dict[str, Any]:
-        """See `ExchangeClient.market`."""
-        ...
-
-    async def fetch_ohlcv(
-        self, symbol: str, timeframe: str = "1m", since: int | None = None, limit: int | None = None
-    ) -> list[list[float]]:
-        """See `ExchangeClient.fetch_ohlcv`."""
-        ...
-
-    async def fetch_time(self) -> int:
-        """See `ExchangeClient.fetch_time`."""
-        ...
-
-    async def close(self) -> None:
-        """Release the HTTP session."""
         ...

@@ -10,7 +10,7 @@ and sweeps go through `agent.backtest.service` / `agent.backtest.sweep_job`, the
     backtests   run_backtest, sweep, check_lookahead (rule strategies)
     model       build_context, ask_model (one bar, one symbol); local_model (the embedded server, kept up)
     runs        run_agent, read_decisions, read_equity, calibration
-    common      settings, symbols, times, the database, the matplotlib guard
+    common      settings, symbols, times, the database
 
 Contracts shared by all functions:
 - `settings` is a `Settings`, a dict of overrides for `load_settings`, e.g. `{"llm": {"max_tokens": 160}}`,
@@ -19,7 +19,8 @@ Contracts shared by all functions:
   (principle 4). Reports go to `reports_dir` (relative paths are relative to the working directory).
 - `at`, `start`, `end` are UTC dates or timestamps (naive = UTC).
 - Bad input raises a `TradegraphError` subclass with a one-line message, before anything is recorded.
-- Figures stay inline: the report code's `matplotlib.use("Agg")` is neutralised during calls.
+- Figures stay inline: the report code draws on `matplotlib.figure.Figure` objects and never switches the
+  session's backend (no `matplotlib.use`, no pyplot).
 """
 
 from agent.notebook.backtests import BacktestRun, check_lookahead, run_backtest, sweep

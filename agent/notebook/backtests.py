@@ -28,7 +28,6 @@ from agent.notebook.common import (
     SettingsLike,
     When,
     exchange_folder,
-    no_backend_switch,
     parse_symbols,
     resolve_settings,
     strategy_spec,
@@ -65,10 +64,9 @@ class BacktestRun:
 
     def figure(self) -> Figure:
         """Equity against buy-and-hold and cash, as in the report."""
-        with no_backend_switch():
-            from agent.backtest.charts import equity_figure
+        from agent.backtest.charts import equity_figure
 
-            return equity_figure(self.result.sim, self.hold.sim, self.result.strategy)
+        return equity_figure(self.result.sim, self.hold.sim, self.result.strategy)
 
 
 def run_backtest(
@@ -110,8 +108,7 @@ def run_backtest(
         end=text(end),
     )
     reports = Path(reports_dir) if reports_dir is not None else None
-    with no_backend_switch():
-        out = run_request(request, resolve_settings(settings), reports)
+    out = run_request(request, resolve_settings(settings), reports)
     res, hold = out.result, out.hold
     cash = out.comparison["cash"].get("final_equity", res.config.initial_cash)
     equity = pd.DataFrame(

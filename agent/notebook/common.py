@@ -1,4 +1,4 @@
-"""Helpers shared by the notebook API: settings, symbols, times, bars, the database and the figure guard.
+"""Helpers shared by the notebook API: settings, symbols, times, bars and the database.
 
 Contracts:
 - `resolve_settings(None | dict | Settings, **overrides)`: a dict goes through `load_settings` (validated like
@@ -9,7 +9,6 @@ Contracts:
   a name, a `Strategy` class or a `Strategy` instance, so notebook-defined strategies run through the same
   registry (and sweep workers) as built-ins.
 - `cut_history(...)` drops candles older than `history_bars` bars before the first bar (the daemon's knob).
-- `no_backend_switch()` keeps the session's matplotlib backend while report code runs.
 """
 
 from __future__ import annotations
@@ -17,7 +16,6 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
-from unittest import mock
 
 import pandas as pd
 
@@ -156,17 +154,3 @@ def run_or_latest(factory: sessionmaker[Session], run_id: str | None) -> str:
     if latest is None:
         raise ConfigError("the database holds no run yet (run a backtest or tg.run_agent first)")
     return str(latest)
-
-
-@contextmanager
-def no_backend_switch() -> Iterator[None]:
-    """Keep the notebook's matplotlib backend while report code runs.
-
-    `agent.backtest.charts` (at import) and `agent.evaluation.agent_report` (per report) call
-    `matplotlib.use("Agg")`, which would turn inline figures off for the rest of a Jupyter session. They draw
-    on `Figure` objects and save PNGs, which needs no global backend, so the call is skipped here.
-    """
-    import matplotlib
-
-    with mock.patch.object(matplotlib, "use", lambda *args, **kwargs: None):
-        yield

@@ -141,21 +141,23 @@ def ask_model(
     from agent.db.models import LLMCall
     from agent.evaluation.frames import decisions_frame
     from agent.graph.factory import load_source, open_agent
-    from agent.graph.runner import finish_run, new_run_id
+    from agent.runs.lifecycle import RunKind, fail_run, finish_run, new_run_id
 
     s = resolve_settings(settings, symbols=[symbol])
     full = load_source(s)
     t = bar_at(full, symbol, at, s.timeframe)
     source = cut_history(full, s, history_bars, t)
-    run_id = new_run_id("ask")
+    run_id = new_run_id(RunKind.NOTEBOOK)
     with database(s) as factory:
         with open_agent(
-            s, run_id=run_id, kind="notebook", strategy="llm", source=source, factory=factory,
+            s, run_id=run_id, kind=RunKind.NOTEBOOK, strategy="llm", source=source, factory=factory,
             checkpoint=False, start_ts=t, end_ts=t,
         ) as runner:  # fmt: skip
             outcome = runner.tick(t)
-        done = outcome.status == "done"
-        finish_run(factory, run_id, status="done" if done else "failed", error=outcome.reason)
+        if outcome.status == "done":
+            finish_run(factory, run_id)
+        else:
+            fail_run(factory, run_id, outcome.reason or outcome.status)
         rows = decisions_frame(factory, run_id)
         if rows.empty:
             raise DataError(f"no decision was recorded for {symbol} at {to_ts(t)}: {outcome.reason}")

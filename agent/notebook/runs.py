@@ -2,9 +2,9 @@
 
 Contracts:
 - `run_agent` is `agent.graph.backtest.run_agent_backtest` (what `tradegraph demo` and agent backtests run):
-  the graph over `bars` bars of `symbols` on a simulated clock, recorded as a run of kind `backtest`, with its
-  report under `reports_dir/<run id>/`. Answers are served from the response cache when the same request
-  was answered before (a rerun makes no model call).
+  the graph over `bars` bars of `symbols` on a simulated clock, recorded as a run of kind
+  `agent_backtest`, with its report under `reports_dir/<run id>/`. Answers are served from the response
+  cache when the same request was answered before (a rerun makes no model call).
 - `read_decisions` / `read_equity` are `agent.evaluation.frames.decisions_frame` / `equity_frame` of a run
   (default: the most recent run in the database).
 - `calibration` is the run report's table (`agent.evaluation.agent_report.calibration`): active decisions
@@ -27,7 +27,6 @@ from agent.notebook.common import (
     When,
     cut_history,
     database,
-    no_backend_switch,
     parse_symbols,
     resolve_settings,
     run_or_latest,
@@ -97,17 +96,16 @@ def run_agent(
     if not times:
         raise DataError(f"no {s.timeframe} bars for {', '.join(s.symbols)} in [{start}, {end})")
     source = cut_history(full, s, history_bars, times[-bars:][0])
-    with no_backend_switch():
-        out = run_agent_backtest(
-            s,
-            strategy=strategy,
-            start=text(start),
-            end=text(end),
-            last_bars=bars,
-            reports_dir=Path(reports_dir),
-            show_progress=False,
-            source=source,
-        )
+    out = run_agent_backtest(
+        s,
+        strategy=strategy,
+        start=text(start),
+        end=text(end),
+        last_bars=bars,
+        reports_dir=Path(reports_dir),
+        show_progress=False,
+        source=source,
+    )
     m = out.metrics
     metrics = pd.DataFrame(
         {"agent": m.get("strategy", {}), "buy_and_hold": m.get("buy_and_hold", {}), "cash": m.get("cash", {})}

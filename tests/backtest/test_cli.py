@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from agent.backtest.store import list_runs
 from agent.cli.main import app
 from agent.db.session import open_db
 from agent.errors import ConfigError, DataError, StrategyError, TradegraphError
+from agent.runs.catalog import list_runs
 
 WINDOW = ["--timeframe", "1h", "--start", "2025-01-01", "--end", "2025-03-01"]
 

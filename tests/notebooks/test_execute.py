@@ -43,6 +43,6 @@ def test_03_agent(tmp_path: Path) -> None:
     nb = execute("03_agent.ipynb", tmp_path, cell_timeout_s=300)
     assert images(nb) >= 2, "equity and calibration figures"
     runs = _runs(tmp_path)
-    assert runs == {"notebook": 1, "backtest": 1}, runs
+    assert runs == {"notebook": 1, "agent_backtest": 1}, runs
     reports = list((tmp_path / "reports").glob("*/report.html"))
     assert len(reports) == 1, "the run report is written under the working directory"
