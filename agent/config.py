@@ -174,10 +174,10 @@ class Settings(BaseSettings):
     stale_after_bars: int = Field(2, ge=1)
     tick_delay_s: float = Field(10.0, ge=0)
     log_format: Literal["text", "json"] = "text"
-    exchange: ExchangeSettings = Field(default_factory=ExchangeSettings)  # type: ignore[arg-type]
-    llm: LLMSettings = Field(default_factory=LLMSettings)  # type: ignore[arg-type]
-    risk: RiskSettings = Field(default_factory=RiskSettings)  # type: ignore[arg-type]
-    broker: BrokerSettings = Field(default_factory=BrokerSettings)  # type: ignore[arg-type]
+    exchange: ExchangeSettings = Field(default_factory=ExchangeSettings)
+    llm: LLMSettings = Field(default_factory=LLMSettings)
+    risk: RiskSettings = Field(default_factory=RiskSettings)
+    broker: BrokerSettings = Field(default_factory=BrokerSettings)
 
     @field_validator("symbols", mode="before")
     @classmethod

@@ -24,8 +24,12 @@ import typer
 from agent.config import load_settings
 
 if TYPE_CHECKING:
-    from rich.console import Console
+    from collections.abc import Callable
 
+    from rich.console import Console
+    from rich.progress import Progress, TaskID
+
+    from agent.market.service import DownloadPlan
     from agent.market.validate import CandleReport
 
 
@@ -91,10 +95,9 @@ def _download(exchange: str | None, symbols: str | None, timeframe: str | None, 
         with progress:
             for symbol in settings.symbols:
                 task = progress.add_task(f"{settings.exchange.id} {symbol} {settings.timeframe}", total=None)
+                on_page, on_plan = _progress_callbacks(progress, task)
                 reports.append(service.download(
-                    symbol, settings.timeframe, since, until,
-                    on_page=lambda n, t=task: progress.advance(t, n),
-                    on_plan=lambda plan, t=task: progress.update(t, total=max(plan.expected_bars, 1)),
+                    symbol, settings.timeframe, since, until, on_page=on_page, on_plan=on_plan
                 ))
     finally:  # what was stored before a failure is reported too
         for r in reports:
@@ -102,6 +105,20 @@ def _download(exchange: str | None, symbols: str | None, timeframe: str | None, 
                 f"{r.exchange} {r.symbol} {r.timeframe}: +{r.new_bars} bars in {r.requests} requests, "
                 f"{r.rows} rows {_ts(r.first)} → {_ts(r.last)}, {len(r.gaps)} gaps → {r.path}"
             )
+
+
+def _progress_callbacks(
+    progress: Progress, task: TaskID
+) -> tuple[Callable[[int], None], Callable[[DownloadPlan], None]]:
+    """Advance `task` per page fetched; size it once the download is planned."""
+
+    def on_page(rows: int) -> None:
+        progress.advance(task, rows)
+
+    def on_plan(plan: DownloadPlan) -> None:
+        progress.update(task, total=max(plan.expected_bars, 1))
+
+    return on_page, on_plan
 
 
 def _list() -> None:

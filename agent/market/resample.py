@@ -55,4 +55,5 @@ def resample_candles(frame: pd.DataFrame, base: str, target: str) -> pd.DataFram
     bars = bars[complete]
     opened = pd.to_datetime(np.asarray(bars.index, dtype=np.int64), unit="ns", utc=True)
     bars.index = pd.DatetimeIndex(opened, name="date").as_unit(index.unit)
-    return bars.astype("float64")
+    out: pd.DataFrame = bars.astype("float64")
+    return out

@@ -112,7 +112,7 @@ def finish_download(
     tf = pd.Timedelta(milliseconds=timeframe_ms(plan.timeframe))
     now = pd.Timestamp(plan.now_ms, unit="ms", tz="UTC")
     fresh = rows_to_frame(rows)
-    fresh = fresh[fresh.index + tf <= now]  # never the still-open candle
+    fresh = fresh[pd.DatetimeIndex(fresh.index) + tf <= now]  # never the still-open candle
     parts = [f for f in (plan.existing, fresh) if f is not None and not f.empty]
     if not parts:
         window = " to ".join(_iso(x) for x in plan.ranges[0]) if plan.ranges else "the requested window"

@@ -83,7 +83,7 @@ def find_gaps(index: pd.DatetimeIndex, timeframe: str) -> tuple[Gap, ...]:
     idx = pd.DatetimeIndex(index)
     deltas = idx[1:] - idx[:-1]
     gaps = []
-    for pos in np.flatnonzero(deltas > step):
+    for pos in map(int, np.flatnonzero(deltas > step)):
         missing = int(deltas[pos] // step) - 1
         if missing <= 0:  # off-grid spacing below two bars: reported as misalignment, not as a gap
             continue
