@@ -181,12 +181,13 @@ def calibration(
     acted = decisions["action"].isin(["buy", "sell", "close"]) & ~decisions["abstained"].astype(bool)
     active = decisions[acted]
     rows = []
-    for d in active.itertuples():
-        close = source.history(d.symbol, 1 << 62)["close"]
-        i = int(close.index.searchsorted(d.date))
-        if i + 1 >= len(close) or close.index[i] != d.date:
+    columns = (active[c] for c in ("date", "symbol", "action", "confidence"))
+    for date, symbol, action, confidence in zip(*columns, strict=True):
+        close = source.history(str(symbol), 1 << 62)["close"]
+        i = int(close.index.searchsorted(date))
+        if i + 1 >= len(close) or close.index[i] != date:
             continue
         ret = float(close.iloc[i + 1] / close.iloc[i] - 1.0)
-        sign = 1.0 if d.action == "buy" else -1.0
-        rows.append((d.date, d.symbol, d.action, float(d.confidence or 0.0), ret, sign * ret))
+        sign = 1.0 if action == "buy" else -1.0
+        rows.append((date, symbol, action, float(confidence or 0.0), ret, sign * ret))
     return pd.DataFrame(rows, columns=PER_DECISION)

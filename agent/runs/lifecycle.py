@@ -18,9 +18,9 @@ Contracts:
   - stable, `stable_run_id(prefix, name, key)`: `<prefix>-<name>-<10 hex>`, the hex being SHA-256 of the
     JSON of `key` (keys sorted). The same key gives the same id, so a restarted daemon, or the same replay
     again, continues its run (`agent.daemon.plan.default_run_id`: prefix = feed, key = what defines the
-    run). Without a key, `<prefix>-<name>` is the id when it obeys the grammar (`tradegraph tick`'s
-    `paper-<strategy>-<timeframe>`); otherwise the name is cut to what fits, unusable characters dropped,
-    and the hex of the whole name appended, so different names still give different ids.
+    run). Without a key, `<prefix>-<name>` is the id when it obeys the grammar (`paper_run_id`:
+    `tradegraph tick`'s `paper-<strategy>-<timeframe>`); otherwise the name is cut to what fits, unusable
+    characters dropped, and the hex of the whole name appended, so different names still give different ids.
 - `create_run` validates the id (`ConfigError`, one line) and is idempotent: an existing row is left as
   it is (a resumed run) and False is returned. `record_done` writes finished runs (sweep trials) with
   their metrics in one transaction.
