@@ -6,7 +6,8 @@ stops at an end instant. Everything else (which bars are closed, staleness, catc
 
 Contracts:
 - `now_ms()` is milliseconds since the epoch, UTC, never decreasing for a given clock.
-- A bar with open time t is closed at now when t + timeframe <= now (`last_closed_bar`).
+- A bar with open time t is closed at now when t + timeframe <= now (`last_closed_bar`). Bars open on the
+  timeframe's grid (`agent.market.candles.grid_origin_ms`: epoch multiples, Mondays for weekly bars).
 - `SimulatedClock` takes its real-time source (`monotonic`) as an argument, so tests drive it by hand.
 """
 
@@ -15,6 +16,10 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from typing import Protocol
+
+from agent.market.candles import TIMEFRAME_MS, grid_origin_ms
+
+_TIMEFRAME_OF_MS = {ms: name for name, ms in TIMEFRAME_MS.items()}
 
 
 class Clock(Protocol):
@@ -85,7 +90,8 @@ class ManualClock:
 
 def floor_bar(ms: int, tf_ms: int) -> int:
     """Open time of the bar containing `ms`."""
-    return (ms // tf_ms) * tf_ms
+    origin = grid_origin_ms(_TIMEFRAME_OF_MS.get(tf_ms, ""))
+    return origin + (ms - origin) // tf_ms * tf_ms
 
 
 def last_closed_bar(now_ms: int, tf_ms: int) -> int:

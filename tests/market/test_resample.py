@@ -219,3 +219,18 @@ def test_replay_copy_of_the_sample_in_data_dir_is_preferred(tmp_path: Path) -> N
     short = read_feather(BUNDLED / "ETH_USDT-1h.feather").iloc[:100]
     short.reset_index().to_feather(tmp_path / "binance" / "ETH_USDT-1h.feather")
     assert len(load_candles("ETH/USDT", "4h", tmp_path)) == len(resample_candles(short, "1h", "4h"))
+
+
+def test_weekly_bars_close_on_mondays_for_the_daemon_clock() -> None:
+    from agent.daemon.clock import floor_bar, last_closed_bar
+    from agent.market.candles import bar_open_ms, timeframe_ms
+
+    week = timeframe_ms("1w")
+    monday = ms(pd.Timestamp("2025-09-15", tz="UTC"))
+    assert last_closed_bar(monday, week) == ms(pd.Timestamp("2025-09-08", tz="UTC"))
+    assert (
+        floor_bar(monday - 1, week)
+        == bar_open_ms(monday - 1, "1w")
+        == ms(pd.Timestamp("2025-09-08", tz="UTC"))
+    )
+    assert last_closed_bar(monday, timeframe_ms("4h")) == monday - timeframe_ms("4h")
