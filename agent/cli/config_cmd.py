@@ -33,7 +33,7 @@ def register(app: typer.Typer) -> None:
         Console().print(table)
 
 
-def _flatten(data: dict, prefix: str = "") -> list[tuple[str, object]]:
+def _flatten(data: dict[str, object], prefix: str = "") -> list[tuple[str, object]]:
     rows: list[tuple[str, object]] = []
     for key, value in data.items():
         name = f"{prefix}{key}"

@@ -391,14 +391,15 @@ def _complete(
     """Bars of `period` (resampled) that lie wholly within the data and end at or before `now`."""
     bars = frame.resample(period, origin=origin, closed="left", label="left").agg(_AGG)
     bars = bars.dropna(subset=["close"])
-    keep = (bars.index >= frame.index[0]) & (bars.index + period <= now)
-    return bars.loc[keep]
+    opens, first = pd.DatetimeIndex(bars.index), pd.DatetimeIndex(frame.index)[0]
+    keep = (opens >= first) & (opens <= now - period)
+    return bars[keep]
 
 
 def _validated(
     candles: pd.DataFrame, symbol: str, tf: pd.Timedelta | None
 ) -> tuple[pd.DataFrame, pd.Timedelta]:
-    """The candle frame (float64, UTC, ascending) and its timeframe; `DataError` when unusable."""
+    """The candle frame (float64, UTC nanoseconds, ascending) and its timeframe; `DataError` when unusable."""
     if candles is None or len(candles) == 0:
         raise DataError(f"no candles for {symbol}: the context needs at least one closed bar")
     index = candles.index
@@ -410,12 +411,12 @@ def _validated(
     if missing:
         raise DataError(f"candles for {symbol} lack column {missing[0]!r}")
     frame = candles[CANDLE_COLUMNS].astype("float64")
-    if str(index.tz) != "UTC":
-        frame.index = index.tz_convert("UTC")
+    index = index.tz_convert("UTC").as_unit("ns")  # whatever the input's resolution (pandas 3: often us)
+    frame.index = index
     if tf is None:
         if len(frame) < 2:
             raise DataError(f"cannot tell the timeframe of {symbol} from one bar; pass timeframe=")
-        tf = pd.Timedelta(int(np.diff(frame.index.asi8[-500:]).min()), unit="ns")
+        tf = pd.Timedelta(int(np.diff(index.asi8[-500:]).min()), unit="ns")
         if _timeframe_name(tf) not in TIMEFRAME_MS:
             raise DataError(f"candles for {symbol} are {tf} apart; supported: {', '.join(TIMEFRAME_MS)}")
     return frame, tf

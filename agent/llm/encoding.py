@@ -234,7 +234,8 @@ def encode_chunks(frame: pd.DataFrame, kind: str, columns: tuple[str, ...], disc
     Anonymised disclosures label days by their day number and use no group lines.
     """
     values = row_values(frame, columns, disc.price_scale, disc.volume_scale)
-    ts = frame.index.asi8.astype(np.int64)
+    index = pd.DatetimeIndex(frame.index).as_unit("ns")  # days are cut in ns, whatever the input's unit
+    ts = index.asi8.astype(np.int64)
     if kind == "base":
         cuts = (np.flatnonzero(np.diff(ts // _DAY_NS)) + 1).tolist()
         bounds = list(zip([0, *cuts], [*cuts, len(ts)], strict=True)) if len(ts) else []
@@ -243,7 +244,7 @@ def encode_chunks(frame: pd.DataFrame, kind: str, columns: tuple[str, ...], disc
         return Chunks(
             starts, tuple(texts), np.array([b - a for a, b in bounds], dtype=np.int64), ("",) * len(texts)
         )
-    groups = [""] * len(ts) if disc.anonymised else list(frame.index.strftime(_GROUP_FORMAT[kind]))
+    groups = [""] * len(ts) if disc.anonymised else list(index.strftime(_GROUP_FORMAT[kind]))
     texts = [
         _bar_text(
             kind,

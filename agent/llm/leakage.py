@@ -106,7 +106,7 @@ class Disclosure:
 def anonymise(symbol: str, candles: pd.DataFrame, alias: str = DEFAULT_ALIAS) -> Disclosure:
     """The leakage-control disclosure for `symbol` at the last bar of `candles` (reads only bars <= t)."""
     t = candles.index[-1]
-    after = candles.index.searchsorted(_quarter(t), side="left")
+    after = int(candles.index.searchsorted(_quarter(t), side="left"))
     reference = min(after, len(candles) - 1)
     ref_ts = candles.index[reference]
     window = candles.loc[ref_ts - _VOLUME_WINDOW : ref_ts, "volume"]

@@ -227,3 +227,19 @@ def test_budget_comes_from_settings() -> None:
         Settings(llm={"leakage_control": True}), EstimateTokenCounter()
     )
     assert built.leakage_control and built.default_budget == 8192 - 512 - 256
+
+
+@pytest.mark.parametrize("unit", ["s", "ms", "us"])
+def test_the_index_resolution_does_not_change_the_prompt(
+    builder: MarketContextBuilder, candles: pd.DataFrame, unit: str
+) -> None:
+    """pandas 3 builds microsecond indexes by default (date_range, parsed strings): the bars, their days
+    and the timeframe read from their spacing are the same at any resolution."""
+    frame = candles.iloc[:600]
+    other = frame.copy()
+    other.index = frame.index.as_unit(unit)
+    told = MarketContextBuilder(builder.counter, timeframe="1h")
+    assert told.build(make_ctx(other), 8_000) == told.build(make_ctx(frame), 8_000)
+    assert builder.build(make_ctx(other), 8_000) == builder.build(make_ctx(frame), 8_000)
+    anonymised = MarketContextBuilder(builder.counter, leakage_control=True)
+    assert anonymised.build(make_ctx(other), 8_000) == anonymised.build(make_ctx(frame), 8_000)

@@ -135,3 +135,15 @@ def test_daily_chunks_open_a_month_group_once(btc: pd.DataFrame) -> None:
     assert text.count("# 2024-10\n") == 1 and text.count("# 2024-11\n") == 1
     first_without = next(i for i, t in enumerate(chunks.texts) if not t.startswith("#"))
     assert chunks.leads[first_without].startswith("# 2024-")  # a block starting there adds the month
+
+
+@pytest.mark.parametrize("kind", ["base", "1d"])
+def test_chunks_do_not_depend_on_the_index_resolution(btc: pd.DataFrame, kind: str) -> None:
+    """A microsecond index (pandas 3's default for date_range) gives the same days, labels and texts."""
+    frame = indicator_frame(btc.iloc[:200] if kind == "base" else btc.resample("1D").last().dropna())
+    micro = frame.copy()
+    micro.index = frame.index.as_unit("us")
+    disc = Disclosure.plain("BTC/USDT")
+    ns, us = encode_chunks(frame, kind, COLUMNS, disc), encode_chunks(micro, kind, COLUMNS, disc)
+    assert us.texts == ns.texts and us.leads == ns.leads
+    assert np.array_equal(us.starts, ns.starts) and np.array_equal(us.rows, ns.rows)
