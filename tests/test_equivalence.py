@@ -103,11 +103,11 @@ def _from_ledger(url: str, run_id: str) -> Path_:
             rows = s.execute(
                 select(Fill.bar_ts, Fill.symbol, Fill.side, Fill.amount, Fill.price, Fill.fee, Order.reason)
                 .join(Order, Fill.order_id == Order.id).where(Fill.run_id == run_id).order_by(Fill.id)
-            ).tuples().all()
+            ).all()
             snaps = s.execute(
                 select(BalanceSnapshot.bar_ts, BalanceSnapshot.equity, BalanceSnapshot.fees_paid)
                 .where(BalanceSnapshot.run_id == run_id).order_by(BalanceSnapshot.bar_ts)
-            ).tuples().all()
+            ).all()
     finally:
         engine.dispose()
     fills: Fills = [(int(b), sym, side, a, p, f, str(r)) for b, sym, side, a, p, f, r in rows]
@@ -164,3 +164,54 @@ def test_backtest_daemon_and_notebook_fill_identically(
     assert len(engine.bars) == BARS
     _same(engine, _notebook(settings, name, params, start, end), "backtest vs notebook")
     _same(engine, _daemon(settings, name, params, start, end), "backtest vs daemon")
+
+
+# ---- restarts: the ledger reader rebuilds exactly what the per-bar semantics held ---------------------------
+
+
+def _ticks(settings: Settings, source: Any, run_id: str, times: list[int]) -> None:
+    """Tick `times` with the runner the daemon uses, opened (created or resumed from the ledger) once."""
+    from agent.graph.factory import open_agent
+
+    with open_agent(settings, run_id=run_id, kind="daemon", source=source, params=EXITS["exits"],
+                    checkpoint=False) as runner:
+        for t in times:
+            assert runner.tick(t).status == "done"
+
+
+def _breaks(url: str, run_id: str) -> tuple[int, int]:
+    """(a bar after which a position with a trailing stop is held, one after which such an entry is pending)."""
+    from agent.db.models import Decision, PositionSnapshot
+
+    engine, factory = open_db(url)
+    try:
+        with factory() as s:
+            held = s.scalars(select(PositionSnapshot.bar_ts).where(
+                PositionSnapshot.run_id == run_id).order_by(PositionSnapshot.bar_ts)).all()
+            entries = s.scalars(select(Decision.bar_ts).where(
+                Decision.run_id == run_id, Decision.action == "buy", Decision.final_exposure.is_not(None))
+                .order_by(Decision.bar_ts)).all()
+    finally:
+        engine.dispose()
+    return int(held[len(held) // 2]), int(entries[-1])
+
+
+@pytest.mark.slow
+def test_a_restarted_rule_run_continues_exactly_with_trailing_stops_and_pending_entries(
+    data_folder: Path
+) -> None:
+    from agent.graph.factory import load_source
+
+    settings = _settings(data_folder, "ema_cross")
+    source = load_source(settings)
+    start, end = WINDOWS["feb25"]
+    times = [t for t in source.bar_times(start, end)][:200]
+    _ticks(settings, source, "whole", times)
+    whole = _from_ledger(settings.db_url, "whole")
+    assert {"trailing_stop", "stop_loss"} & {f[-1] for f in whole.fills}
+    for i, cut in enumerate(_breaks(settings.db_url, "whole")):
+        run_id = f"cut{i}"
+        k = times.index(cut) + 1
+        _ticks(settings, source, run_id, times[:k])
+        _ticks(settings, source, run_id, times[k:])  # a new process: the book comes back from the ledger
+        _same(whole, _from_ledger(settings.db_url, run_id), f"restart after bar {_iso(cut)}")

@@ -150,6 +150,7 @@ class Decision(Base):
     confidence: Mapped[float | None] = mapped_column(Float)
     stop_loss: Mapped[float | None] = mapped_column(Float)
     take_profit: Mapped[float | None] = mapped_column(Float)
+    trailing_stop: Mapped[float | None] = mapped_column(Float)  # a rule's trailing distance (migration 0004)
     invalidation: Mapped[str | None] = mapped_column(Text)
     rationale: Mapped[str | None] = mapped_column(Text)
     abstained: Mapped[bool] = mapped_column(Boolean, default=False)

@@ -6,11 +6,15 @@ Contracts:
   (given the run started from `paper.initial_state(initial_cash)` and the graph's `in_force=None`):
   - cash and fees paid from the balance snapshot; positions (amount, average price, stop-loss, take-profit)
     from the position snapshots, kept in symbol order; a position's entry time is the first bar of its
-    unbroken run of snapshots and its invalidation that of the decision behind its opening buy;
+    unbroken run of snapshots; its invalidation and trailing distance are those of the decision behind its
+    opening buy, and its stop is the trailing level when it lies above that decision's stop-loss (or the
+    decision had none), as the per-bar semantics marks it;
   - peak equity = max(initial cash, every snapshot's equity); the UTC day and its start equity replayed
-    from the snapshots exactly as the broker rolls them (close time = bar + one bar of `settings.timeframe`);
-  - cooldowns from filled stop-loss exits (`breakers.cooldown_end` with `settings.risk.cooldown_bars`);
-  - the pending targets: decisions at the last bar with a `final_exposure`, to execute at the next open.
+    from the snapshots with the broker's own rule (`agent.execution.bar.roll_day`);
+  - cooldowns from filled stop-outs, stop-loss or trailing stop (`bar.cooldown_end` with
+    `settings.risk.cooldown_bars`);
+  - the pending targets: decisions at the last bar with a `final_exposure`, with their exit plans (levels
+    and a rule's trailing distance), to execute at the next open.
 - A run with no tick yet resumes from `initial_state(initial_cash)` with nothing pending.
 - Read-only; works on SQLite and PostgreSQL (plain SELECTs).
 """
@@ -24,11 +28,11 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from agent.broker.models import PendingTarget
-from agent.broker.paper import DAY_MS, initial_state
+from agent.broker.paper import initial_state
 from agent.db.models import BalanceSnapshot, Decision, Fill, Order, PositionSnapshot
+from agent.execution import bar
 from agent.market.candles import timeframe_ms
 from agent.portfolio import PortfolioState, Position
-from agent.risk.breakers import cooldown_end
 
 if TYPE_CHECKING:
     from agent.config import Settings
@@ -64,22 +68,19 @@ def load_state(
         select(BalanceSnapshot.bar_ts, BalanceSnapshot.equity, BalanceSnapshot.cash,
                BalanceSnapshot.fees_paid)
         .where(BalanceSnapshot.run_id == run_id).order_by(BalanceSnapshot.bar_ts)
-    ).tuples().all()
+    ).all()
     bars = [int(b[0]) for b in balances]
-    peak, day, day_start = cash0, -1, cash0
+    peak, day, day_start = cash0, -1.0, cash0
     for bar_ts, equity, _, _ in balances:
         peak = max(peak, equity)
-        today = (bar_ts + bar_ms) // DAY_MS
-        if day != -1 and today != day:
-            day_start = equity
-        day = today
+        day, day_start = bar.roll_day(day, day_start, equity, int(bar_ts), bar_ms)
     state = PortfolioState(
         cash=balances[-1][2],
         positions=_positions(session, run_id, last, bars, _held(session, run_id)),
         fees_paid=balances[-1][3],
         peak_equity=peak,
         day_start_equity=day_start,
-        day=day,
+        day=int(day),
         cooldown_until=_cooldowns(session, run_id, settings.risk.cooldown_bars, bar_ms),
     )
     return ResumePoint(run_id, last, state, _pending(session, run_id, last))
@@ -114,7 +115,7 @@ def _held(session: Session, run_id: str) -> set[tuple[int, str]]:
     """(bar, symbol) of every position snapshot of the run."""
     rows = session.execute(
         select(PositionSnapshot.bar_ts, PositionSnapshot.symbol).where(PositionSnapshot.run_id == run_id)
-    ).tuples()
+    )
     return {(int(b), s) for b, s in rows}
 
 
@@ -128,31 +129,39 @@ def _positions(
     positions: dict[str, Position] = {}
     for row in rows:
         entry = last
-        for bar in reversed(bars):
-            if (bar, row.symbol) not in held:
+        for bar_ts in reversed(bars):
+            if (bar_ts, row.symbol) not in held:
                 break
-            entry = bar
+            entry = bar_ts
+        opening = _opening(session, run_id, row.symbol, entry)
+        invalidation, trail, planned = opening if opening is not None else ("", None, None)
+        raised = row.stop_loss is not None and (planned is None or row.stop_loss > planned)
+        trailing = trail is not None and raised
         positions[row.symbol] = Position(row.symbol, row.amount, row.avg_price, entry, row.stop_loss,
-                                         row.take_profit, _invalidation(session, run_id, row.symbol, entry))
+                                         row.take_profit, invalidation or "", trail, trailing)
     return positions
 
 
-def _invalidation(session: Session, run_id: str, symbol: str, entry_ts: int) -> str:
-    """The invalidation of the decision behind the buy that opened the position."""
-    text = session.scalar(
-        select(Decision.invalidation).join(Order, Order.decision_id == Decision.id)
+def _opening(
+    session: Session, run_id: str, symbol: str, entry_ts: int
+) -> tuple[str | None, float | None, float | None] | None:
+    """(invalidation, trailing distance, stop-loss) of the decision behind the position's opening buy."""
+    row = session.execute(
+        select(Decision.invalidation, Decision.trailing_stop, Decision.stop_loss)
+        .join(Order, Order.decision_id == Decision.id)
         .where(Order.run_id == run_id, Order.symbol == symbol, Order.side == "buy", Order.status == "filled",
                Order.bar_ts == entry_ts)
-    )
-    return text or ""
+    ).first()
+    return None if row is None else (row[0], row[1], row[2])
 
 
 def _cooldowns(session: Session, run_id: str, cooldown_bars: int, bar_ms: int) -> dict[str, int]:
+    stop_outs = (bar.REASONS[bar.STOPPED], bar.REASONS[bar.TRAILED])
     rows = session.execute(
         select(Fill.symbol, func.max(Fill.bar_ts)).join(Order, Fill.order_id == Order.id)
-        .where(Fill.run_id == run_id, Order.reason == "stop_loss").group_by(Fill.symbol)
-    ).tuples()
-    return {symbol: cooldown_end(int(bar), cooldown_bars, bar_ms) for symbol, bar in rows}
+        .where(Fill.run_id == run_id, Order.reason.in_(stop_outs)).group_by(Fill.symbol)
+    )
+    return {symbol: int(bar.cooldown_end(int(ts), cooldown_bars, bar_ms)) for symbol, ts in rows}
 
 
 def _pending(session: Session, run_id: str, last: int) -> dict[str, PendingTarget]:
@@ -162,6 +171,6 @@ def _pending(session: Session, run_id: str, last: int) -> dict[str, PendingTarge
     ).all()
     return {
         r.symbol: PendingTarget(r.symbol, float(r.final_exposure or 0.0), last, r.stop_loss, r.take_profit,
-                                r.invalidation or "")
+                                r.invalidation or "", r.trailing_stop)
         for r in rows
     }

@@ -9,10 +9,11 @@ Contracts:
   position snapshot or an identical risk event that already exists is skipped. A concurrent writer losing
   the race on a unique constraint gets `written=False` too, never a duplicate.
 - Decisions: `action`, `target_exposure`, `confidence` and `rationale` are the proposal as made (a
-  non-finite number is stored as NULL and kept verbatim in `clamps`); `stop_loss`/`take_profit` are the
-  exit plan after the risk layer; `final_exposure` is the target sent to the broker, NULL when nothing was
-  sent (hold, rejection, clamp back to the current exposure); `clamps` holds every `ClampEvent` (the
-  allowance's breakers first) as JSON; the LLM fields come from the gateway's `DecisionResult`.
+  non-finite number is stored as NULL and kept verbatim in `clamps`); `stop_loss`/`take_profit` (and a
+  rule's `trailing_stop` distance) are the exit plan after the risk layer; `final_exposure` is the target
+  sent to the broker, NULL when nothing was sent (hold, rejection, clamp back to the current exposure);
+  `clamps` holds every `ClampEvent` (the allowance's breakers first) as JSON; the LLM fields come from
+  the gateway's `DecisionResult`.
 - Each clamp event is also a `risk_events` row linked to its decision; broker events (dust, nothing
   fillable, cooldown) are `risk_events` rows without a decision.
 - An order is linked to the decision it executes: (run, symbol, `decided_ts`).
@@ -177,7 +178,7 @@ def _write(session: Session, tick: TickRecord) -> dict[str, int]:
               for entry in tick.decisions for e in entry.events]
     events += [(None, e.symbol, e.kind, e.detail) for e in outcome.events]
     seen = set(session.execute(select(RiskEvent.symbol, RiskEvent.kind, RiskEvent.detail).where(
-        RiskEvent.run_id == tick.run_id, RiskEvent.bar_ts == tick.bar_ts)).tuples())
+        RiskEvent.run_id == tick.run_id, RiskEvent.bar_ts == tick.bar_ts)).all())
     for decision_id, symbol, kind, detail in events:
         symbol, kind, detail = for_storage(symbol), for_storage(kind[:32]), for_storage(detail)
         if (symbol, kind, detail) not in seen:
@@ -192,7 +193,7 @@ def _write_decisions(session: Session, tick: TickRecord, counts: dict[str, int])
     ids: dict[str, int] = dict(session.execute(
         select(Decision.symbol, Decision.id).where(Decision.run_id == tick.run_id,
                                                    Decision.bar_ts == tick.bar_ts)
-    ).tuples().all())
+    ).all())
     rows = {e.result.symbol: _decision_row(tick.run_id, tick.bar_ts, e) for e in tick.decisions
             if e.result.symbol not in ids}
     session.add_all(rows.values())
@@ -212,7 +213,7 @@ def _decision_row(run_id: str, bar_ts: int, entry: DecisionEntry) -> Decision:
         run_id=run_id, symbol=for_storage(result.symbol), bar_ts=bar_ts, source=result.source, action=action,
         target_exposure=_finite(proposed.target_exposure), confidence=_finite(proposed.confidence),
         final_exposure=result.target_exposure if result.changes else None,
-        stop_loss=result.stop_loss, take_profit=result.take_profit,
+        stop_loss=result.stop_loss, take_profit=result.take_profit, trailing_stop=result.trailing_stop,
         invalidation=for_storage(result.invalidation), rationale=for_storage(rationale[:RATIONALE_STORED]),
         abstained=bool(llm and llm.abstained),
         abstain_reason=for_storage(llm.reason) if llm and llm.abstained else None,

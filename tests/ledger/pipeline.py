@@ -78,9 +78,11 @@ class Pipeline:
             allowed = allowance(s, outcome.state, outcome.marks, ts, atr, self.settings, RULES[s], False)
             previous = float(self.targets[s][i - 1]) if i > 0 else 0.0
             target_now = float(self.targets[s][i])
-            proposal = rule_decision(s, target_now, previous, allowed.current_exposure, "sma_cross")
-            result = apply_limits(proposal, allowed, s, outcome.state, outcome.marks, outcome.marks[s], atr,
-                                  self.settings, RULES[s], source="rule")
+            close = outcome.marks[s]  # a rule's own exit plan, as `agent.backtest.plan.exit_plan` decides it
+            proposal = rule_decision(s, target_now, previous, allowed.current_exposure, "sma_cross",
+                                     close - 1.0 * atr, close + 2.5 * atr)
+            result = apply_limits(proposal, allowed, s, outcome.state, outcome.marks, close, atr,
+                                  self.settings, RULES[s], source="rule", trailing_stop=3.0 * atr)
             entries.append(DecisionEntry(result, None, allowed))
             target = PendingTarget.from_result(result, ts)
             if target is not None:

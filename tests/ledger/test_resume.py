@@ -78,7 +78,7 @@ def test_resuming_from_the_ledger_at_every_bar_gives_the_uninterrupted_run(
     assert a == b
     reasons = {row[-1] for row in a["orders"]}
     assert {"entry", "exit", "stop_loss", "take_profit"} <= reasons
-    assert len(a["fills"]) >= 12 and len(a["balances"]) == BARS
+    assert len(a["fills"]) >= 10 and len(a["balances"]) == BARS  # orders only on target changes, no drift
 
 
 def test_sigkill_inside_a_tick_leaves_no_partial_tick_and_resume_completes_the_run(
