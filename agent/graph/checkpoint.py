@@ -1,7 +1,16 @@
 """LangGraph checkpointers stored in the same database as the ledger (SQLite or PostgreSQL).
 
-Contract: `open_checkpointer(db_url)` is a context manager yielding a set-up saver; the thread id of a tick
-is `tick_thread_id(run_id, bar_ts)`, so an interrupted tick resumes from its last completed node.
+Contracts:
+- `open_checkpointer(db_url)` is a context manager yielding a set-up saver; the thread id of a tick is
+  `tick_thread_id(run_id, bar_ts)`, so an interrupted tick resumes from its last completed node.
+- PostgreSQL: the saver draws its connections from a `psycopg_pool.ConnectionPool` that checks each one
+  (`ConnectionPool.check_connection`) before lending it, as the ledger's engine pre-pings: after a server
+  restart, a failover or a terminated backend, the next checkpoint read or write reconnects (the operation
+  that was in flight fails once; a connection found dead costs the pool's first backoff, about 1 s). One
+  connection is enough: the saver runs one statement at a time. A server that stays unreachable fails the
+  operation after `POOL_TIMEOUT_S`.
+- SQLite: one connection in WAL mode with the ledger's busy timeout (30 s, or the URL's `?timeout=` in
+  seconds); a lock held longer makes the operation fail, and the next one tries again.
 """
 
 from __future__ import annotations
@@ -11,12 +20,15 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from langgraph.checkpoint.base import BaseCheckpointSaver
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import URL, make_url
 
 CHECKPOINT_TABLES = frozenset(
     {"checkpoints", "writes", "checkpoint_blobs", "checkpoint_writes", "checkpoint_migrations"}
 )
 """Tables the checkpointers own (created by their own `setup()`, not by Alembic)."""
+SQLITE_TIMEOUT_S = 30.0
+POOL_TIMEOUT_S = 10.0
+"""Longest a checkpoint operation waits for a (re)connection to PostgreSQL."""
 
 
 def tick_thread_id(run_id: str, bar_ts: int) -> str:
@@ -29,20 +41,40 @@ def open_checkpointer(db_url: str) -> Iterator[BaseCheckpointSaver[str]]:
     """A checkpointer over the database at `db_url` (tables created on first use)."""
     url = make_url(db_url)
     if url.get_backend_name() == "sqlite":
-        from langgraph.checkpoint.sqlite import SqliteSaver
-
-        conn = sqlite3.connect(url.database or ":memory:", check_same_thread=False, timeout=30)
-        conn.execute("PRAGMA journal_mode=WAL")
-        try:
-            saver = SqliteSaver(conn)
-            saver.setup()
+        with _sqlite_saver(url) as saver:
             yield saver
-        finally:
-            conn.close()
         return
+    with _postgres_saver(url) as saver:
+        yield saver
+
+
+@contextmanager
+def _sqlite_saver(url: URL) -> Iterator[BaseCheckpointSaver[str]]:
+    from langgraph.checkpoint.sqlite import SqliteSaver
+
+    timeout = float(str(url.query.get("timeout", SQLITE_TIMEOUT_S)))
+    conn = sqlite3.connect(url.database or ":memory:", check_same_thread=False, timeout=timeout)
+    conn.execute("PRAGMA journal_mode=WAL")
+    try:
+        saver = SqliteSaver(conn)
+        saver.setup()
+        yield saver
+    finally:
+        conn.close()
+
+
+@contextmanager
+def _postgres_saver(url: URL) -> Iterator[BaseCheckpointSaver[str]]:
     from langgraph.checkpoint.postgres import PostgresSaver
+    from psycopg.rows import dict_row
+    from psycopg_pool import ConnectionPool
 
     plain = url.set(drivername="postgresql").render_as_string(hide_password=False)
-    with PostgresSaver.from_conn_string(plain) as saver:
+    options = {"autocommit": True, "prepare_threshold": 0, "row_factory": dict_row}  # PostgresSaver's needs
+    with ConnectionPool(
+        plain, min_size=1, max_size=1, kwargs=options, check=ConnectionPool.check_connection,
+        timeout=POOL_TIMEOUT_S, open=True, name="tradegraph-checkpoints",
+    ) as pool:
+        saver = PostgresSaver(pool)  # type: ignore[arg-type]
         saver.setup()
         yield saver
