@@ -4,10 +4,14 @@ Live and replay run this same code; only the exchange client differs (ccxt, or `
 the feed sets to the simulated now before each refresh).
 
 Contracts:
-- `refresh(now_ms)` downloads, for every symbol, the closed bars the store lacks (`MarketDataService`, with
-  its retries). The first refresh of a process also back-fills history from `history_start_ms`. A symbol
-  whose store already holds the last bar closed at now is not fetched at all. Failures propagate as
-  `TemporaryExchangeError` / `ExchangeError` / `DataError` and leave the store as it was.
+- `refresh(now_ms)` downloads, for every symbol, the closed bars the store lacks between `history_start_ms`
+  and the last bar closed at now, wherever they are missing: before the stored bars, after them, or in a
+  hole between them (a replay over an earlier window than a previous one on the same data directory). It
+  uses the market-data service's plan, paged fetch with retries, validation and single atomic write. Each
+  bar is asked for once per process: the first refresh checks the whole history, later ones only the bars
+  closed since; a bar the exchange does not have is not asked for again. A symbol whose stored bars are
+  complete is not fetched at all. Failures propagate as `TemporaryExchangeError` / `ExchangeError` /
+  `DataError` and leave the store as it was.
 - `source` is the `FrameSource` the graph reads. Its frames are the stored candles with open time in
   [history_start, last bar closed at now]: bars a previous, further-advanced replay left in the store are
   never visible, and the history's first bar is fixed per run (reproducible indicators and prompts).
@@ -27,7 +31,8 @@ import pandas as pd
 
 from agent.daemon.clock import last_closed_bar
 from agent.market.candles import COLUMNS, timeframe_ms
-from agent.market.service import MarketDataService
+from agent.market.fetch import Row, fetch_range
+from agent.market.service import DownloadPlan, MarketDataService, finish_download
 from agent.market.source import FrameSource, ts_ms
 from agent.market.store import CandleStore
 
@@ -108,7 +113,8 @@ class CandleFeed:
         self.set_exchange_clock = set_exchange_clock
         self._stored: dict[str, pd.DataFrame] = {}
         self._stored_ts: dict[str, np.ndarray] = {}
-        self._backfilled: set[str] = set()
+        self._checked: dict[str, int] = {}
+        """Per symbol, the newest bar up to which the store was completed in this process."""
         self._visible_end = -1
         self.requests = 0
         for symbol in self.symbols:
@@ -122,17 +128,7 @@ class CandleFeed:
         if self.set_exchange_clock:
             self.service.exchange.set_now(now_ms)
         closed = last_closed_bar(now_ms, self.tf_ms)
-        new_bars = 0
-        for symbol in self.symbols:
-            have = self._stored_last(symbol)
-            if symbol in self._backfilled and have is not None and have >= closed:
-                continue
-            since = None if symbol in self._backfilled else self._history_start
-            report = self.service.download(symbol, self.timeframe, since=since, on_page=self._count)
-            self._backfilled.add(symbol)
-            if report.new_bars > 0 or symbol not in self._stored:
-                self._keep(symbol, self.service.store.read(self.service.exchange.id, symbol, self.timeframe))
-            new_bars += max(report.new_bars, 0)
+        new_bars = sum(self._complete(symbol, closed) for symbol in self.symbols)
         if closed != self._visible_end or new_bars:
             self._visible_end = closed
             self.source.reload()
@@ -160,16 +156,47 @@ class CandleFeed:
     def _count(self, _rows: int) -> None:
         self.requests += 1
 
+    def _complete(self, symbol: str, closed: int) -> int:
+        """Fetch `symbol`'s bars missing up to `closed` that this process did not ask for yet; new bars."""
+        checked = self._checked.get(symbol, self.history_start_ms - self.tf_ms)
+        missing = self._missing(symbol, checked + self.tf_ms, closed)
+        new_bars = self._fetch(symbol, missing) if missing else 0
+        self._checked[symbol] = max(checked, closed)
+        return new_bars
+
+    def _missing(self, symbol: str, lo: int, hi: int) -> list[tuple[int, int]]:
+        """[start, end) ranges of the bars with open time in [lo, hi] that the store lacks."""
+        if lo > hi:
+            return []
+        ts = self._stored_ts.get(symbol, np.empty(0, dtype=np.int64))
+        inside = ts[np.searchsorted(ts, lo, side="left"): np.searchsorted(ts, hi, side="right")]
+        if len(inside) == (hi - lo) // self.tf_ms + 1:
+            return []
+        edges = np.concatenate(([lo - self.tf_ms], inside, [hi + self.tf_ms]))
+        gaps = np.nonzero(np.diff(edges) > self.tf_ms)[0]
+        return [(int(edges[k]) + self.tf_ms, int(edges[k + 1])) for k in gaps]
+
+    def _fetch(self, symbol: str, ranges: list[tuple[int, int]]) -> int:
+        """Download `ranges` of `symbol` into the store (the service's plan → fetch → finish); new bars."""
+        service, exchange = self.service, self.service.exchange
+        service.market(symbol)  # an unknown symbol fails here, before any candle is asked for
+        existing = service.store.read(exchange.id, symbol, self.timeframe)
+        plan = DownloadPlan(symbol, self.timeframe, service.exchange_now(), existing, tuple(ranges))
+        rows: list[Row] = []
+        before = self.requests
+        for start, end in plan.ranges:
+            rows += fetch_range(exchange, symbol, self.timeframe, start, end, service.policy, self._count)
+        report = finish_download(service.store, exchange.id, plan, rows, self.requests - before)
+        if report.new_bars > 0 or symbol not in self._stored:
+            self._keep(symbol, service.store.read(exchange.id, symbol, self.timeframe))
+        return max(report.new_bars, 0)
+
     def _keep(self, symbol: str, frame: pd.DataFrame | None) -> None:
         if frame is None or frame.empty:
             return
         frame = frame[frame.index >= self._history_start]
         self._stored[symbol] = frame
         self._stored_ts[symbol] = ts_ms(frame.index)  # type: ignore[arg-type]
-
-    def _stored_last(self, symbol: str) -> int | None:
-        ts = self._stored_ts.get(symbol)
-        return int(ts[-1]) if ts is not None and len(ts) else None
 
     def _view(self, symbol: str) -> pd.DataFrame:
         """Stored bars of `symbol` with open time <= the last bar closed at the latest refresh."""
