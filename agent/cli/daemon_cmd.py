@@ -6,7 +6,8 @@ Contracts:
   `<data_dir>/logs/daemon.log`, with every configured secret redacted. SIGTERM and SIGINT stop it within
   seconds (exit 0); a tick still running after the grace period is abandoned (it resumes on restart).
 - A second daemon on the same database, bad options or a bad strategy exit 1 with one `error:` line.
-- `status` prints Rich tables; it never changes the database beyond bringing the schema up to date.
+- `status` prints Rich tables; it never changes the database. Its `state` is the daemon's health
+  (`agent.daemon.health`): alive, degraded (with the reason and the last error), stalled or stopped.
 """
 
 from __future__ import annotations
@@ -37,6 +38,9 @@ def run(
     max_catchup: int = typer.Option(24, "--max-catchup", help="most bars ticked per wake-up"),
     lease_ttl: float = typer.Option(30.0, "--lease-ttl", help="seconds until a silent lease is stale"),
     history_bars: int = typer.Option(1000, "--history-bars", help="bars of history before the first bar"),
+    discard_after: int = typer.Option(
+        3, "--discard-after", help="failures in a row after which a bar's checkpoint is discarded and re-run"
+    ),
     log_format: str | None = typer.Option(None, "--log-format", help="text or json; default: settings"),
 ) -> None:
     """Run the paper-trading daemon: one tick per closed candle, until stopped (or the replay ends)."""
@@ -55,7 +59,7 @@ def run(
     options = DaemonOptions(
         replay=replay, speed=speed, start=start, end=end, run_id=run_id, strategy=strategy,
         params=dict(parse_params(param or [])), max_bars=max_catchup, lease_ttl_s=lease_ttl,
-        history_bars=history_bars,
+        history_bars=history_bars, discard_after=discard_after,
     )
     setup_logging(fmt, settings.data_dir / "logs", configured_secrets(settings))
     stop = StopSignal()
@@ -72,7 +76,8 @@ def status(
     run_id: str | None = typer.Option(None, "--run-id", help="default: the daemon's run"),
     limit: int = typer.Option(10, "--limit", help="decisions and problems shown"),
 ) -> None:
-    """Show whether the daemon is alive, its last and next tick, positions, equity, decisions and problems."""
+    """Show the daemon's health (alive, degraded, stalled, stopped), last and next tick, positions, equity,
+    decisions and problems."""
     from rich.console import Console
 
     from agent.config import load_settings

@@ -3,9 +3,13 @@
 Contracts:
 - `record` writes one row in its own transaction, after the tick's ledger transaction: the ledger (a balance
   snapshot per bar) stays the truth about what was processed, the journal says when and why.
-- Statuses: `done`, `resumed` (finished from a checkpoint), `already_done`, `skipped` (nothing traded; the
-  reason says why: exchange fault, stale data, a bar the graph could not settle), `error` (an unexpected
-  fault; the bar is retried at the next wake-up).
+- Statuses (`TickStatus`): `done`, `resumed` (finished from a checkpoint), `already_done`, `skipped`
+  (nothing traded; the reason says why: exchange fault, stale data, a bar the graph could not settle),
+  `error` (an unexpected fault, in a tick or anywhere in a wake-up; the bar is retried at the next
+  wake-up), `discarded` (the bar's checkpoint was deleted after failing too often in a row; the bar is
+  re-run from scratch right after). `TICKED` ran, `FAILED` did not.
+- `failures_in_a_row(bar)` counts the bar's `error` rows since its last row of any other status: the
+  persisted retry count (it survives restarts).
 - Reasons are one line, at most `MAX_REASON` characters, stored through `agent.textsafe.for_storage` (a
   reason may quote an exchange's or a model's text: NUL and lone surrogates become U+FFFD).
 """
@@ -14,6 +18,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Literal
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
@@ -23,7 +28,10 @@ from agent.db.session import transaction
 from agent.textsafe import for_storage
 
 MAX_REASON = 2000
-PROBLEMS = ("skipped", "error")
+TickStatus = Literal["done", "resumed", "already_done", "skipped", "error", "discarded"]
+TICKED: tuple[TickStatus, ...] = ("done", "resumed")
+FAILED: tuple[TickStatus, ...] = ("skipped", "error")
+PROBLEMS: tuple[TickStatus, ...] = ("skipped", "error", "discarded")
 
 
 @dataclass(frozen=True)
@@ -32,7 +40,7 @@ class JournalEntry:
 
     run_id: str
     bar_ts: int
-    status: str
+    status: TickStatus
     reason: str | None = None
     orders: int = 0
     fills: int = 0
@@ -59,8 +67,25 @@ def record(factory: sessionmaker[Session], entry: JournalEntry, holder: str | No
         ))
 
 
+def failures_in_a_row(factory: sessionmaker[Session], run_id: str, bar_ts: int) -> tuple[int, str | None]:
+    """How often in a row `bar_ts` failed (`error` rows since its last other row), and the last reason."""
+    query = (select(DaemonTick.status, DaemonTick.reason)
+             .where(DaemonTick.run_id == run_id, DaemonTick.bar_ts == bar_ts).order_by(DaemonTick.id.desc()))
+    count, last = 0, None
+    with factory() as session:
+        for status, reason in session.execute(query):
+            if status != "error":
+                break
+            last = last if count else reason
+            count += 1
+    return count, last
+
+
 def recent(
-    factory: sessionmaker[Session], run_id: str, statuses: tuple[str, ...] | None = None, limit: int = 10
+    factory: sessionmaker[Session],
+    run_id: str,
+    statuses: tuple[TickStatus, ...] | None = None,
+    limit: int = 10,
 ) -> list[JournalEntry]:
     """The newest rows of `run_id` (optionally only some statuses), newest first."""
     query = select(DaemonTick).where(DaemonTick.run_id == run_id)
@@ -69,7 +94,7 @@ def recent(
     with factory() as session:
         rows = session.scalars(query.order_by(DaemonTick.id.desc()).limit(limit)).all()
     return [
-        JournalEntry(r.run_id, int(r.bar_ts), r.status, r.reason, r.orders, r.fills, r.equity, r.started_at,
-                     r.finished_at)
+        JournalEntry(r.run_id, int(r.bar_ts), r.status, r.reason, r.orders, r.fills, r.equity,  # type: ignore[arg-type]
+                     r.started_at, r.finished_at)
         for r in rows
     ]

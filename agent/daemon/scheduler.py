@@ -1,9 +1,13 @@
 """APScheduler 3 wiring: when the daemon wakes up, in a job store kept in the ledger's database.
 
 Contracts:
-- `make_scheduler(db_url)` is a `BackgroundScheduler` (UTC) whose default job store is a
-  `SQLAlchemyJobStore` on the ledger database (`apscheduler_jobs`; an engine from `agent.db.session`, so
-  SQLite gets its WAL mode and busy timeout), with one worker thread.
+- `make_scheduler(db_url, retry_s)` is a `BackgroundScheduler` (UTC) whose default job store is a
+  `ResilientJobStore` on the ledger database (`apscheduler_jobs`; an engine from `agent.db.session`, so
+  SQLite gets its WAL mode and busy timeout, PostgreSQL its pre-ping), with one worker thread.
+- The job store never lets a database error reach the scheduler thread (APScheduler 3 lets an error in
+  `update_job` or `get_next_run_time` end that thread for good, while the lease heartbeat goes on): a
+  failed read or write is logged, no job is started for `retry_s` seconds, and the scheduler wakes up again
+  then. A run time it could not record is still due, so the tick runs at the next wake-up.
 - Live: `cron_trigger(timeframe, delay_s)` fires at every candle close plus `tick_delay_s` (UTC), e.g. 1h
   with 10 s → minute 0, second 10 of every hour. Replay: `replay_trigger(timeframe, speed)` fires every
   bar/speed real seconds (at least `MIN_INTERVAL_S`); the simulated clock, not the trigger, says which
@@ -12,16 +16,19 @@ Contracts:
   `max_instances=1`, `coalesce=True` and the misfire grace time given. The stored job names a module-level
   function and the job id only (what a persistent store can pickle); the callable it runs lives in this
   process's registry.
-- After a wake-up that left a backlog (bounded catch-up), the job is re-run at once rather than at the next
-  candle close.
+- After each wake-up the next one is the trigger's next fire from now, or sooner when `rerun_in()` asks
+  for it (0 s after a wake-up that left a backlog; a retry delay after a failed one): a retry still
+  pending after a wake-up that went well is dropped.
 """
 
 from __future__ import annotations
 
 import logging
 import math
+import threading
+import time
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from apscheduler.events import EVENT_JOB_EXECUTED, JobExecutionEvent
@@ -31,6 +38,8 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.base import BaseTrigger
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
+from sqlalchemy import Engine
+from sqlalchemy.exc import SQLAlchemyError
 
 from agent.db.session import make_engine
 from agent.errors import ConfigError
@@ -80,13 +89,70 @@ def replay_trigger(timeframe: str, speed: float) -> IntervalTrigger:
     return IntervalTrigger(seconds=seconds, timezone=UTC)
 
 
-def make_scheduler(db_url: str) -> BackgroundScheduler:
+class ResilientJobStore(SQLAlchemyJobStore):  # type: ignore[misc]
+    """The SQLAlchemy job store, whose database errors never reach the scheduler thread.
+
+    After a failed read or write, `get_due_jobs` starts nothing and `get_next_run_time` answers no earlier
+    than `retry_s` seconds later, so the scheduler neither dies nor spins; the job stays due in the table.
+    """
+
+    def __init__(self, engine: Engine, retry_s: float) -> None:
+        super().__init__(engine=engine)
+        self.retry_s = float(retry_s)
+        self._hold_until = 0.0
+        self._lock = threading.Lock()
+
+    def get_due_jobs(self, now: datetime) -> list[Any]:
+        """See `SQLAlchemyJobStore.get_due_jobs`; nothing while holding off after an error."""
+        if self._holding():
+            return []
+        try:
+            return list(super().get_due_jobs(now))
+        except SQLAlchemyError as e:
+            self._failed("read the due jobs", e)
+            return []
+
+    def update_job(self, job: Any) -> None:
+        """See `SQLAlchemyJobStore.update_job`; after a database error the stored job stays as it was."""
+        try:
+            super().update_job(job)
+        except SQLAlchemyError as e:
+            self._failed("record the next run time", e)
+
+    def get_next_run_time(self) -> datetime | None:
+        """See `SQLAlchemyJobStore.get_next_run_time`; never earlier than the end of a hold-off."""
+        stored: datetime | None = None
+        try:
+            stored = super().get_next_run_time()
+        except SQLAlchemyError as e:
+            self._failed("read the next run time", e)
+        with self._lock:
+            hold = self._hold_until
+        if hold <= time.time():
+            return stored
+        resume = datetime.fromtimestamp(hold, UTC)
+        return resume if stored is None or stored < resume else stored
+
+    def _holding(self) -> bool:
+        with self._lock:
+            return time.time() < self._hold_until
+
+    def _failed(self, what: str, error: SQLAlchemyError) -> None:
+        with self._lock:
+            self._hold_until = time.time() + self.retry_s
+        reason = " ".join(str(error).split())[:300]
+        log.warning("job store: cannot %s (%s); retrying in %g s", what, reason, self.retry_s,
+                    extra={"event": "job_store_error"})
+
+
+def make_scheduler(db_url: str, retry_s: float = 10.0) -> BackgroundScheduler:
     """A background scheduler whose jobs live in the ledger database (its own engine: the store disposes
-    of it at shutdown)."""
+    of it at shutdown); job-store errors are retried every `retry_s` seconds."""
     return BackgroundScheduler(
-        jobstores={"default": SQLAlchemyJobStore(engine=make_engine(db_url))},
+        jobstores={"default": ResilientJobStore(make_engine(db_url), retry_s)},
         executors={"default": ThreadPoolExecutor(max_workers=1)},
         timezone=UTC,
+        jobstore_retry_interval=retry_s,
     )
 
 
@@ -96,7 +162,7 @@ def schedule(
     trigger: BaseTrigger,
     *,
     misfire_grace_s: int | None,
-    rerun_now: Callable[[], bool] = lambda: False,
+    rerun_in: Callable[[], float | None] = lambda: None,
 ) -> None:
     """Register `job` and add it as the daemon's tick job (see the module contract)."""
     _REGISTRY[JOB_ID] = job
@@ -106,11 +172,19 @@ def schedule(
     )
 
     def after(event: JobExecutionEvent) -> None:
-        if event.job_id == JOB_ID and rerun_now():
-            try:
-                scheduler.modify_job(JOB_ID, next_run_time=datetime.now(UTC))
-            except Exception as e:  # noqa: BLE001 - shutting down: the job is gone, nothing to re-run
-                log.debug("cannot re-run the tick job: %s", e)
+        if event.job_id != JOB_ID:
+            return
+        delay = rerun_in()
+        now = datetime.now(UTC)
+        try:
+            stored = scheduler.get_job(JOB_ID)
+            when = stored.trigger.get_next_fire_time(None, now) if stored is not None else None
+            if when is not None and delay is not None:
+                when = min(when, now + timedelta(seconds=delay))
+            if when is not None and when != stored.next_run_time:
+                scheduler.modify_job(JOB_ID, next_run_time=when)
+        except Exception as e:  # noqa: BLE001 - shutting down: the job is gone, nothing to re-run
+            log.debug("cannot re-plan the tick job: %s", e)
 
     scheduler.add_listener(after, EVENT_JOB_EXECUTED)
 

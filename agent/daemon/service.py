@@ -15,6 +15,12 @@ Contracts:
   running one stops between bars, and is waited for up to `stop_grace_s`. If a tick is still running then
   (a slow model call), the lease is released and `on_abandon` is called (the CLI exits the process at once:
   ticks are transactional and resume from their checkpoint). The lease is always released on the way out.
+- Faults keep it running, or show in `tradegraph status` (`agent.daemon.health`): the watch thread renews
+  the lease every `heartbeat_interval_s(ttl)` with the daemon's clock, and a database error there is
+  logged and retried at the next beat; the scheduler's job store survives database errors (retried every
+  `retry_s`: the replay trigger's interval, or `DaemonOptions.retry_s`); after a failed wake-up a live
+  daemon tries again after `retry_s` (a replay at its next wake-up), after one that left a backlog at
+  once; a bar failing `discard_after` times in a row from its checkpoint is re-run from scratch (`TickJob`).
 """
 
 from __future__ import annotations
@@ -24,12 +30,14 @@ from contextlib import ExitStack
 from dataclasses import dataclass, field
 from typing import Any
 
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from agent.config import Settings
 from agent.daemon import scheduler as sched
 from agent.daemon.clock import Clock, SimulatedClock, SystemClock
 from agent.daemon.feed import CachedStore, CandleFeed
+from agent.daemon.health import heartbeat_interval_s
 from agent.daemon.lease import Holder, Lease, LeaseLost
 from agent.daemon.logging import DropMessages
 from agent.daemon.plan import (
@@ -66,6 +74,10 @@ class DaemonOptions:
     lease_ttl_s: float = 30.0
     stop_grace_s: float = 2.0
     history_bars: int = 1000
+    discard_after: int = 3
+    """Failures in a row after which a bar's checkpoint is discarded and the bar re-run from scratch."""
+    retry_s: float = 30.0
+    """Live: a failed wake-up (or job-store access) is retried this soon, not at the next candle close."""
 
 
 @dataclass(frozen=True)
@@ -116,7 +128,7 @@ class Daemon:
             try:
                 return self._serve(factory, plan, lease)
             finally:
-                lease.release(self.stop.reason)
+                _release(lease, self.stop.reason)
         finally:
             engine.dispose()
             if self._own_stop:
@@ -171,7 +183,8 @@ class Daemon:
         exchange = self._exchange if self._exchange is not None else _make_exchange(s, o.replay)
         feed = CandleFeed(_service(s, exchange), s.symbols, s.timeframe, plan.history_start_ms,
                           set_exchange_clock=o.replay)
-        scheduler = sched.make_scheduler(s.db_url)
+        retry_s = sched.replay_trigger(s.timeframe, o.speed).interval_length if o.replay else o.retry_s
+        scheduler = sched.make_scheduler(s.db_url, retry_s)
         with ExitStack() as stack:
             runner = stack.enter_context(open_agent(
                 s, run_id=plan.run_id, kind=RunKind.DAEMON, strategy=plan.strategy, params=plan.params,
@@ -180,13 +193,12 @@ class Daemon:
             job = TickJob(
                 runner, feed, clock, plan.window, factory=factory, stale_after_bars=s.stale_after_bars,
                 max_bars=o.max_bars, stop=self.stop, lease=lease,
-                next_wake_ms=lambda: sched.next_run_ms(scheduler),
+                next_wake_ms=lambda: sched.next_run_ms(scheduler), discard_after=o.discard_after,
             )
             trigger = sched.replay_trigger(s.timeframe, o.speed) if o.replay else sched.cron_trigger(
                 s.timeframe, s.tick_delay_s)
             sched.schedule(scheduler, job, trigger, misfire_grace_s=None if o.replay else max(60, tf // 2000),
-                           rerun_now=lambda: bool(job.last_report and job.last_report.backlog
-                                                  and not self.stop.requested))
+                           rerun_in=lambda: self._rerun_in(job))
             quiet = DropMessages("maximum number of running instances reached")
             if o.replay:
                 logging.getLogger("apscheduler.scheduler").addFilter(quiet)
@@ -197,7 +209,7 @@ class Daemon:
                              plan.strategy, ",".join(s.symbols), s.timeframe, _resume_note(last, lease),
                              extra={"event": "started", "run_id": plan.run_id, "feed": plan.feed,
                                     "pid": lease.holder.pid, "last_bar_ts": last})
-                    self._watch(lease, scheduler)
+                    self._watch(lease, scheduler, clock)
             finally:
                 abandoned = self._shutdown(scheduler, job, lease)
                 logging.getLogger("apscheduler.scheduler").removeFilter(quiet)
@@ -219,15 +231,25 @@ class Daemon:
         start = plan.window.start_ms if last is None else max(plan.window.start_ms, last + tf)
         return SimulatedClock(start, self.options.speed, plan.window.end_ms)
 
-    def _watch(self, lease: Lease, scheduler: Any) -> None:
-        """Renew the lease until a stop is requested."""
-        interval = max(0.05, min(lease.ttl_s / 3.0, 10.0))
-        while not self.stop.wait(interval):
+    def _rerun_in(self, job: TickJob) -> float | None:
+        """When to wake up again after a wake-up, if sooner than the trigger (see the module contract)."""
+        report = job.last_report
+        if report is None or self.stop.requested:
+            return None
+        if report.failed:
+            return None if self.options.replay else self.options.retry_s
+        return 0.0 if report.backlog else None
+
+    def _watch(self, lease: Lease, scheduler: Any, clock: Clock) -> None:
+        """Renew the lease (with the daemon's clock) until a stop is requested."""
+        while not self.stop.wait(heartbeat_interval_s(lease.ttl_s)):
             try:
-                lease.heartbeat(next_tick_ms=sched.next_run_ms(scheduler))
+                lease.heartbeat(clock_ms=clock.now_ms(), next_tick_ms=sched.next_run_ms(scheduler))
             except LeaseLost as e:
                 log.error("%s; stopping", e, extra={"event": "lease_lost"})
                 self.stop.request("lease lost")
+            except SQLAlchemyError as e:  # status shows the late heartbeat; try again at the next beat
+                log.warning("heartbeat failed: %s", e, extra={"event": "heartbeat_error"})
 
     def _shutdown(self, scheduler: Any, job: TickJob, lease: Lease) -> bool:
         """Stop scheduling, wait for the running wake-up; True when it had to be abandoned."""
@@ -244,13 +266,22 @@ class Daemon:
             return False
         log.warning("abandoning the tick in progress after %.1f s; it resumes from its checkpoint at the "
                     "next start", self.options.stop_grace_s, extra={"event": "abandon_tick"})
-        lease.release(self.stop.reason)
+        _release(lease, self.stop.reason)
         if self.on_abandon is not None:
             for handler in logging.getLogger().handlers:
                 handler.flush()
             self.on_abandon()
         job.idle.wait()
         return True
+
+
+def _release(lease: Lease, note: str | None) -> None:
+    """Free the lease; if the database refuses now, it expires after its TTL."""
+    try:
+        lease.release(note)
+    except SQLAlchemyError as e:
+        log.warning("cannot release the lease (it expires after %g s): %s", lease.ttl_s, e,
+                    extra={"event": "release_error"})
 
 
 def _effective(settings: Settings, options: DaemonOptions) -> Settings:
@@ -269,6 +300,10 @@ def _check(o: DaemonOptions, settings: Settings, *, injected: bool) -> None:
         raise ConfigError(f"--history-bars must be >= 0 (got {o.history_bars})")
     if o.lease_ttl_s <= 0:
         raise ConfigError(f"--lease-ttl must be positive (got {o.lease_ttl_s:g})")
+    if o.retry_s <= 0:
+        raise ConfigError(f"retry_s must be positive (got {o.retry_s:g})")
+    if o.discard_after < 1:
+        raise ConfigError(f"--discard-after must be at least 1 (got {o.discard_after})")
     if not o.replay and (o.start or o.end):
         raise ConfigError("--start and --end apply to --replay only")
     if not o.replay:

@@ -1,13 +1,14 @@
 """`tradegraph status`: is the daemon alive, what did it do last, what does its run hold (read from the db).
 
 Contracts:
-- Read-only. `read_status(factory, now_ms, run_id)` gathers the lease (holder, heartbeat age, next wake-up),
-  the run's last balance snapshot (equity, cash), its open positions at that bar, its latest decisions,
-  its last journalled tick and its recent skipped or failed ticks. Without `run_id` it reports the run of
-  the lease (the daemon running or last run on this database).
+- Read-only. `read_status(factory, now_ms, run_id)` gathers the daemon's health (`agent.daemon.health`:
+  alive, degraded, stalled or stopped, why, and the last error), the lease (holder, heartbeat age, next
+  wake-up), the run's last balance snapshot (equity, cash), its open positions at that bar, its latest
+  decisions, its last journalled tick and its recent skipped, failed or discarded ticks. Without `run_id`
+  it reports the run of the lease (the daemon running or last run on this database).
 - `render(status)` turns it into Rich tables; nothing here prints. Text from the model or from errors
   (rationales, tick reasons, the lease note) goes in as `agent.textsafe.for_terminal` cells: never markup.
-- Alive means: the lease is held and its heartbeat is younger than its TTL.
+- The `state` row is the health's state, never the heartbeat alone; `reason` and `last error` say why.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from agent.daemon import journal
+from agent.daemon.health import Health, read_health
 from agent.daemon.journal import JournalEntry
 from agent.daemon.lease import LeaseInfo, read_lease
 from agent.db.models import BalanceSnapshot, Decision, PositionSnapshot, Run
@@ -42,11 +44,12 @@ class DaemonStatus:
     decisions: list[dict[str, Any]] = field(default_factory=list)
     last_tick: JournalEntry | None = None
     problems: list[JournalEntry] = field(default_factory=list)
+    health: Health = field(default_factory=lambda: Health("stopped"))
 
     @property
     def alive(self) -> bool:
-        """Held lease with a fresh heartbeat."""
-        return self.lease is not None and self.lease.alive(self.now_ms)
+        """Held lease with a fresh heartbeat (judged by the database's clock), however the ticks go."""
+        return self.lease is not None and self.lease.alive()
 
 
 def read_status(
@@ -55,12 +58,13 @@ def read_status(
     """The daemon's status (see the module contract)."""
     lease = read_lease(factory)
     run_id = run_id or (lease.run_id if lease is not None else None)
+    health = read_health(factory, now_ms, run_id)
     if run_id is None:
-        return DaemonStatus(now_ms, lease)
+        return DaemonStatus(now_ms, lease, health=health)
     with factory() as session:
         run = session.get(Run, run_id)
         if run is None:
-            return DaemonStatus(now_ms, lease, {"id": run_id, "missing": True})
+            return DaemonStatus(now_ms, lease, {"id": run_id, "missing": True}, health=health)
         info = {"id": run.id, "kind": run.kind, "strategy": run.strategy, "symbols": list(run.symbols),
                 "timeframe": run.timeframe, "status": run.status, "params": dict(run.params)}
         balance = session.scalars(select(BalanceSnapshot).where(BalanceSnapshot.run_id == run_id)
@@ -83,7 +87,8 @@ def read_status(
         ]
     last = journal.recent(factory, run_id, limit=1)
     problems = journal.recent(factory, run_id, journal.PROBLEMS, limit)
-    return DaemonStatus(now_ms, lease, info, bal, positions, decisions, last[0] if last else None, problems)
+    return DaemonStatus(now_ms, lease, info, bal, positions, decisions, last[0] if last else None, problems,
+                        health)
 
 
 def render(status: DaemonStatus) -> Group:
@@ -108,14 +113,15 @@ def _daemon_table(status: DaemonStatus) -> Table:
     if lease is None:
         table.add_row("state", "no daemon has run on this database")
         return table
-    age = lease.age_s(status.now_ms)
-    if status.alive:
-        state = "[green]alive[/]"
-    elif lease.holder is None:
-        state = "stopped"
-    else:
-        state = "[red]dead[/] (heartbeat older than the lease TTL)"
-    table.add_row("state", state)
+    age = lease.age_s()
+    health = status.health
+    table.add_row("state", _STATE_STYLE[health.state].format(health.state))
+    if health.reason and health.state != "stopped":
+        table.add_row("reason", for_terminal(health.reason))
+    if health.last_error is not None and health.state != "alive":
+        e = health.last_error
+        at = "" if e.finished_at is None else f" (at {e.finished_at:%Y-%m-%d %H:%M:%S})"
+        table.add_row("last error", for_terminal(f"bar {_iso(e.bar_ts)}: {e.status}: {e.reason or ''}{at}"))
     table.add_row("run", str((status.run or {}).get("id", lease.run_id)))
     table.add_row("mode", str(lease.mode))
     if lease.holder is not None:
@@ -132,6 +138,10 @@ def _daemon_table(status: DaemonStatus) -> Table:
     if lease.note:
         table.add_row("note", for_terminal(lease.note))
     return table
+
+
+_STATE_STYLE = {"alive": "[green]{}[/]", "degraded": "[yellow]{}[/]", "stalled": "[red]{}[/]",
+                "stopped": "{}"}
 
 
 def _account_table(status: DaemonStatus) -> Table:

@@ -11,10 +11,17 @@ Contracts:
 - Each bar goes through `runner.tick` (idempotent, resumable); its outcome is journalled. A tick the graph
   could not settle is journalled `skipped` and the next bar follows, as in a backtest. An unexpected
   exception is journalled `error` and ends the wake-up (the bar is retried next time); the daemon lives on.
+  So is an exception anywhere else in the wake-up (e.g. the database gone), journalled when the journal can
+  be written at all. A failed wake-up reports `failed`, so the scheduler retries it rather than re-running
+  it at once.
+- A bar that failed `discard_after` times in a row (counted in the journal, so across restarts) and has a
+  checkpoint is poisoned: its checkpoint thread is deleted (`runner.discard`), a `discarded` row records
+  why, and the bar is re-run from scratch in the same wake-up.
 - Between bars the job checks the stop signal: a stop request abandons the remaining bars; once stopping
   (or after `close()`), a wake-up the scheduler still starts returns at once.
 - After the bars, the lease heartbeat records now, the last processed bar and the next planned wake-up;
-  `LeaseLost` requests a stop. In replay, reaching the end of the window with no backlog sets `finished`.
+  `LeaseLost` requests a stop; a database error there is logged (the watch thread's heartbeat goes on).
+  In replay, reaching the end of the window with no backlog sets `finished`.
 """
 
 from __future__ import annotations
@@ -27,6 +34,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Protocol
 
 import pandas as pd
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from agent.daemon import journal
@@ -58,6 +66,8 @@ class Ticker(Protocol):
 
     def last_processed_bar(self) -> int | None: ...
 
+    def discard(self, bar_ts: int) -> bool: ...
+
 
 @dataclass(frozen=True)
 class WakeReport:
@@ -69,6 +79,8 @@ class WakeReport:
     backlog: int = 0
     skipped: str | None = None
     finished: bool = False
+    failed: bool = False
+    """Something went wrong (a tick, the market data, the wake-up itself): retry later, not at once."""
 
 
 class TickJob:
@@ -87,6 +99,7 @@ class TickJob:
         stop: StopSignal,
         lease: Lease | None = None,
         next_wake_ms: Callable[[], int | None] = lambda: None,
+        discard_after: int = 3,
     ) -> None:
         self.runner = runner
         self.feed = feed
@@ -98,12 +111,16 @@ class TickJob:
         self.stop = stop
         self.lease = lease
         self.next_wake_ms = next_wake_ms
+        self.discard_after = max(1, int(discard_after))
         self.tf_ms = timeframe_ms(feed.timeframe)
         self.idle = threading.Event()
         self.idle.set()
         self.last_report: WakeReport | None = None
         self._gate = threading.Lock()
         self._closed = False
+        self._suspect: int | None = None
+        """The bar whose failures to count before ticking it: the last one that failed, or (at start) any."""
+        self._started = False
 
     @property
     def holder(self) -> str | None:
@@ -127,7 +144,8 @@ class TickJob:
             report = self._wake()
         except Exception as e:  # noqa: BLE001 - the daemon outlives any single wake-up
             log.exception("wake-up failed: %s", e, extra={"event": "wake_error"})
-            report = WakeReport(self.clock.now_ms(), skipped=f"error: {e}")
+            report = WakeReport(self.clock.now_ms(), skipped=f"error: {e}", failed=True)
+            self._journal_failure(report.now_ms, e)
         finally:
             with self._gate:
                 self.idle.set()
@@ -157,19 +175,20 @@ class TickJob:
         if len(due) > len(batch):
             log.info("catch-up: %d bars due, ticking %d now, %d at the next wake-up", len(due), len(batch),
                      len(due) - len(batch), extra={"event": "catch_up", "due": len(due)})
-        ticked = 0
+        ticked, failed = 0, False
         for bar_ts in batch:
             if self.stop.requested:
                 log.info("stop requested: %d due bars left for the next start", len(due) - ticked,
                          extra={"event": "abandon"})
                 break
             if not self._tick(bar_ts):
+                failed = True
                 break
             ticked += 1
         backlog = len(due) - ticked
         self._heartbeat(now)
         finished = self.window.end_ms is not None and now >= self.window.end_ms and backlog == 0
-        return WakeReport(now, len(due), ticked, backlog, None, finished)
+        return WakeReport(now, len(due), ticked, backlog, None, finished, failed)
 
     def _due(self, target: int) -> list[int]:
         last = self.runner.last_processed_bar()
@@ -183,6 +202,7 @@ class TickJob:
         started = utcnow()
         run_id = self.runner.run_id
         try:
+            self._discard_if_poisoned(bar_ts)
             outcome = self.runner.tick(bar_ts)
         except LeaseLost as e:  # another process holds the run now: write nothing more (no journal), stop
             log.error("%s; stopping", e, extra={"event": "lease_lost", "run_id": run_id, "bar_ts": bar_ts})
@@ -192,8 +212,10 @@ class TickJob:
             log.exception("tick %s failed: %s", _iso(bar_ts), e,
                           extra={"event": "tick_error", "run_id": run_id, "bar_ts": bar_ts})
             reason = f"{type(e).__name__}: {e}"
+            self._suspect = bar_ts
             self._journal(JournalEntry(run_id, bar_ts, "error", reason, started_at=started))
             return False
+        self._suspect = None
         entry = JournalEntry(run_id, bar_ts, outcome.status, outcome.reason, outcome.orders, outcome.fills,
                              outcome.equity, started)
         self._journal(entry)
@@ -210,10 +232,36 @@ class TickJob:
                     extra={"event": "skip", "run_id": run_id, "bar_ts": bar_ts})
         self._journal(JournalEntry(run_id, bar_ts, "skipped", reason, started_at=started))
         self._heartbeat(now)
-        return WakeReport(now, skipped=reason)
+        return WakeReport(now, skipped=reason, failed=True)
+
+    def _discard_if_poisoned(self, bar_ts: int) -> None:
+        """Delete the checkpoint of a bar that failed `discard_after` times in a row, and journal why."""
+        if self._started and self._suspect != bar_ts:
+            return  # only the bar that just failed (or, after a restart, the first one) can be poisoned
+        self._started = True
+        run_id = self.runner.run_id
+        count, last = journal.failures_in_a_row(self.factory, run_id, bar_ts)
+        if count < self.discard_after or not self.runner.discard(bar_ts):
+            return
+        reason = (f"checkpoint discarded after {count} failed attempts in a row (last: {last}); "
+                  "re-run from scratch")
+        log.warning("tick %s: %s", _iso(bar_ts), reason,
+                    extra={"event": "checkpoint_discarded", "run_id": run_id, "bar_ts": bar_ts})
+        self._journal(JournalEntry(run_id, bar_ts, "discarded", reason))
 
     def _journal(self, entry: JournalEntry) -> None:
         journal.record(self.factory, entry, self.holder)
+
+    def _journal_failure(self, now: int, error: Exception) -> None:
+        """Journal a wake-up that failed outside a tick, if the journal can be written at all."""
+        bar = last_closed_bar(now, self.tf_ms)
+        if self.window.end_ms is not None:
+            bar = min(bar, self.window.end_ms - self.tf_ms)
+        reason = f"wake-up failed: {type(error).__name__}: {error}"
+        try:
+            self._journal(JournalEntry(self.runner.run_id, bar, "error", reason))
+        except Exception as e:  # noqa: BLE001 - the database is what failed: the log has it
+            log.warning("cannot journal the failed wake-up: %s", e, extra={"event": "journal_error"})
 
     def _heartbeat(self, now: int) -> None:
         if self.lease is None:
@@ -224,6 +272,8 @@ class TickJob:
         except LeaseLost as e:
             log.error("%s; stopping", e, extra={"event": "lease_lost"})
             self.stop.request("lease lost")
+        except SQLAlchemyError as e:  # the watch thread renews the lease again shortly
+            log.warning("heartbeat failed: %s", e, extra={"event": "heartbeat_error"})
 
 
 def _iso(ms: int) -> str:

@@ -6,6 +6,8 @@ Contracts:
   checkpoint (`resumed`); a tick whose data could not be settled is `skipped` with its reason recorded.
   Once the graph ran to its end (the ledger committed), the tick's checkpoint thread is deleted
   (`agent.ledger.checkpoints.prune_tick`): checkpoints are kept only for ticks in flight.
+- `AgentRunner.discard(bar_ts)` deletes the tick's checkpoint thread (a poisoned one: the next `tick` of
+  that bar starts from scratch); True when there was a checkpoint (even an unreadable one) to delete.
 - `open_runner(...)` builds the runtime from the ledger, so a restarted process continues the same run with
   the same book, pending orders and decision memory (bit-identical prompts after a restart).
 - Only the clock (which `bar_ts` is passed) and the candle source differ between modes.
@@ -80,6 +82,19 @@ class AgentRunner:
     def last_processed_bar(self) -> int | None:
         """The last bar the ledger holds for this run."""
         return self.rt.last_bar
+
+    def discard(self, bar_ts: int) -> bool:
+        """Delete the checkpoint thread of `bar_ts` (see the module contract)."""
+        if self.checkpointer is None:
+            return False
+        config = {"configurable": {"thread_id": tick_thread_id(self.rt.run_id, bar_ts)}}
+        try:
+            present = next(iter(self.checkpointer.list(config, limit=1)), None) is not None
+        except Exception:  # noqa: BLE001 - a checkpoint that cannot even be read is there, and poisoned
+            present = True
+        if present:
+            self.checkpointer.delete_thread(tick_thread_id(self.rt.run_id, bar_ts))
+        return present
 
     def tick(self, bar_ts: int) -> TickOutcome:
         """Process the closed bar `bar_ts` (see the module contract)."""

@@ -1,11 +1,15 @@
 """Test helpers for the daemon: a data folder with the bundled candles, settings, a flaky exchange, ledger
-snapshots for comparing two runs, and a poller that waits on a condition with a deadline (never a sleep)."""
+snapshots for comparing two runs, a poller that waits on a condition with a deadline (never a sleep), and a
+daemon in a subprocess with `tradegraph status` read back as rows."""
 
 from __future__ import annotations
 
+import os
 import random
+import subprocess
+import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +23,8 @@ from agent.db.models import BalanceSnapshot, DaemonTick, Fill, Order
 from agent.market.candles import timeframe_ms
 
 HOUR = timeframe_ms("1h")
+DAEMON_APP = "tradegraph-daemon-under-test"
+"""The PostgreSQL application name of a subprocess daemon's connections (`PGAPPNAME`)."""
 DATA_END = 1758322800000
 """Close of the last bundled 1h bar (2025-09-19 22:00 + 1h), common to BTC, ETH and SOL."""
 SMA = {"fast": 5, "slow": 20}
@@ -126,3 +132,71 @@ def journal_rows(url: str, run_id: str) -> list[tuple[int, str, str | None]]:
     finally:
         engine.dispose()
     return [(int(b), s, r) for b, s, r in rows]
+
+
+def bars(url: str, run_id: str) -> list[int]:
+    """The bars a run's ledger holds (one balance snapshot each), in order."""
+    return [b[0] for b in ledger(url, run_id)["balances"]]
+
+
+def subprocess_env(folder: Path, db_url: str, symbols: Sequence[str] = ("BTC/USDT",)) -> dict[str, str]:
+    """The environment of a daemon subprocess: rule strategy on the bundled 1h candles, database `db_url`."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TRADEGRAPH_")}
+    env.update({
+        "TRADEGRAPH_SYMBOLS": ",".join(symbols), "TRADEGRAPH_STRATEGY": "sma_cross",
+        "TRADEGRAPH_TIMEFRAME": "1h", "TRADEGRAPH_DATA_DIR": str(folder), "TRADEGRAPH_DATABASE_URL": db_url,
+        "TRADEGRAPH_RISK__COOLDOWN_BARS": "1", "PGAPPNAME": DAEMON_APP,
+    })
+    return env
+
+
+def start_daemon(folder: Path, db_url: str, log: Path, *args: str) -> subprocess.Popen[bytes]:
+    """`tradegraph run --replay <args>` in a subprocess (SMA 5/20, JSON logs appended to `log`)."""
+    command = [sys.executable, "-m", "agent.cli.main", "run", "--replay", "-p", f"fast={SMA['fast']}",
+               "-p", f"slow={SMA['slow']}", "--log-format", "json", *args]
+    with log.open("ab") as err:
+        return subprocess.Popen(command, cwd=folder.parent, env=subprocess_env(folder, db_url), stdout=err,
+                                stderr=err)
+
+
+def running(proc: subprocess.Popen[bytes], log: Path) -> bool:
+    """True while `proc` runs; AssertionError with the log's tail once it exited."""
+    assert proc.poll() is None, f"daemon exited ({proc.returncode}):\n{log.read_text()[-3000:]}"
+    return True
+
+
+def stop_daemon(proc: subprocess.Popen[bytes]) -> None:
+    """Kill `proc` if it still runs (test clean-up)."""
+    if proc.poll() is None:
+        proc.kill()
+        proc.wait(timeout=30)
+
+
+def status_rows(db_url: str) -> dict[str, str]:
+    """The Daemon table of `tradegraph status` on `db_url`, as {field: value}."""
+    from typer.testing import CliRunner
+
+    from agent.cli import main as cli
+
+    env = {"TRADEGRAPH_DATABASE_URL": db_url, "COLUMNS": "250"}
+    result = CliRunner().invoke(cli.app, ["status"], env=env)
+    assert result.exit_code == 0, result.output
+    return table_rows(result.output)
+
+
+def table_rows(out: str) -> dict[str, str]:
+    """The two-column rows of the first table in `out` (a wrapped value's lines joined by spaces)."""
+    rows: dict[str, str] = {}
+    key = None
+    for line in out.splitlines():
+        cells = [c.strip() for c in line.strip().strip("│").split("│")]
+        if len(cells) != 2:
+            if rows and line.strip().startswith("└"):
+                break
+            continue
+        if cells[0]:
+            key = cells[0]
+            rows[key] = cells[1]
+        elif key is not None:
+            rows[key] = f"{rows[key]} {cells[1]}".strip()
+    return rows

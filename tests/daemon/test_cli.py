@@ -99,12 +99,14 @@ def test_status_shows_state_account_decisions_and_problems(
         assert text in out, f"{text!r} missing from:\n{out}"
 
     engine, factory = open_db(url)
-    try:  # a live daemon holds the lease: alive, with its process and next wake-up
+    try:  # a live daemon holds the lease: its process and next wake-up; the last bar's skips degrade it
         lease = Lease(factory, Holder("me", "host-a", 4242), 30)
         lease.acquire("shown", "replay")
         lease.heartbeat(next_tick_ms=SystemClock().now_ms() + 60_000, clock_ms=DATA_END)
         out = CliRunner().invoke(cli.app, ["status", "--limit", "2"]).output
-        assert _row(out, "state") == "alive" and _row(out, "process") == "pid 4242 on host-a"
+        assert _row(out, "state") == "degraded" and _row(out, "process") == "pid 4242 on host-a"
+        assert _row(out, "reason").startswith("trading resumed after a failure within the last 2 bars: skip")
+        assert "NetworkError: injected network fault #7" in _row(out, "last error")
         assert _row(out, "next wake-up").endswith("UTC") and _row(out, "clock") == "2025-09-19 23:00:00 UTC"
     finally:
         engine.dispose()

@@ -75,7 +75,7 @@ def test_live_mode_over_ccxt_ticks_the_last_closed_bar_and_skips_a_failing_wake_
         )
         daemon = Daemon(
             cfg,
-            DaemonOptions(params=SMA, run_id="live", history_bars=60, lease_ttl_s=5),
+            DaemonOptions(params=SMA, run_id="live", history_bars=60, lease_ttl_s=5, retry_s=0.2),
             clock=ManualClock(now),
         )
         bg = Background(daemon)
@@ -88,16 +88,23 @@ def test_live_mode_over_ccxt_ticks_the_last_closed_bar_and_skips_a_failing_wake_
             run_registered(JOB_ID)  # the next wake-up, without waiting for the next candle close
             bars = wait_for(lambda: [b[0] for b in ledger(url, "live")["balances"]], 60, "the tick")
             assert bars == [start + 4 * HOUR]  # the last closed bar, never the open one
-            lease = wait_for(lambda: (x := _lease(url)) and x.next_tick_ms and x, 30, "the next wake-up time")
+            # the failed wake-up's retry (0.2 s later) finds nothing due; then the cron trigger plans the next
+            lease = wait_for(lambda: (x := _lease(url)) and x.next_tick_ms
+                             and _at_candle_close(x.next_tick_ms) and x, 30, "a wake-up at a candle close")
         finally:
             daemon.stop.request("test over")
             result = bg.join()
     assert result.reason == "test over" and result.last_bar == start + 4 * HOUR and not result.finished
-    nxt = datetime.fromtimestamp(lease.next_tick_ms / 1000, UTC)
-    assert (nxt.minute, nxt.second) == (0, 10)  # the cron trigger: candle close + tick_delay_s (10 s)
+    assert _at_candle_close(lease.next_tick_ms)
     stored = read_feather(folder / "store" / "binance" / "BTC_USDT-1h.feather")
     assert stored.index[-1].value // 10**6 == start + 4 * HOUR
     assert len(stored) == 61  # 60 bars of history + the run's first bar
+
+
+def _at_candle_close(ms: int) -> bool:
+    """The cron trigger's time: a 1h candle's close + tick_delay_s (10 s)."""
+    when = datetime.fromtimestamp(ms / 1000, UTC)
+    return (when.minute, when.second) == (0, 10)
 
 
 def _lease(url: str) -> Any:
@@ -243,3 +250,32 @@ def test_an_unreachable_exchange_at_start_is_one_line_and_frees_the_lease(tmp_pa
         Daemon(cfg, DaemonOptions(params=SMA, run_id="down")).run()
     lease = _lease(url)
     assert lease is not None and lease.holder is None
+
+
+@pytest.mark.timeout(180)
+def test_a_replay_over_an_earlier_window_fills_the_stores_hole(tmp_path: Path) -> None:
+    folder = data_dir(tmp_path)
+    later = DaemonOptions(replay=True, speed=3600 * 50, start=iso(DATA_END - 20 * HOUR), params=SMA,
+                          run_id="later", history_bars=30)
+    assert Daemon(settings(folder, f"sqlite:///{tmp_path / 'later.db'}"), later).run().finished
+    # the store now holds DATA_END-50h .. DATA_END-1h; the earlier run needs DATA_END-150h .. DATA_END-101h
+    start, end = DATA_END - 120 * HOUR, DATA_END - 100 * HOUR
+    earlier = DaemonOptions(replay=True, speed=3600 * 50, start=iso(start), end=iso(end), params=SMA,
+                            run_id="earlier", history_bars=30)
+    url = f"sqlite:///{tmp_path / 'earlier.db'}"
+    bg = Background(Daemon(settings(folder, url), earlier))
+    try:
+        wait_for(lambda: bg.result is not None or len(ledger(url, "earlier")["balances"]) >= 20, 120,
+                 "the earlier window's bars")
+    finally:
+        bg.daemon.stop.request("test over")
+        result = bg.join()
+    expected = [start + i * HOUR for i in range(20)]
+    assert [b[0] for b in ledger(url, "earlier")["balances"]] == expected
+    assert not [r for r in journal_rows(url, "earlier") if r[1] != "done"]
+    assert result.finished or result.reason == "test over"
+
+    fresh = data_dir(tmp_path / "fresh")  # the same window on an empty store gives the same ledger
+    ref = f"sqlite:///{tmp_path / 'fresh.db'}"
+    assert Daemon(settings(fresh, ref), earlier).run().finished
+    assert ledger(ref, "earlier") == ledger(url, "earlier")
