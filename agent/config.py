@@ -86,7 +86,7 @@ class ExchangeSettings(_Section):
 class LLMSettings(_Section):
     """The OpenAI-compatible endpoint. `base_url = None` means: start the embedded local model."""
 
-    profile: str = Field("llamacpp", description="a row of agent.llm.profiles.PROFILES (vllm, llamacpp, ...)")
+    profile: str = Field("llamacpp", description="a row of agent.llm.profiles.PROFILES (vllm, llamacpp, ...); checked where it is used")
     base_url: str | None = Field(None, description="e.g. http://gpu-host:8000/v1; None = embedded local")
     api_key: SecretStr = SecretStr("EMPTY")
     model: str | None = Field(None, description="model id; None = first id from /v1/models")
@@ -108,15 +108,6 @@ class LLMSettings(_Section):
     local_port: int = Field(8765, ge=1, le=65535)
     local_threads: int | None = Field(None, ge=1)
     local_n_ctx: int = Field(8192, ge=512)
-
-    @field_validator("profile")
-    @classmethod
-    def _registered_profile(cls, v: str) -> str:
-        from agent.llm.profiles import PROFILES  # the registry of server dialects (which imports this module)
-
-        if v not in PROFILES:
-            raise ValueError(f"not a registered profile; registered: {', '.join(PROFILES)}")
-        return v
 
 
 class RiskSettings(_Section):

@@ -5,7 +5,8 @@ Contracts:
   (structured-output form, token-limit key, thinking switches, tokenize dialect, schema keywords to drop,
   grammar-safe bounds, whether the embedded server speaks it). Code reads the row (`profile_of(name)`); no
   module compares a profile's name. Adding a server is one row here plus its paragraph in the docs;
-  `llm.profile` is validated against `PROFILES` (unknown names are refused with the registered ones).
+  `llm.profile` is checked against `PROFILES` where it is used (`profile_of`: an unknown name is one
+  `ConfigError` line naming the key and the registered rows; the settings sit below `agent.llm`).
 - `decision_schema(request, profile)` derives the JSON schema from `TradeDecision`, narrowed to the request:
   `symbol` is an enum of the one symbol, `action` an enum of `request.allowed_actions`, `target_exposure`
   capped at `request.max_exposure`. It is strict: every property required, `additionalProperties: false`,
@@ -102,7 +103,7 @@ def profile_of(name: str) -> Profile:
     try:
         return PROFILES[name]
     except KeyError:
-        raise ConfigError(f"unknown LLM profile {name!r}; registered: {', '.join(PROFILES)}") from None
+        raise ConfigError(f"llm.profile: unknown LLM profile {name!r}; registered: {', '.join(PROFILES)}") from None
 
 
 SCHEMA_NAME = "trade_decision"
