@@ -86,7 +86,7 @@ class ExchangeSettings(_Section):
 class LLMSettings(_Section):
     """The OpenAI-compatible endpoint. `base_url = None` means: start the embedded local model."""
 
-    profile: str = Field("llamacpp", description="a row of agent.llm.profiles.PROFILES (vllm, llamacpp, ...); checked where it is used")
+    profile: str = Field("llamacpp", description="a row of agent.llm.profiles.PROFILES; checked where used")
     base_url: str | None = Field(None, description="e.g. http://gpu-host:8000/v1; None = embedded local")
     api_key: SecretStr = SecretStr("EMPTY")
     model: str | None = Field(None, description="model id; None = first id from /v1/models")

@@ -103,7 +103,8 @@ def profile_of(name: str) -> Profile:
     try:
         return PROFILES[name]
     except KeyError:
-        raise ConfigError(f"llm.profile: unknown LLM profile {name!r}; registered: {', '.join(PROFILES)}") from None
+        known = ", ".join(PROFILES)
+        raise ConfigError(f"llm.profile: unknown LLM profile {name!r}; registered: {known}") from None
 
 
 SCHEMA_NAME = "trade_decision"

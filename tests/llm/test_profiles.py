@@ -69,7 +69,7 @@ def test_the_row_is_read_by_token_counting_and_the_endpoint_resolution(sglang: P
 def test_an_unregistered_profile_is_refused_naming_the_registered_ones() -> None:
     # the settings sit below agent.llm, so the name is checked where it is used: one line naming the key
     settings = load_settings(llm={"profile": "sglang"})
-    with pytest.raises(ConfigError, match=r"llm\.profile: unknown LLM profile 'sglang'.*vllm, llamacpp, openai"):
+    with pytest.raises(ConfigError, match=r"llm\.profile: unknown .*'sglang'.*vllm, llamacpp, openai"):
         profile_of(settings.llm.profile)
 
 
