@@ -11,7 +11,8 @@ Contracts:
   = s + cooldown_bars bars; decisions at bars t < cooldown_until may not enter (cooldown_bars = 3: the
   decisions at s, s+1 and s+2 are blocked; 0 disables it).
 - Kill switch: the file `risk.kill_switch_file` exists (the settings store it absolute: a relative path
-  is taken from the configuration file's folder). A database flag is not implemented yet (it needs a table); `session` is accepted for it.
+  is taken from the configuration file's folder). A database flag is not implemented yet (it needs a
+  table); `session` is accepted for it.
 - Breakers never force an exit: held positions may still be sold or closed.
 """
 
