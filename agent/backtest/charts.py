@@ -10,6 +10,7 @@ Contracts:
 from __future__ import annotations
 
 import io
+from typing import TYPE_CHECKING
 
 import matplotlib.dates as mdates
 import numpy as np
@@ -18,6 +19,9 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from agent.backtest.models import TRIGGERED, FloatArray, SimResult
+
+if TYPE_CHECKING:
+    from matplotlib.typing import LegendLocType
 
 _SIZE = (11, 4)
 
@@ -68,7 +72,7 @@ def trades_figure(sim: SimResult, symbol: int, close: FloatArray) -> Figure:
     return fig
 
 
-def _finish(ax: Axes, ylabel: str, legend: str) -> None:
+def _finish(ax: Axes, ylabel: str, legend: LegendLocType) -> None:
     locator = mdates.AutoDateLocator()
     ax.xaxis.set_major_locator(locator)
     ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator))

@@ -11,7 +11,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from langgraph.checkpoint.base import BaseCheckpointSaver
@@ -19,9 +19,7 @@ from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
 
 from agent.graph import names
-from agent.graph.state import TickState
-
-Node = Callable[[TickState], dict[str, Any]]
+from agent.graph.state import Node, TickState
 
 NODES = (
     names.OBSERVE,
@@ -70,6 +68,9 @@ def build_graph(
 
 def mermaid() -> str:
     """The graph as a Mermaid diagram (`tradegraph graph`)."""
-    noop: Node = lambda _state: {}  # noqa: E731
-    all_nodes = dict.fromkeys(NODES, noop)
+    all_nodes = dict.fromkeys(NODES, _noop)
     return str(build_graph(all_nodes).get_graph().draw_mermaid())
+
+
+def _noop(state: TickState) -> dict[str, Any]:
+    return {}

@@ -92,4 +92,5 @@ def decision_result_from_dict(data: dict[str, Any]) -> DecisionResult:
     except ValueError:
         pass
     decision = TradeDecision.model_construct(**raw)
-    return DecisionResult(request=request, decision=decision, **{k: data.get(k) for k in _RESULT_FIELDS})
+    fields: dict[str, Any] = {k: data.get(k) for k in _RESULT_FIELDS}  # JSON values, as written
+    return DecisionResult(request=request, decision=decision, **fields)

@@ -9,7 +9,7 @@ Contracts:
 
 from __future__ import annotations
 
-from typing import Annotated, Any, TypedDict
+from typing import Annotated, Any, Protocol, TypedDict
 
 
 class TickState(TypedDict, total=False):
@@ -32,3 +32,10 @@ class TickState(TypedDict, total=False):
     proposals: Annotated[dict[str, dict[str, Any]], "per symbol: the decision proposed to the risk layer"]
     final: Annotated[dict[str, dict[str, Any]], "per symbol: the risk layer's result"]
     recorded: Annotated[bool, "the ledger holds this tick"]
+
+
+class Node(Protocol):
+    """A node: the tick's state in, a partial update out. LangGraph's node protocols name the argument
+    `state`, so a node is a function of one parameter called `state`."""
+
+    def __call__(self, state: TickState) -> dict[str, Any]: ...

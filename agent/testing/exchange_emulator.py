@@ -40,6 +40,7 @@ from agent.market.replay import CandleArrays
 MAX_LIMIT = 1000
 DEFAULT_LIMIT = 500
 _DAY_MS = 86_400_000
+_HOST = "127.0.0.1"
 
 
 @dataclass(frozen=True)
@@ -123,15 +124,13 @@ class ExchangeEmulator:
         self.in_flight = 0
         self.max_in_flight = 0
         self.max_limit = 0
-        self._server: ThreadingHTTPServer | None = None
+        self._server: _Server | None = None
         self._thread: threading.Thread | None = None
 
     # ---- lifecycle -------------------------------------------------------------------------------------
 
     def __enter__(self) -> ExchangeEmulator:
-        server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-        server.daemon_threads = True
-        server.emulator = self  # type: ignore[attr-defined]
+        server = _Server(self)
         self._server = server
         self._thread = threading.Thread(
             target=server.serve_forever, kwargs={"poll_interval": 0.05}, name="exchange-emulator", daemon=True
@@ -151,8 +150,7 @@ class ExchangeEmulator:
     def url(self) -> str:
         """The server's origin, e.g. `http://127.0.0.1:54321`."""
         assert self._server is not None, "start the emulator with `with ExchangeEmulator(...) as emu:`"
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
+        return f"http://{_HOST}:{self._server.server_port}"
 
     # ---- control and bookkeeping -------------------------------------------------------------------------
 
@@ -288,6 +286,16 @@ class ExchangeEmulator:
         return wire.ticker_24hr(self._symbols[symbol], day, now)
 
 
+class _Server(ThreadingHTTPServer):
+    """The HTTP server on 127.0.0.1 (any free port), holding the emulator its handlers answer from."""
+
+    daemon_threads = True
+
+    def __init__(self, emulator: ExchangeEmulator) -> None:
+        super().__init__((_HOST, 0), _Handler)
+        self.emulator = emulator
+
+
 class _Handler(BaseHTTPRequestHandler):
     """Turns HTTP requests into `ExchangeEmulator.answer` calls."""
 
@@ -304,7 +312,8 @@ class _Handler(BaseHTTPRequestHandler):
         self._handle()
 
     def _handle(self) -> None:
-        emulator: ExchangeEmulator = self.server.emulator  # type: ignore[attr-defined]
+        assert isinstance(self.server, _Server)
+        emulator = self.server.emulator
         parts = urlsplit(self.path)
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length).decode() if length else ""

@@ -37,6 +37,13 @@ class Abstain:
 Answer = Union[TradeDecision, str, Abstain, Callable[[DecisionRequest], "Answer"]]  # noqa: UP007
 
 
+def _answers(value: Answer | Sequence[Answer]) -> Sequence[Answer]:
+    """One scripted answer or a sequence of them, as a sequence (a string is one answer)."""
+    if isinstance(value, str) or not isinstance(value, Sequence):
+        return [value]
+    return value
+
+
 class FakeGateway:
     """A `DecisionGateway` that answers from a script instead of a model."""
 
@@ -61,8 +68,7 @@ class FakeGateway:
         self._queues: defaultdict[str, deque[Answer]] = defaultdict(deque)
         if isinstance(answers, Mapping):
             for symbol, value in answers.items():
-                is_many = isinstance(value, Sequence) and not isinstance(value, str)
-                self.script(symbol, *(value if is_many else [value]))  # type: ignore[arg-type, misc]
+                self.script(symbol, *_answers(value))
 
     def script(self, symbol: str, *answers: Answer) -> None:
         """Queue answers for the next requests about `symbol`."""

@@ -420,10 +420,15 @@ class VLLMEmulator:
         }
         if self.prompt_tokens_details:
             usage["prompt_tokens_details"] = {"cached_tokens": cached}
-        message = {"role": "assistant", "content": content, self.reasoning_field: reasoning, "tool_calls": []}
+        message: dict[str, Any] = {
+            "role": "assistant",
+            "content": content,
+            self.reasoning_field: reasoning,
+            "tool_calls": [],
+        }
         if body.get("stream"):
             return await self._stream(request, body, message, finish, usage)
-        completion = {
+        payload = {
             "id": f"chatcmpl-{len(self._calls)}",
             "object": "chat.completion",
             "created": int(time.time()),
@@ -432,8 +437,8 @@ class VLLMEmulator:
             "choices": [{"index": 0, "message": message, "logprobs": None, "finish_reason": finish}],
         }
         if reply is not None and reply.pad_bytes:
-            return await _padded(request, completion, reply.pad_bytes, reply.declare_length)
-        return web.json_response(completion)
+            return await _padded(request, payload, reply.pad_bytes, reply.declare_length)
+        return web.json_response(payload)
 
     async def _stream(
         self,
