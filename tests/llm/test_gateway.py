@@ -116,6 +116,8 @@ def test_llamacpp_profile_sends_json_object_with_grammar_safe_schema(emu: VLLMEm
     assert props["target_exposure"]["enum"][-1] == 0.5 and max(props["confidence"]["enum"]) == 1.0
     price = props["stop_loss"]["anyOf"][0]
     assert price["type"] == "string" and price["pattern"] == profiles.POSITIVE_DECIMAL
+    # the grammar bounds free text too: SmolLM2 otherwise rambles past the schema's limits
+    assert (props["rationale"]["maxLength"], props["invalidation"]["maxLength"]) == (600, 300)
     assert "chat_template_kwargs" not in body and body["max_tokens"] == 512
 
 
