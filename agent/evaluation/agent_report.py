@@ -1,9 +1,10 @@
 """The report of an agent run (LLM, hybrid or rule strategy through the graph), read back from the ledger.
 
 Contracts:
-- Metrics come from the run's balance snapshots with the backtest's own metric functions; buy-and-hold
-  (equal weight over the run's symbols, bought at the first bar's open) and cash are computed over the same
-  bars with the same fees and slippage by the backtest engine, so the three columns compare like for like.
+- Metrics come from the run's balance snapshots with the backtest's own metric functions; buy-and-hold is
+  `agent.backtest.baseline.buy_and_hold` (fully invested in equal weights over the run's symbols from the
+  first bar's open), the very benchmark of the rule backtest's report, and cash; both over the same bars
+  with the same fees and slippage, so the three columns compare like for like.
 - LLM figures come from `llm_calls`: real calls, cache hits, tokens, abstentions, latency.
 - Behaviour: long bias (mean exposure), turnover, fee drag (fees / initial cash), trades.
 - Calibration: decisions with an action other than HOLD, bucketed by confidence, against the realised
@@ -27,14 +28,14 @@ import numpy as np
 import pandas as pd
 from sqlalchemy.orm import Session, sessionmaker
 
-from agent.backtest.engine import simulate
+from agent.backtest import baseline
 from agent.backtest.market import engine_config, rules_matrix
 from agent.backtest.metrics import cash_metrics, compute_metrics, equity_metrics, periods_per_year
 from agent.config import Settings
 from agent.evaluation.frames import decisions_frame, equity_frame, llm_usage, orders_frame
 from agent.market.candles import timeframe_ms
 from agent.market.exchange import MarketRules
-from agent.market.source import CandleSource
+from agent.market.source import CandleSource, ts_ms
 from agent.textsafe import csv_frame, for_html
 
 RATIONALE_SHOWN = 300
@@ -48,17 +49,17 @@ def buy_and_hold(
     rules: dict[str, MarketRules],
     settings: Settings,
 ) -> tuple[pd.Series, dict[str, float]]:
-    """Equal-weight buy-and-hold over `index`, through the backtest engine with the run's costs."""
+    """Buy & hold over `index` with the run's costs: `agent.backtest.baseline.buy_and_hold`, the benchmark
+    of every report (fully invested in equal weights from the first bar's open, symbols in sorted order)."""
     last = int(index[-1].value // 1_000_000)
-    frames = {s: source.history(s, last).reindex(index) for s in symbols}
+    ordered = sorted(symbols)
+    frames = {s: source.history(s, last).reindex(index) for s in ordered}
     ohlcv = {
-        c: np.column_stack([frames[s][c].to_numpy() for s in symbols])
+        c: np.column_stack([frames[s][c].to_numpy() for s in ordered])
         for c in ("open", "high", "low", "close", "volume")
     }
-    target = np.full((len(index), len(symbols)), 1.0 / len(symbols))
-    sim = simulate(
-        index, symbols, ohlcv, target, rules_matrix([rules[s] for s in symbols]), engine_config(settings)
-    )
+    matrix = rules_matrix([rules[s] for s in ordered])
+    sim = baseline.buy_and_hold(index, ordered, ohlcv, matrix, engine_config(settings), settings.timeframe)
     return pd.Series(sim.equity, index=index), compute_metrics(sim, settings.timeframe)
 
 
@@ -81,7 +82,8 @@ def run_metrics(
     filled = orders[orders["status"] == "filled"]
     notional = float((filled["fill_amount"] * filled["fill_price"]).sum()) if len(filled) else 0.0
     exposure = 1.0 - eq["cash"] / eq["equity"]
-    hold_curve, hold = buy_and_hold(source, settings.symbols, eq.index, rules, settings)  # type: ignore[arg-type]
+    bars = pd.DatetimeIndex(eq.index)
+    hold_curve, hold = buy_and_hold(source, settings.symbols, bars, rules, settings)
     strat.update(
         {
             "bars": len(eq),
@@ -99,7 +101,7 @@ def run_metrics(
     return {
         "strategy": strat,
         "buy_and_hold": hold,
-        "cash": cash_metrics(eq.index, initial, tf),  # type: ignore[arg-type]
+        "cash": cash_metrics(bars, initial, tf),
         "hold_curve": hold_curve,
     }
 
@@ -112,7 +114,7 @@ def calibration(decisions: pd.DataFrame, source: CandleSource, buckets: int = 5)
     rows = []
     for _, d in active.iterrows():
         hist = source.history(d["symbol"], 1 << 62)
-        times = hist.index.as_unit("ms").asi8
+        times = ts_ms(pd.DatetimeIndex(hist.index))
         i = int(np.searchsorted(times, int(d["bar_ts"])))
         if i + 1 >= len(hist) or times[i] != d["bar_ts"]:
             continue
@@ -122,7 +124,7 @@ def calibration(decisions: pd.DataFrame, source: CandleSource, buckets: int = 5)
     if not rows:
         return pd.DataFrame(columns=["confidence", "decisions", "mean_directional_return", "hit_rate"])
     df = pd.DataFrame(rows, columns=["confidence", "ret"])
-    edges = np.linspace(0.0, 1.0, buckets + 1)
+    edges = pd.Index(np.linspace(0.0, 1.0, buckets + 1))
     df["bucket"] = pd.cut(df["confidence"], edges, include_lowest=True)
     out = df.groupby("bucket", observed=True).agg(
         decisions=("ret", "size"),
@@ -283,7 +285,7 @@ def _html(
                 fmt(d.confidence),
                 "yes: " + for_html(d.abstain_reason, RATIONALE_SHOWN) if d.abstained else "",
                 for_html(d.rationale or "", RATIONALE_SHOWN),
-                for_html("; ".join(str(e.get("kind", "")) for e in (d.clamps or []))),
+                for_html(_clamp_kinds(d.clamps)),
             ]
             for d in shown.itertuples()
         ],
@@ -318,3 +320,10 @@ def _html(
         f"<h2>Calibration: confidence against the next bar's return in the decision's direction</h2>{cal}"
         f"<h2>Decision timeline (last 200)</h2>{timeline}<h2>Orders (last 200)</h2>{order_rows}</body></html>"
     )
+
+
+def _clamp_kinds(clamps: object) -> str:
+    """The kinds of a decision's recorded clamps, `; `-joined (a list of dicts; anything else shows none)."""
+    if not isinstance(clamps, list):
+        return ""
+    return "; ".join(str(e.get("kind", "")) for e in clamps if isinstance(e, dict))
