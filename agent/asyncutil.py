@@ -20,17 +20,18 @@ def run_sync(coro: Coroutine[Any, Any, T]) -> T:
         asyncio.get_running_loop()
     except RuntimeError:
         return asyncio.run(coro)
-    box: dict[str, Any] = {}
+    results: list[T] = []
+    errors: list[BaseException] = []
 
     def _target() -> None:
         try:
-            box["value"] = asyncio.run(coro)
+            results.append(asyncio.run(coro))
         except BaseException as e:  # noqa: BLE001 - re-raised in the caller's thread
-            box["error"] = e
+            errors.append(e)
 
     thread = threading.Thread(target=_target, name="tradegraph-run-sync")
     thread.start()
     thread.join()
-    if "error" in box:
-        raise box["error"]
-    return box["value"]  # type: ignore[no-any-return]
+    if errors:
+        raise errors[0]
+    return results[0]

@@ -66,6 +66,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
+from aiohttp.typedefs import Handler
 
 _TOKEN = re.compile(r"\s?\w+|\s?[^\w\s]|\s+")
 __all__ = [
@@ -246,9 +247,7 @@ class VLLMEmulator:
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0, backlog=1024)
         await site.start()
-        server = site._server
-        assert server is not None
-        self.port = server.sockets[0].getsockname()[1]  # type: ignore[attr-defined]
+        self.port = int(self._runner.addresses[0][1])
 
     async def _shutdown(self) -> None:
         assert self._stopping is not None and self._runner is not None
@@ -256,10 +255,10 @@ class VLLMEmulator:
         await self._runner.cleanup()
 
     @web.middleware
-    async def _log(self, request: web.Request, handler: Any) -> web.StreamResponse:
+    async def _log(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         with self._lock:
             self._requests.append((request.method, request.path))
-        return await handler(request)  # type: ignore[no-any-return]
+        return await handler(request)
 
     async def _models(self, request: web.Request) -> web.StreamResponse:
         if self.models_fault is not None:
