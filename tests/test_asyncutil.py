@@ -1,4 +1,4 @@
-"""`run_sync`: a coroutine's result (or its exception) from synchronous code, with or without a running loop."""
+"""`run_sync`: a coroutine's result (or its exception) from sync code, with or without a running loop."""
 
 from __future__ import annotations
 
