@@ -75,17 +75,37 @@ def data_folder(tmp_path: Path) -> Path:
 
 
 def _settings(folder: Path, strategy: str) -> Settings:
-    return Settings(symbols=SYMBOLS, timeframe="1h", strategy=strategy, data_dir=folder,
-                    database_url=f"sqlite:///{folder / 'equivalence.db'}")
+    return Settings(
+        symbols=SYMBOLS,
+        timeframe="1h",
+        strategy=strategy,
+        data_dir=folder,
+        database_url=f"sqlite:///{folder / 'equivalence.db'}",
+    )
 
 
 def _from_sim(sim: SimResult) -> Path_:
     times = [int(t) for t in sim.index.as_unit("ms").asi8]
     fills: Fills = [
-        (times[int(b)], sim.symbols[int(s)], "buy" if side > 0 else "sell", float(a), float(p), float(f),
-         REASONS[int(r)])
-        for b, s, side, a, p, f, r in zip(sim.fill_bar, sim.fill_symbol, sim.fill_side, sim.fill_amount,
-                                          sim.fill_price, sim.fill_fee, sim.fill_reason, strict=True)
+        (
+            times[int(b)],
+            sim.symbols[int(s)],
+            "buy" if side > 0 else "sell",
+            float(a),
+            float(p),
+            float(f),
+            REASONS[int(r)],
+        )
+        for b, s, side, a, p, f, r in zip(
+            sim.fill_bar,
+            sim.fill_symbol,
+            sim.fill_side,
+            sim.fill_amount,
+            sim.fill_price,
+            sim.fill_fee,
+            sim.fill_reason,
+            strict=True,
+        )
     ]
     fees, total, i = [], 0.0, 0
     for t in times:
@@ -102,11 +122,14 @@ def _from_ledger(url: str, run_id: str) -> Path_:
         with factory() as s:
             rows = s.execute(
                 select(Fill.bar_ts, Fill.symbol, Fill.side, Fill.amount, Fill.price, Fill.fee, Order.reason)
-                .join(Order, Fill.order_id == Order.id).where(Fill.run_id == run_id).order_by(Fill.id)
+                .join(Order, Fill.order_id == Order.id)
+                .where(Fill.run_id == run_id)
+                .order_by(Fill.id)
             ).all()
             snaps = s.execute(
                 select(BalanceSnapshot.bar_ts, BalanceSnapshot.equity, BalanceSnapshot.fees_paid)
-                .where(BalanceSnapshot.run_id == run_id).order_by(BalanceSnapshot.bar_ts)
+                .where(BalanceSnapshot.run_id == run_id)
+                .order_by(BalanceSnapshot.bar_ts)
             ).all()
     finally:
         engine.dispose()
@@ -115,8 +138,14 @@ def _from_ledger(url: str, run_id: str) -> Path_:
 
 
 def _engine(settings: Settings, name: str, params: dict[str, Any], start: int, end: int) -> Path_:
-    request = BacktestRequest(strategy=name, params={k: str(v) for k, v in params.items()}, symbols=SYMBOLS,
-                              timeframe="1h", start=_iso(start), end=_iso(end))
+    request = BacktestRequest(
+        strategy=name,
+        params={k: str(v) for k, v in params.items()},
+        symbols=SYMBOLS,
+        timeframe="1h",
+        start=_iso(start),
+        end=_iso(end),
+    )
     return _from_sim(run_request(request, settings, None).result.sim)
 
 
@@ -128,8 +157,16 @@ def _notebook(settings: Settings, name: str, params: dict[str, Any], start: int,
 
 
 def _daemon(settings: Settings, name: str, params: dict[str, Any], start: int, end: int) -> Path_:
-    options = DaemonOptions(replay=True, speed=3600 * 1000, start=_iso(start), end=_iso(end), strategy=name,
-                            params=params, run_id="equivalence", lease_ttl_s=60)
+    options = DaemonOptions(
+        replay=True,
+        speed=3600 * 1000,
+        start=_iso(start),
+        end=_iso(end),
+        strategy=name,
+        params=params,
+        run_id="equivalence",
+        lease_ttl_s=60,
+    )
     result = Daemon(settings, options).run()
     assert result.finished, result
     return _from_ledger(settings.db_url, result.run_id)
@@ -166,31 +203,39 @@ def test_backtest_daemon_and_notebook_fill_identically(
     _same(engine, _daemon(settings, name, params, start, end), "backtest vs daemon")
 
 
-# ---- restarts: the ledger reader rebuilds exactly what the per-bar semantics held ---------------------------
+# ---- restarts: the ledger reader rebuilds exactly what the per-bar semantics held -------------------------
 
 
 def _ticks(settings: Settings, source: Any, run_id: str, times: list[int]) -> None:
     """Tick `times` with the runner the daemon uses, opened (created or resumed from the ledger) once."""
     from agent.graph.factory import open_agent
 
-    with open_agent(settings, run_id=run_id, kind="daemon", source=source, params=EXITS["exits"],
-                    checkpoint=False) as runner:
+    with open_agent(
+        settings, run_id=run_id, kind="daemon", source=source, params=EXITS["exits"], checkpoint=False
+    ) as runner:
         for t in times:
             assert runner.tick(t).status == "done"
 
 
 def _breaks(url: str, run_id: str) -> tuple[int, int]:
-    """(a bar after which a position with a trailing stop is held, one after which such an entry is pending)."""
+    """(a bar after which a position with a trailing stop is held, one after which an entry is pending)."""
     from agent.db.models import Decision, PositionSnapshot
 
     engine, factory = open_db(url)
     try:
         with factory() as s:
-            held = s.scalars(select(PositionSnapshot.bar_ts).where(
-                PositionSnapshot.run_id == run_id).order_by(PositionSnapshot.bar_ts)).all()
-            entries = s.scalars(select(Decision.bar_ts).where(
-                Decision.run_id == run_id, Decision.action == "buy", Decision.final_exposure.is_not(None))
-                .order_by(Decision.bar_ts)).all()
+            held = s.scalars(
+                select(PositionSnapshot.bar_ts)
+                .where(PositionSnapshot.run_id == run_id)
+                .order_by(PositionSnapshot.bar_ts)
+            ).all()
+            entries = s.scalars(
+                select(Decision.bar_ts)
+                .where(
+                    Decision.run_id == run_id, Decision.action == "buy", Decision.final_exposure.is_not(None)
+                )
+                .order_by(Decision.bar_ts)
+            ).all()
     finally:
         engine.dispose()
     return int(held[len(held) // 2]), int(entries[-1])
@@ -198,7 +243,7 @@ def _breaks(url: str, run_id: str) -> tuple[int, int]:
 
 @pytest.mark.slow
 def test_a_restarted_rule_run_continues_exactly_with_trailing_stops_and_pending_entries(
-    data_folder: Path
+    data_folder: Path,
 ) -> None:
     from agent.graph.factory import load_source
 
@@ -215,3 +260,160 @@ def test_a_restarted_rule_run_continues_exactly_with_trailing_stops_and_pending_
         _ticks(settings, source, run_id, times[:k])
         _ticks(settings, source, run_id, times[k:])  # a new process: the book comes back from the ledger
         _same(whole, _from_ledger(settings.db_url, run_id), f"restart after bar {_iso(cut)}")
+
+
+# ---- one baseline, and the same total return in every report ----------------------------------------------
+
+
+class _NoPrompt:
+    """A context builder that renders nothing (the fake gateway ignores the prompt)."""
+
+    def build(self, ctx: Any, budget_tokens: int | None = None) -> Any:
+        from agent.llm.protocol import Prompt
+
+        return Prompt(
+            messages=({"role": "user", "content": ctx.symbol},),
+            prompt_hash=ctx.symbol,
+            estimated_tokens=1,
+            stable_prefix_chars=0,
+        )
+
+
+def _agent_run(settings: Settings, run_id: str, strategy: str, start: int, end: int) -> dict[str, Any]:
+    """An agent run of `strategy` over [start, end) as `tradegraph backtest --strategy llm` runs it (a
+    scripted model that always holds), its report written and its run finished; returns the report's
+    metrics."""
+    from agent.evaluation.agent_report import write_agent_report
+    from agent.graph.factory import load_source, trading_rules
+    from agent.graph.runner import open_runner
+    from agent.runs.lifecycle import finish_run
+    from agent.testing.fakes import FakeGateway
+    from strategies.registry import build_strategy
+
+    source = load_source(settings)
+    engine, factory = open_db(settings.db_url)
+    try:
+        rule = build_strategy(strategy) if strategy != "llm" else None
+        with open_runner(
+            settings,
+            run_id=run_id,
+            kind="agent_backtest",
+            strategy=strategy,
+            source=source,
+            rules=trading_rules(settings),
+            gateway=FakeGateway(),
+            builder=_NoPrompt(),
+            rule=rule,
+            checkpoint=False,
+            factory=factory,
+        ) as runner:
+            for t in source.bar_times(start, end):
+                assert runner.tick(t).status == "done"
+        path, metrics = write_agent_report(
+            Path(settings.data_dir) / run_id,
+            factory,
+            run_id,
+            source,
+            settings,
+            trading_rules(settings),
+            title=run_id,
+        )
+        finish_run(factory, run_id, metrics, str(path))
+    finally:
+        engine.dispose()
+    return metrics
+
+
+def _runs_show_row(url: str, ids: list[str], label: str) -> list[str]:
+    """The cells of one row of `tradegraph runs show ID...`."""
+    from agent.backtest.tables import compare_runs_table
+    from agent.runs.catalog import get_runs
+
+    engine, factory = open_db(url)
+    try:
+        table = compare_runs_table(get_runs(factory, ids))
+    finally:
+        engine.dispose()
+    row = list(table.columns[0]._cells).index(label)
+    return [str(c._cells[row]) for c in table.columns[1:]]
+
+
+@pytest.mark.slow
+def test_buy_and_hold_is_one_figure_in_the_rule_report_the_agent_report_and_runs_show(
+    data_folder: Path,
+) -> None:
+    start, end = WINDOWS["last"][1] - 72 * HOUR, WINDOWS["last"][1]
+    settings = Settings(
+        symbols=["BTC/USDT"],
+        timeframe="1h",
+        strategy="llm",
+        data_dir=data_folder,
+        database_url=f"sqlite:///{data_folder / 'hold.db'}",
+    )
+    request = BacktestRequest(
+        strategy="sma_cross", symbols=["BTC/USDT"], timeframe="1h", start=_iso(start), end=_iso(end)
+    )
+    rule = run_request(request, settings, None)
+    agent = _agent_run(settings, "agent-hold", "llm", start, end)
+    full = rule.comparison["buy_and_hold"]["total_return"]
+    assert agent["buy_and_hold"]["total_return"] == full
+    assert (
+        _runs_show_row(settings.db_url, [rule.run_id, "agent-hold"], "buy & hold return")
+        == [f"{full:.2%}"] * 2
+    )
+    # fully invested: the price change less one entry's fee and slippage, not the 50% the risk cap holds
+    frame = rule.hold.sim
+    bought = frame.fill_price[0] * (1 + 0.001)
+    move = float(rule.result.close[-1, 0]) * frame.fill_amount[0] / (bought * frame.fill_amount[0]) - 1
+    assert abs(full - move) < 0.003 and frame.fill_bar.tolist() == [0]
+    capped = rule.comparison["buy_and_hold_capped"]["total_return"]
+    assert abs(capped - full / 2) < 0.002  # the labelled second column: held within max_position_exposure
+
+
+@pytest.mark.slow
+def test_the_daemon_and_the_backtest_report_the_same_total_return(data_folder: Path) -> None:
+    from agent.evaluation.agent_report import run_metrics
+    from agent.graph.factory import load_source, trading_rules
+
+    start, end = WINDOWS["feb25"][0], WINDOWS["feb25"][0] + 120 * HOUR
+    settings = _settings(data_folder, "sma_cross")
+    request = BacktestRequest(
+        strategy="sma_cross", symbols=SYMBOLS, timeframe="1h", start=_iso(start), end=_iso(end)
+    )
+    backtest = run_request(request, settings, None).comparison
+    options = DaemonOptions(
+        replay=True,
+        speed=3600 * 1000,
+        start=_iso(start),
+        end=_iso(end),
+        strategy="sma_cross",
+        run_id="daemon-report",
+        lease_ttl_s=60,
+    )
+    assert Daemon(settings, options).run().finished
+    engine, factory = open_db(settings.db_url)
+    try:
+        daemon = run_metrics(
+            factory, "daemon-report", load_source(settings), settings, trading_rules(settings)
+        )
+    finally:
+        engine.dispose()
+    assert daemon["strategy"]["total_return"] == backtest["strategy"]["total_return"]
+    assert daemon["buy_and_hold"]["total_return"] == backtest["buy_and_hold"]["total_return"]
+
+
+@pytest.mark.slow
+def test_the_first_tick_of_a_rule_already_long_buys_as_the_engine_does(data_folder: Path) -> None:
+    from agent.graph.factory import load_source, open_agent
+    from strategies.registry import build_strategy
+
+    settings = _settings(data_folder, "sma_cross")
+    source = load_source(settings)
+    frame = source.history("BTC/USDT", WINDOWS["last"][1])
+    target = build_strategy("sma_cross").exposure(frame)
+    long_twice = [i for i in range(1, len(target)) if target[i] == 1.0 and target[i - 1] == 1.0]
+    t = int(frame.index[long_twice[-1]].value // 1_000_000)
+    with open_agent(settings, run_id="first", kind="daemon", source=source, checkpoint=False) as runner:
+        assert runner.tick(t).status == "done"
+        pending = runner.rt.pending
+    assert "BTC/USDT" in pending and pending["BTC/USDT"].target == 0.5  # sized by the plan: the risk cap

@@ -43,7 +43,7 @@ from agent.market.candles import timeframe_ms
 
 
 @njit(cache=True, _nrt=False)
-def _loop(t0, times, bars, target, plan, same_close, rules, cfg, st, acct, log, out):
+def _loop(t0, times, bars, target, initial, plan, same_close, rules, cfg, st, acct, log, out):
     """Bars t0.. in order (module docstring). Returns (the bar to resume at when the log is nearly full, or
     n; target changes refused by a breaker)."""
     open_, high, low, close, volume = bars
@@ -59,6 +59,8 @@ def _loop(t0, times, bars, target, plan, same_close, rules, cfg, st, acct, log, 
         ts = times[t]
         if not same_close and t > 0:
             bar.open_targets(t, t - 1, target, plan, at_open, rules, cfg, st, acct, log)
+        elif not same_close and initial.shape[0] > 0:
+            bar.open_targets(t, 0, initial, plan, at_open, rules, cfg, st, acct, log)
         bar.check_exits(t, ts, (open_, high, low), plan, at_open, rules, cfg, st, acct, log)
         bar.trail_stops(t, high, st)
         if same_close:
@@ -86,6 +88,7 @@ def simulate(
     config: EngineConfig,
     plan: FloatArray | None = None,
     timeframe: str | None = None,
+    initial: FloatArray | None = None,
 ) -> SimResult:
     """Run the compiled loop.
 
@@ -99,6 +102,8 @@ def simulate(
         plan: optional (3, n, k) stop-loss level, take-profit level and trailing distance (price units;
             NaN = none) decided with each bar's target; None = no exit plan.
         timeframe: the bar size (for the cooldown and the day roll); default: the index's spacing.
+        initial: optional (k,) targets decided before the first bar, executed at its open (next-bar-open
+            mode; entries take the plan of row 0); None = start flat.
     """
     columns = ("open", "high", "low", "close", "volume")
     bars = tuple(bar.frozen(ohlcv[c]) for c in columns)
@@ -118,10 +123,11 @@ def simulate(
     changes = int(np.count_nonzero(tgt[1:] != tgt[:-1])) + int(np.count_nonzero(tgt[0]))
     log = bk.new_log(2 * changes + 4 * k + 16)
     matrix = bar.frozen(rules)
+    first = bar.frozen(np.zeros((0, k)) if initial is None else np.reshape(initial, (1, k)))
     t, refused = 0, 0
     while t < n:
         same_close = config.fill == "same_close"
-        t, more = _loop(t, times, bars, tgt, levels, same_close, matrix, cfg, st, acct, log, out)
+        t, more = _loop(t, times, bars, tgt, first, levels, same_close, matrix, cfg, st, acct, log, out)
         refused += more
         if t < n:
             log = bk.grow(log, 2 * len(log[0]) + 4 * k)

@@ -35,7 +35,12 @@ METRICS: list[tuple[str, str, str]] = [
     ("clamped_bars", "bars clamped by caps", "int"),
 ]
 
-COLUMNS = {"strategy": "strategy", "buy_and_hold": "buy & hold", "cash": "cash"}
+COLUMNS = {
+    "strategy": "strategy",
+    "buy_and_hold": "buy & hold",
+    "buy_and_hold_capped": "buy & hold (capped)",
+    "cash": "cash",
+}
 
 
 def fmt(value: Any, kind: str) -> str:

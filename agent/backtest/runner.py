@@ -9,8 +9,9 @@ Contracts:
   short).
 - `rules` are the symbols' `MarketRules` (in sorted symbol order) or a ready (k, 4) array; required,
   so no fee is ever assumed.
-- `compare(result, frames, ...)` runs buy-and-hold through the same engine, sizing and costs over the same
-  bars, plus cash: the two references every report shows.
+- `compare(result, frames, ...)` gives the references every report shows over the same bars: buy & hold
+  (`agent.backtest.baseline`: fully invested from the first bar, same costs; plus `buy_and_hold_capped`
+  when the per-symbol cap binds) and cash.
 - Deterministic: the same inputs give bit-identical outputs.
 """
 
@@ -23,15 +24,15 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from agent.backtest.baseline import FULL, hold_metrics, hold_weights
 from agent.backtest.engine import simulate
 from agent.backtest.market import rules_matrix
 from agent.backtest.metrics import cash_metrics, compute_metrics
 from agent.backtest.models import EngineConfig, FloatArray, SimResult, SizingRules
-from agent.backtest.plan import rule_plan
+from agent.backtest.plan import align, rule_plan
 from agent.errors import DataError
 from agent.market.exchange import MarketRules
 from strategies.base import Strategy
-from strategies.buy_and_hold import BuyAndHold
 
 
 @dataclass(frozen=True)
@@ -107,18 +108,26 @@ def compare(
     rules: Sequence[MarketRules] | FloatArray,
     start: pd.Timestamp | None = None,
 ) -> tuple[BacktestResult, dict[str, dict[str, float]]]:
-    """Buy-and-hold (same engine, sizing and costs) and the metrics of strategy, buy-and-hold and cash."""
-    hold = run_backtest(
-        frames,
-        BuyAndHold(),
+    """Buy & hold (`agent.backtest.baseline`: fully invested from the first bar with the same costs, plus
+    the same within the per-symbol cap when that binds) and cash over the strategy's bars, beside it."""
+    symbols = list(result.symbols)
+    index, ohlcv, _ = align(frames, symbols)
+    first = 0 if start is None else int(index.searchsorted(start))
+    index, ohlcv = index[first:], {c: a[first:] for c, a in ohlcv.items()}
+    matrix = rules if isinstance(rules, np.ndarray) else rules_matrix(rules)
+    runs, metrics = hold_metrics(
+        index, symbols, ohlcv, matrix, result.config, result.timeframe, result.sizing.position_cap
+    )
+    hold = BacktestResult(
+        strategy=FULL,
+        params={},
         timeframe=result.timeframe,
-        rules=rules,
+        sim=runs[FULL],
+        metrics=metrics[FULL],
+        targets=np.broadcast_to(hold_weights(len(symbols)), (len(index), len(symbols))),
+        close=ohlcv["close"],
         config=result.config,
         sizing=result.sizing,
-        start=start,
     )
-    return hold, {
-        "strategy": result.metrics,
-        "buy_and_hold": hold.metrics,
-        "cash": cash_metrics(result.sim.index, result.config.initial_cash, result.timeframe),
-    }
+    cash = cash_metrics(result.sim.index, result.config.initial_cash, result.timeframe)
+    return hold, {"strategy": result.metrics, **metrics, "cash": cash}

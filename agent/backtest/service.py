@@ -5,14 +5,18 @@ Contracts:
   `TradegraphError` with one line on the first problem — before anything is written.
 - `run_request` then records the run (`runs` table, kind `backtest`, status running), simulates the
   strategy and the buy-and-hold reference, writes the report under `<reports_dir>/<run id>/` and marks
-  the run done with its metrics (strategy metrics plus `buy_and_hold` and `cash` sub-dicts) and report
-  path; any failure after the run row exists marks it failed and re-raises.
+  the run done with its metrics (strategy metrics plus `buy_and_hold`, `cash` and, when the per-symbol cap
+  binds, `buy_and_hold_capped` sub-dicts) and report path; any failure after the run row exists marks it
+  failed and re-raises.
 - Settings supply the defaults (cash, fees, slippage, participation cap, risk caps and limits); request
   fields that are not None override them and are stored in the run's `config`.
 - History: the strategy's indicators are computed from `HISTORY_BARS` bar times before the first traded bar
   (more when the strategy declares a longer warm-up; `warmup` overrides it), the history the daemon reads
   by default (`tradegraph run --history-bars`), so a backtest and a daemon over the same window compute the
   same indicators, bit for bit (recursive ones such as EMA, RSI and ATR depend on where they start).
+- Buy & hold is `agent.backtest.baseline`: fully invested from the first bar with the same costs (the
+  benchmark of every report), plus the same held within the per-symbol cap as a second, labelled column
+  (`buy_and_hold_capped`) when that cap binds.
 """
 
 from __future__ import annotations
@@ -229,10 +233,7 @@ def _record_and_run(
             meta = _meta(run_id, prepared, result)
             folder = reports_dir.absolute() / run_id  # recorded absolute: valid from any working directory
             report_path = write_report(folder, result, hold, comparison, meta, prepared.notes)
-        metrics = dict(comparison["strategy"]) | {
-            "buy_and_hold": comparison["buy_and_hold"],
-            "cash": comparison["cash"],
-        }
+        metrics = dict(comparison["strategy"]) | {k: v for k, v in comparison.items() if k != "strategy"}
         runs.finish_run(factory, run_id, metrics, str(report_path) if report_path else None)
     except BaseException as e:
         runs.fail_run(factory, run_id, e)
