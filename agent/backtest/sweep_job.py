@@ -22,7 +22,7 @@ from agent.backtest.data import epoch_ms
 from agent.backtest.formatting import METRICS
 from agent.backtest.market import rules_matrix
 from agent.backtest.metrics import periods_per_year
-from agent.backtest.service import BacktestRequest, Prepared, prepare, run_config
+from agent.backtest.service import HISTORY_BARS, BacktestRequest, Prepared, prepare, run_config
 from agent.backtest.sweep import Trial, luck_sharpe, parse_grid, rank, run_sweep, trials
 from agent.config import Settings
 from agent.errors import ConfigError, StrategyError
@@ -82,7 +82,7 @@ def prepare_sweep(request: SweepRequest, settings: Settings) -> SweepJob:
     valid, skipped, reason = trials(request.strategy, grid)
     if not valid:
         raise StrategyError(f"all {skipped} parameter combinations are invalid, e.g. {reason}")
-    warmup = max(cls(cls.make_params(v)).warmup_bars() for v in valid)
+    warmup = max([HISTORY_BARS] + [cls(cls.make_params(v)).warmup_bars() for v in valid])  # as a backtest
     prepared = prepare(
         BacktestRequest(
             strategy=request.strategy,

@@ -27,7 +27,10 @@ Contracts (pure; same inputs, same `RiskResult`):
 - Text fields are never interpreted: instructions in a rationale change nothing.
 - Rule strategies enter through `rule_decision` (their target wrapped as a `TradeDecision`, source "rule"),
   which emits HOLD when the rule's target did not change: orders only on a target change, as in the
-  backtest engine. `no_call_decision` is the HOLD recorded when the allowance leaves nothing to ask.
+  backtest engine. A rule's decision (source "rule") is checked by `rule_limits` instead of the clamps
+  above: it is sized by its strategy's plan and exits on its own plan, exactly as the compiled engine runs
+  it; only the breakers refuse its increases. `no_call_decision` is the HOLD recorded when the allowance
+  leaves nothing to ask.
 - With leakage control, pass the prompt's `alias` and `price_scale` (real price = prompt price × scale).
 """
 
@@ -292,7 +295,11 @@ def rule_decision(
     stop_loss: float | None = None,
     take_profit: float | None = None,
 ) -> TradeDecision:
-    """A rule strategy's target as a decision for `apply_limits` (source "rule"); HOLD when unchanged."""
+    """A rule strategy's target as a decision for `apply_limits` (source "rule"); HOLD when unchanged.
+
+    `previous_target` is the rule's target at the run's previous tick, None on its first tick: the target is
+    then compared with the current exposure only, so a rule already long when a run starts enters at once,
+    as the backtest engine does (its targets start from 0)."""
     if not isinstance(target, int | float) or not math.isfinite(target):
         return hold(symbol, f"rule {strategy}: no signal ({target!r})")
     if previous_target is not None and target == previous_target:
