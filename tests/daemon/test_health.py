@@ -19,9 +19,19 @@ BAR = NOW - NOW % HOUR - HOUR  # the last bar closed at NOW
 
 def lease(**changes: Any) -> LeaseInfo:
     values: dict[str, Any] = {
-        "epoch": 1, "holder": "h", "host": "host", "pid": 1, "run_id": "r", "mode": "live", "ttl_s": 30.0,
-        "heartbeat_ms": NOW - 1_000, "clock_ms": NOW, "last_bar_ts": None, "next_tick_ms": None,
-        "note": None, "read_ms": NOW,
+        "epoch": 1,
+        "holder": "h",
+        "host": "host",
+        "pid": 1,
+        "run_id": "r",
+        "mode": "live",
+        "ttl_s": 30.0,
+        "heartbeat_ms": NOW - 1_000,
+        "clock_ms": NOW,
+        "last_bar_ts": None,
+        "next_tick_ms": None,
+        "note": None,
+        "read_ms": NOW,
     }
     values.update(changes)
     return LeaseInfo(**values)
@@ -61,8 +71,11 @@ def test_a_late_heartbeat_within_the_ttl_is_degraded() -> None:
 
 
 def test_failing_ticks_are_degraded_with_the_last_error() -> None:
-    rows = [row(BAR, "error", "OperationalError: gone"), row(BAR, "error", "OperationalError: first"),
-            *ticks(BAR - HOUR, 3)]
+    rows = [
+        row(BAR, "error", "OperationalError: gone"),
+        row(BAR, "error", "OperationalError: first"),
+        *ticks(BAR - HOUR, 3),
+    ]
     health = assess(lease(), rows, NOW, HOUR)
     assert (health.state, health.failures) == ("degraded", 2)
     assert health.last_error is not None and health.last_error.reason == "OperationalError: gone"

@@ -85,23 +85,31 @@ def _finished(proc: object, log: Path, timeout: float = 180) -> None:
     assert proc.returncode == 0, log.read_text()[-3000:]  # type: ignore[attr-defined]
 
 
-def _terminate(url: str) -> int:
-    """Terminate every PostgreSQL backend of the daemon subprocess (its `PGAPPNAME`); how many there were.
+def _terminate_mid_statement(url: str) -> int:
+    """Terminate the daemon's PostgreSQL backends the moment one is busy (running a statement or inside a
+    transaction), so that an operation is cut mid-flight, then all its others; how many were terminated.
 
     The brief's query (`datname = <db> AND pid <> pg_backend_pid()`), narrowed to the daemon's application
-    name so that the test's own `status` reads are not cut."""
-    query = ("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s "
-             "AND pid <> pg_backend_pid() AND application_name = %s")
+    name (the test's own `status` reads are not cut) and polled until a backend is busy."""
+    query = (
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s "
+        "AND pid <> pg_backend_pid() AND application_name = %s"
+    )
+    busy = query + " AND state IN ('active', 'idle in transaction')"
+    args = (make_url(url).database, DAEMON_APP)
     with psycopg.connect(_plain(url), autocommit=True) as conn:
-        return len(conn.execute(query, (make_url(url).database, DAEMON_APP)).fetchall())
+        cut = wait_for(
+            lambda: len(conn.execute(busy, args).fetchall()), 30, "a busy daemon connection", interval=0.001
+        )
+        return int(cut) + len(conn.execute(query, args).fetchall())
 
 
-def _terminate_until_a_wake_up_fails(url: str, attempts: int = 300) -> int:
-    """Terminate the daemon's connections, then wait for its next journalled wake-up; again until that one
-    failed. Returns the journal's last id before the termination that made it fail."""
+def _terminate_until_a_wake_up_fails(url: str, attempts: int = 50) -> int:
+    """Terminate the daemon's connections mid-statement, then wait for its next journalled wake-up; again
+    until that one failed. Returns the journal's last id before the termination that made it fail."""
     for _ in range(attempts):
         mark = _last_journal_id(url)
-        assert _terminate(url) > 0, "the daemon has PostgreSQL connections"
+        _terminate_mid_statement(url)
         after = wait_for(lambda mark=mark: _statuses_after(url, mark), 60, "the next wake-up")
         if after[0] in FAILED:
             return mark
@@ -169,8 +177,9 @@ def test_sqlite_locked_past_the_busy_timeout_the_scheduler_survives_and_catches_
         locker = sqlite3.connect(db, isolation_level=None, timeout=30)
         try:
             locker.execute("BEGIN EXCLUSIVE")
-            shown = wait_for(lambda: (s := status_rows(url))["state"] == "degraded" and s, 60,
-                             "status to say degraded")
+            shown = wait_for(
+                lambda: (s := status_rows(url))["state"] == "degraded" and s, 60, "status to say degraded"
+            )
             assert "heartbeat" in shown.get("reason", ""), shown
         finally:
             locker.execute("ROLLBACK")
@@ -195,8 +204,9 @@ def test_a_tick_blocked_for_two_bar_intervals_is_stalled_and_catches_up(tmp_path
         wait_for(lambda: running(proc, log) and len(bars(pg_url, RUN_ID)) >= 5, 120, "five processed bars")
         with psycopg.connect(_plain(pg_url)) as blocker:  # checkpoint writes wait; reads and the lease go on
             blocker.execute("LOCK TABLE checkpoints IN EXCLUSIVE MODE")
-            shown = wait_for(lambda: (s := status_rows(pg_url))["state"] == "stalled" and s, 60,
-                             "status to say stalled")
+            shown = wait_for(
+                lambda: (s := status_rows(pg_url))["state"] == "stalled" and s, 60, "status to say stalled"
+            )
             assert "no tick has run for" in shown.get("reason", ""), shown
             assert running(proc, log)
             blocker.rollback()
@@ -218,8 +228,16 @@ def test_a_poisoned_checkpoint_is_discarded_after_three_failures_and_the_bar_re_
     cfg = settings(folder, url, symbols=["BTC/USDT"])
     engine, factory = open_db(url)
     try:  # five bars ticked, the sixth interrupted after `settle`, its checkpoint then corrupted
-        with open_agent(cfg, run_id=RUN_ID, kind="daemon", strategy="sma_cross", params=SMA, factory=factory,
-                        start_ts=START, end_ts=DATA_END) as runner:
+        with open_agent(
+            cfg,
+            run_id=RUN_ID,
+            kind="daemon",
+            strategy="sma_cross",
+            params=SMA,
+            factory=factory,
+            start_ts=START,
+            end_ts=DATA_END,
+        ) as runner:
             assert [runner.tick(b).status for b in EXPECTED[:5]] == ["done"] * 5
             config = {"configurable": {"thread_id": thread}}
             initial = {"run_id": RUN_ID, "bar_ts": poisoned, "symbols": ["BTC/USDT"], "strategy": "sma_cross"}
@@ -233,8 +251,11 @@ def test_a_poisoned_checkpoint_is_discarded_after_three_failures_and_the_bar_re_
     log = tmp_path / "daemon.log"
     proc = start_daemon(folder, url, log, *_args(3600 * 2, 9))
     try:
-        shown = wait_for(lambda: running(proc, log) and (s := status_rows(url))["state"] == "degraded" and s,
-                         120, "status to say degraded")
+        shown = wait_for(
+            lambda: running(proc, log) and (s := status_rows(url))["state"] == "degraded" and s,
+            120,
+            "status to say degraded",
+        )
         assert "ValueError" in shown.get("last error", ""), shown
         _finished(proc, log)
     finally:
