@@ -2,8 +2,9 @@
 
 Contracts:
 - A strategy is a `Strategy` subclass with a unique `name`, a pydantic `Params` model (defaults, bounds
-  as `ge`/`le`, a default sweep grid as `json_schema_extra={"grid": (start, stop, step)}`, cross-field
-  rules as model validators) and a vectorised `signal(candles)`.
+  as `ge`/`le`, a default sweep grid as `json_schema_extra=sweep(start, stop, step)`, cross-field
+  rules as model validators) and a vectorised `signal(candles)`. It declares `params: ItsParams`, so the
+  type checker knows its fields (the constructor checks the instance is a `Params`).
 - Input: the canonical candle frame (UTC `DatetimeIndex` named `date` = bar open time, float64
   `open, high, low, close, volume`). Output: a float64 array aligned with the frame, the target exposure
   of a spot long position (fraction of equity, 0..1) that the strategy wants after each bar.
@@ -27,6 +28,7 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic.config import JsonDict
 
 from agent.errors import StrategyError
 
@@ -77,8 +79,7 @@ class Strategy(ABC):
         for name, field in cls.Params.model_fields.items():
             extra = field.json_schema_extra
             if isinstance(extra, dict) and "grid" in extra:
-                start, stop, step = extra["grid"]  # type: ignore[misc]
-                grid[name] = (float(start), float(stop), float(step))
+                grid[name] = _grid_bounds(f"{cls.name}.{name}", extra["grid"])
         return grid
 
     def warmup_bars(self) -> int:
@@ -109,6 +110,20 @@ class Strategy(ABC):
         if not any(k in values for k in ("stop_atr", "take_profit_atr", "trailing_atr")):
             values.pop("atr_period", None)
         return f"{self.name}({', '.join(f'{k}={v}' for k, v in values.items())})"
+
+
+def sweep(start: float, stop: float, step: float) -> JsonDict:
+    """A default sweep grid for `Field(json_schema_extra=...)`: start..stop (inclusive) by step."""
+    return {"grid": [start, stop, step]}
+
+
+def _grid_bounds(where: str, declared: object) -> tuple[float, float, float]:
+    """(start, stop, step) of a declared grid: three numbers, in a list (`sweep`) or a tuple."""
+    if isinstance(declared, list | tuple) and len(declared) == 3:
+        numbers = [float(v) for v in declared if isinstance(v, int | float) and not isinstance(v, bool)]
+        if len(numbers) == 3:
+            return numbers[0], numbers[1], numbers[2]
+    raise StrategyError(f"{where}: grid must be (start, stop, step) numbers, got {declared!r}")
 
 
 def describe_validation(e: ValidationError) -> str:

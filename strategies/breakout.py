@@ -11,15 +11,15 @@ import pandas as pd
 import talib
 from pydantic import Field
 
-from strategies.base import FloatArray, Strategy, StrategyParams, prices
+from strategies.base import FloatArray, Strategy, StrategyParams, prices, sweep
 from strategies.signals import latch, shift_forward
 
 
 class DonchianParams(StrategyParams):
     """Channel lengths for entries and exits."""
 
-    entry: int = Field(20, ge=2, le=1000, json_schema_extra={"grid": (10, 60, 10)})
-    exit: int = Field(10, ge=2, le=1000, json_schema_extra={"grid": (5, 30, 5)})
+    entry: int = Field(20, ge=2, le=1000, json_schema_extra=sweep(10, 60, 10))
+    exit: int = Field(10, ge=2, le=1000, json_schema_extra=sweep(5, 30, 5))
 
 
 class DonchianBreakout(Strategy):
@@ -27,6 +27,7 @@ class DonchianBreakout(Strategy):
 
     name = "donchian_breakout"
     Params = DonchianParams
+    params: DonchianParams
 
     def warmup_bars(self) -> int:
         """The longer channel plus one bar."""

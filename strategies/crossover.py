@@ -10,15 +10,15 @@ import pandas as pd
 import talib
 from pydantic import Field, model_validator
 
-from strategies.base import FloatArray, Strategy, StrategyParams, prices
+from strategies.base import FloatArray, Strategy, StrategyParams, prices, sweep
 from strategies.signals import above
 
 
 class CrossParams(StrategyParams):
     """Fast and slow periods of two moving averages."""
 
-    fast: int = Field(20, ge=2, le=1000, json_schema_extra={"grid": (10, 50, 10)})
-    slow: int = Field(50, ge=3, le=2000, json_schema_extra={"grid": (50, 200, 25)})
+    fast: int = Field(20, ge=2, le=1000, json_schema_extra=sweep(10, 50, 10))
+    slow: int = Field(50, ge=3, le=2000, json_schema_extra=sweep(50, 200, 25))
 
     @model_validator(mode="after")
     def _fast_below_slow(self) -> CrossParams:
@@ -32,6 +32,7 @@ class SmaCross(Strategy):
 
     name = "sma_cross"
     Params = CrossParams
+    params: CrossParams
 
     def warmup_bars(self) -> int:
         """The slow average's period."""
@@ -46,8 +47,8 @@ class SmaCross(Strategy):
 class EmaCrossParams(CrossParams):
     """EMA periods (defaults 12/26)."""
 
-    fast: int = Field(12, ge=2, le=1000, json_schema_extra={"grid": (6, 30, 6)})
-    slow: int = Field(26, ge=3, le=2000, json_schema_extra={"grid": (26, 104, 26)})
+    fast: int = Field(12, ge=2, le=1000, json_schema_extra=sweep(6, 30, 6))
+    slow: int = Field(26, ge=3, le=2000, json_schema_extra=sweep(26, 104, 26))
 
 
 class EmaCross(Strategy):
@@ -55,6 +56,7 @@ class EmaCross(Strategy):
 
     name = "ema_cross"
     Params = EmaCrossParams
+    params: EmaCrossParams
 
     def warmup_bars(self) -> int:
         """Three slow periods, so the exponential averages have forgotten their seed."""
@@ -69,7 +71,7 @@ class EmaCross(Strategy):
 class MacdParams(EmaCrossParams):
     """MACD fast/slow EMA periods and the signal line's period."""
 
-    signal: int = Field(9, ge=2, le=500, json_schema_extra={"grid": (5, 15, 2)})
+    signal: int = Field(9, ge=2, le=500, json_schema_extra=sweep(5, 15, 2))
 
 
 class Macd(Strategy):
@@ -77,6 +79,7 @@ class Macd(Strategy):
 
     name = "macd"
     Params = MacdParams
+    params: MacdParams
 
     def warmup_bars(self) -> int:
         """Three slow periods plus the signal period."""

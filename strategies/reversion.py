@@ -11,16 +11,16 @@ import pandas as pd
 import talib
 from pydantic import Field, model_validator
 
-from strategies.base import FloatArray, Strategy, StrategyParams, prices
+from strategies.base import FloatArray, Strategy, StrategyParams, prices, sweep
 from strategies.signals import latch
 
 
 class RsiParams(StrategyParams):
     """RSI period and the oversold/overbought thresholds."""
 
-    period: int = Field(14, ge=2, le=500, json_schema_extra={"grid": (7, 28, 7)})
-    lower: float = Field(30.0, gt=0, lt=100, json_schema_extra={"grid": (20, 40, 5)})
-    upper: float = Field(70.0, gt=0, lt=100, json_schema_extra={"grid": (55, 80, 5)})
+    period: int = Field(14, ge=2, le=500, json_schema_extra=sweep(7, 28, 7))
+    lower: float = Field(30.0, gt=0, lt=100, json_schema_extra=sweep(20, 40, 5))
+    upper: float = Field(70.0, gt=0, lt=100, json_schema_extra=sweep(55, 80, 5))
 
     @model_validator(mode="after")
     def _lower_below_upper(self) -> RsiParams:
@@ -34,6 +34,7 @@ class RsiReversion(Strategy):
 
     name = "rsi_reversion"
     Params = RsiParams
+    params: RsiParams
 
     def warmup_bars(self) -> int:
         """Three RSI periods (Wilder smoothing)."""
@@ -49,8 +50,8 @@ class RsiReversion(Strategy):
 class BollingerParams(StrategyParams):
     """Band period and width in standard deviations."""
 
-    period: int = Field(20, ge=2, le=1000, json_schema_extra={"grid": (10, 50, 10)})
-    nbdev: float = Field(2.0, gt=0, le=10, json_schema_extra={"grid": (1.5, 3.0, 0.5)})
+    period: int = Field(20, ge=2, le=1000, json_schema_extra=sweep(10, 50, 10))
+    nbdev: float = Field(2.0, gt=0, le=10, json_schema_extra=sweep(1.5, 3.0, 0.5))
 
 
 class BollingerReversion(Strategy):
@@ -58,6 +59,7 @@ class BollingerReversion(Strategy):
 
     name = "bollinger_reversion"
     Params = BollingerParams
+    params: BollingerParams
 
     def warmup_bars(self) -> int:
         """One band period."""

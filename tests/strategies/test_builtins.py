@@ -82,6 +82,45 @@ def test_params_from_strings_and_default_grid() -> None:
     assert BUILTINS["sma_cross"].default_grid() == {"fast": (10, 50, 10), "slow": (50, 200, 25)}
 
 
+@pytest.mark.parametrize("declared", [(1, 2), (1, 2, 3, 4), ("a", 2, 3), 5, (True, 2, 3)])
+def test_a_malformed_sweep_grid_is_one_strategy_error(declared: object) -> None:
+    from pydantic import Field
+
+    from strategies.base import Strategy, StrategyParams
+
+    class BadParams(StrategyParams):
+        period: int = Field(10, json_schema_extra={"grid": declared})  # type: ignore[dict-item]
+
+    class Bad(Strategy):
+        name = "bad"
+        Params = BadParams
+
+        def signal(self, candles: pd.DataFrame) -> np.ndarray:
+            return np.zeros(len(candles))
+
+    with pytest.raises(StrategyError, match=r"bad\.period: grid must be \(start, stop, step\) numbers"):
+        Bad.default_grid()
+
+
+def test_a_sweep_grid_is_declared_as_a_list_or_a_tuple() -> None:
+    from pydantic import Field
+
+    from strategies.base import Strategy, StrategyParams, sweep
+
+    class TwoParams(StrategyParams):
+        fast: int = Field(10, json_schema_extra=sweep(5, 20, 5))
+        slow: float = Field(2.0, json_schema_extra={"grid": (1.5, 3.0, 0.5)})  # type: ignore[dict-item]
+
+    class Both(Strategy):
+        name = "both"
+        Params = TwoParams
+
+        def signal(self, candles: pd.DataFrame) -> np.ndarray:
+            return np.zeros(len(candles))
+
+    assert Both.default_grid() == {"fast": (5.0, 20.0, 5.0), "slow": (1.5, 3.0, 0.5)}
+
+
 def test_out_of_range_output_is_refused_not_clipped() -> None:
     from strategies.base import Strategy
 
