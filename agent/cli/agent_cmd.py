@@ -11,8 +11,9 @@
 
 from __future__ import annotations
 
+from numbers import Real
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import typer
 
@@ -20,6 +21,9 @@ from agent.config import load_settings
 from agent.errors import ConfigError
 
 if TYPE_CHECKING:
+    from rich.console import Console
+    from sqlalchemy.orm import Session, sessionmaker
+
     from agent.config import Settings
     from agent.graph.runner import TickOutcome
     from agent.market.source import CandleSource
@@ -43,6 +47,7 @@ def demo(
     from rich.console import Console
 
     from agent.graph.backtest import run_agent_backtest
+    from agent.runs.lifecycle import RunKind
 
     settings = load_settings()
     overrides: dict[str, object] = {"symbols": [s.strip() for s in symbols.split(",") if s.strip()]}
@@ -61,7 +66,7 @@ def demo(
         strategy="llm",
         start=None,
         end=None,
-        kind="demo",
+        kind=RunKind.DEMO,
         reports_dir=reports,
         last_bars=bars,
         console=console,
@@ -71,7 +76,7 @@ def demo(
     console.print(f"run id: {result.run_id}  (tradegraph decisions --run-id {result.run_id})")
 
 
-def _summary(console: object, metrics: dict) -> None:
+def _summary(console: Console, metrics: dict[str, Any]) -> None:
     from rich.table import Table
 
     from agent.evaluation.agent_report import fmt
@@ -90,7 +95,7 @@ def _summary(console: object, metrics: dict) -> None:
         table.add_row(label, fmt(s.get(key), kind), fmt(h.get(key), kind))
     for key in ("decisions", "llm_calls", "cache_hits", "abstentions", "fills", "prompt_tokens"):
         table.add_row(key.replace("_", " "), fmt(s.get(key)), "")
-    console.print(table)  # type: ignore[attr-defined]
+    console.print(table)
 
 
 def tick(
@@ -164,12 +169,12 @@ def _iso(ms: int) -> str:
     return str(pd.Timestamp(ms, unit="ms", tz="UTC"))[:16]
 
 
-def _run_id(factory: object, run_id: str | None) -> str:
+def _run_id(factory: sessionmaker[Session], run_id: str | None) -> str:
     from sqlalchemy import select
 
     from agent.db.models import Run
 
-    with factory() as session:  # type: ignore[operator]
+    with factory() as session:
         if run_id:
             if session.get(Run, run_id) is None:
                 raise ConfigError(f"no run {run_id!r} in the database (see: tradegraph runs list)")
@@ -218,7 +223,7 @@ def portfolio(run_id: str = typer.Option(None, help="run to show (default: the m
         table.add_column(col)
     for p in pos.itertuples():
         table.add_row(
-            p.symbol,
+            str(p.symbol),
             f"{p.amount:.6g}",
             f"{p.avg_price:,.2f}",
             f"{p.mark_price:,.2f}",
@@ -230,8 +235,21 @@ def portfolio(run_id: str = typer.Option(None, help="run to show (default: the m
     console.print(table)
 
 
-def _opt(value: float | None) -> str:
-    return "—" if value is None or value != value else f"{value:,.2f}"
+def _opt(value: object) -> str:
+    """A number of a frame cell as `1,234.56`; `—` when missing (None, NaN or not a number)."""
+    return f"{value:,.2f}" if isinstance(value, Real) and value == value else "—"
+
+
+def _number(value: object, spec: str) -> str:
+    """A frame cell formatted with `spec`; 0 when it holds no number (an unfilled order's None)."""
+    return format(value if isinstance(value, Real) else 0, spec)
+
+
+def _clamps_text(clamps: object) -> str:
+    """A decision's recorded clamps as `kind: detail; ...` (a list of dicts; anything else shows none)."""
+    if not isinstance(clamps, list):
+        return ""
+    return "; ".join(f"{c.get('kind')}: {c.get('detail')}" for c in clamps if isinstance(c, dict))
 
 
 def decisions(
@@ -271,14 +289,15 @@ def decisions(
         nxt = orders[(orders.symbol == d.symbol) & (orders.bar_ts > d.bar_ts)].head(1)
         order_text = (
             "; ".join(
-                f"{o.side} {o.fill_amount or 0:.6g} @ {o.fill_price or 0:,.2f} ({o.status})"
+                f"{str(o.side)} {_number(o.fill_amount, '.6g')} @ {_number(o.fill_price, ',.2f')} "
+                f"({str(o.status)})"
                 for o in nxt.itertuples()
             )
             if d.final_exposure is not None
             else ""
         )
         abst = f"[abstained: {d.abstain_reason}] " if d.abstained else ""
-        clamps = "; ".join(f"{c.get('kind')}: {c.get('detail')}" for c in (d.clamps or []))
+        clamps = _clamps_text(d.clamps)
         table.add_row(  # model text is data: Text cells are never read as markup
             str(d.date)[:16],
             for_terminal(d.symbol),

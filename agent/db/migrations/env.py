@@ -3,8 +3,13 @@ connection a caller put in `config.attributes["connection"]`."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from alembic import context
 from sqlalchemy import Connection
+
+if TYPE_CHECKING:
+    from alembic.runtime.environment import NameFilterParentNames, NameFilterType
 
 from agent.db.models import Base
 from agent.db.session import make_engine
@@ -19,7 +24,7 @@ _FOREIGN_TABLES = {
 }
 
 
-def _include_name(name: str | None, type_: str, _parent: dict[str, str | None]) -> bool:
+def _include_name(name: str | None, type_: NameFilterType, _parent: NameFilterParentNames) -> bool:
     return not (type_ == "table" and name in _FOREIGN_TABLES)
 
 
