@@ -17,12 +17,12 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from agent.backtest.models import Counters, FloatArray, SimResult
+from agent.backtest.models import Counters, FloatArray, IntArray, SimResult
 from agent.execution import bar
+from agent.execution.compiled import compiled
 from agent.execution.costs import DUST, FILLED, ZERO
 
-Log = tuple[np.ndarray, FloatArray, np.ndarray]
-"""(ints, floats, count) of the order log."""
+Log = bar.Log
 
 
 def new_log(capacity: int) -> Log:
@@ -40,8 +40,10 @@ def grow(log: Log, capacity: int) -> Log:
     return bigger_i, bigger_f, cnt
 
 
-@njit(cache=True)
-def _trades(li, lf, fills, marks, positions):
+@njit(cache=True)  # allocates its outputs: with numba's runtime
+def _trades(
+    li: IntArray, lf: FloatArray, fills: IntArray, marks: FloatArray, positions: FloatArray
+) -> tuple[IntArray, FloatArray]:
     """Round trips of the filled rows `fills` (module contract): (ints (symbol, entry, exit, reason), floats
     (entry price, exit price, amount, pnl, fees))."""
     k = marks.shape[0]
@@ -75,8 +77,10 @@ def _trades(li, lf, fills, marks, positions):
     return out_i[:n], out_f[:n]
 
 
-@njit(cache=True)
-def _close(out_i, out_f, n, s, exit_bar, reason, acc):
+@compiled()
+def _close(
+    out_i: IntArray, out_f: FloatArray, n: int, s: int, exit_bar: int, reason: int, acc: FloatArray
+) -> int:
     out_i[n, 0], out_i[n, 1], out_i[n, 2], out_i[n, 3] = s, int(acc[0]), exit_bar, reason
     out_f[n, 0] = acc[1] / acc[4]
     out_f[n, 1] = acc[2] / acc[5] if acc[5] > 0 else np.nan

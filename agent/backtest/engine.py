@@ -33,17 +33,32 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
-from numba import njit
 
 from agent.backtest import book as bk
 from agent.backtest.models import EngineConfig, FloatArray, SimResult
 from agent.execution import bar
+from agent.execution.compiled import compiled
 from agent.market.candles import timeframe_ms
 
 
-@njit(cache=True, _nrt=False)
-def _loop(t0, times, bars, target, initial, plan, same_close, rules, cfg, st, acct, log, out):
+@compiled()
+def _loop(
+    t0: int,
+    times: npt.NDArray[np.int64],
+    bars: tuple[FloatArray, FloatArray, FloatArray, FloatArray, FloatArray],
+    target: FloatArray,
+    initial: FloatArray,
+    plan: FloatArray,
+    same_close: bool,
+    rules: FloatArray,
+    cfg: FloatArray,
+    st: FloatArray,
+    acct: FloatArray,
+    log: bar.Log,
+    out: tuple[FloatArray, FloatArray, FloatArray],
+) -> tuple[int, int]:
     """Bars t0.. in order (module docstring). Returns (the bar to resume at when the log is nearly full, or
     n; target changes refused by a breaker)."""
     open_, high, low, close, volume = bars
@@ -105,8 +120,13 @@ def simulate(
         initial: optional (k,) targets decided before the first bar, executed at its open (next-bar-open
             mode; entries take the plan of row 0); None = start flat.
     """
-    columns = ("open", "high", "low", "close", "volume")
-    bars = tuple(bar.frozen(ohlcv[c]) for c in columns)
+    bars = (
+        bar.frozen(ohlcv["open"]),
+        bar.frozen(ohlcv["high"]),
+        bar.frozen(ohlcv["low"]),
+        bar.frozen(ohlcv["close"]),
+        bar.frozen(ohlcv["volume"]),
+    )
     tgt = bar.frozen(target)
     n, k = tgt.shape
     if any(a.shape != (n, k) for a in bars) or len(index) != n or len(symbols) != k:

@@ -27,9 +27,9 @@ import math
 
 import numpy as np
 import pandas as pd
-from numba import njit
 
 from agent.backtest.models import FloatArray, SimResult
+from agent.execution.compiled import compiled
 from agent.market.candles import timeframe_ms
 
 MS_PER_YEAR = 365 * 24 * 3_600_000
@@ -108,8 +108,8 @@ def trade_stats(pnl: FloatArray) -> dict[str, float]:
     }
 
 
-@njit(cache=True, _nrt=False)
-def _curve_stats(equity, initial):
+@compiled()
+def _curve_stats(equity: FloatArray, initial: float) -> tuple[float, float, float, float, int]:
     """(mean return, std ddof=1, downside RMS, max drawdown, longest underwater stretch) in one pass each."""
     n = equity.shape[0]
     total, prev = 0.0, initial

@@ -35,7 +35,6 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
-from numba import njit
 
 from agent.broker.models import (
     EXIT_LEG,
@@ -51,6 +50,7 @@ from agent.broker.models import (
 )
 from agent.errors import DataError
 from agent.execution import bar
+from agent.execution.compiled import compiled
 from agent.execution.costs import DUST, FILLED, STATUS_NAMES, effective_fee
 from agent.market.candles import timeframe_ms
 from agent.portfolio import PortfolioState, Position
@@ -170,8 +170,20 @@ class _Arrays:
         _settle(self.ts, self.goal, self.plan, (o["open"], o["high"], o["low"]), o["close"], at_open, *args)
 
 
-@njit(cache=True, _nrt=False)
-def _settle(ts, goal, plan, ohl, close, at_open, rules, cfg, st, acct, log):
+@compiled()
+def _settle(
+    ts: int,
+    goal: bar.FloatArray,
+    plan: bar.FloatArray,
+    ohl: tuple[bar.FloatArray, bar.FloatArray, bar.FloatArray],
+    close: bar.FloatArray,
+    at_open: bar.Bars,
+    rules: bar.FloatArray,
+    cfg: bar.FloatArray,
+    st: bar.FloatArray,
+    acct: bar.FloatArray,
+    log: bar.Log,
+) -> float:
     """Steps 1-4 of the per-bar semantics for one bar (row 0); returns the equity at the close."""
     bar.open_targets(0, 0, goal, plan, at_open, rules, cfg, st, acct, log)
     bar.check_exits(0, ts, ohl, plan, at_open, rules, cfg, st, acct, log)
@@ -246,19 +258,21 @@ class _Reading:
             if amount <= 0.0:
                 continue
             old = self.before.positions.get(s)
-            plan = {"stop_loss": _none(st[j, bar.STOP]), "take_profit": _none(st[j, bar.TP]),
-                    "trailing_stop": _none(st[j, bar.TRAIL]), "trailing": bool(st[j, bar.TRAILING] > 0.0)}
+            stop, take, trail = _none(st[j, bar.STOP]), _none(st[j, bar.TP]), _none(st[j, bar.TRAIL])
+            trailing = bool(st[j, bar.TRAILING] > 0.0)
             if old is None or old.amount <= 0.0:
                 target = self.pending.get(s)
                 invalidation = target.invalidation if target is not None else ""
                 price = bought[s][1]
-                positions[s] = Position(s, amount, price, self.bar_ts, invalidation=invalidation, **plan)
+                positions[s] = Position(s, amount, price, self.bar_ts, stop, take, invalidation, trail,
+                                        trailing)
                 continue
             avg = old.avg_price
             if s in bought:
                 added, price = bought[s]
                 avg = (old.amount * old.avg_price + added * price) / amount
-            positions[s] = Position(s, amount, avg, old.entry_ts, invalidation=old.invalidation, **plan)
+            positions[s] = Position(s, amount, avg, old.entry_ts, stop, take, old.invalidation, trail,
+                                    trailing)
         cooldown = dict(self.before.cooldown_until)
         for j, s in enumerate(self.book.symbols):
             if not math.isnan(st[j, bar.COOL]):

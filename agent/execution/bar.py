@@ -57,8 +57,8 @@ import math
 
 import numpy as np
 import numpy.typing as npt
-from numba import njit
 
+from agent.execution.compiled import compiled
 from agent.execution.costs import (
     FILLED,
     NO_EXIT,
@@ -70,6 +70,10 @@ from agent.execution.costs import (
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
+Bars = tuple[FloatArray, FloatArray]
+"""(reference prices, volumes) of the bars orders fill in, each (n, k)."""
+Log = tuple[IntArray, FloatArray, IntArray]
+"""The order log: (ints, floats, count)."""
 
 POS, STOP, TP, TRAIL, TRAILING, DONE, MARK, COOL = 0, 1, 2, 3, 4, 5, 6, 7
 NSTATE = 8
@@ -159,13 +163,13 @@ def frozen(a: npt.ArrayLike) -> FloatArray:
 # ---- pure scalar rules (also called from Python: the risk layer's breakers, the ledger reader) ------------
 
 
-@njit(cache=True, _nrt=False)
+@compiled()
 def cooldown_end(stop_bar_ts: int, cooldown_bars: int, bar_ms: int) -> int:
     """The first bar at which a symbol stopped out at `stop_bar_ts` may be entered again by a decision."""
     return stop_bar_ts + cooldown_bars * bar_ms
 
 
-@njit(cache=True, _nrt=False)
+@compiled()
 def roll_day(day: float, day_start: float, equity: float, ts: int, bar_ms: int) -> tuple[float, float]:
     """(day, day-start equity) after the close of bar `ts`: the day is the UTC day of the close
     (ts + bar_ms); on a new day the day starts at `equity`, except on the first close seen (day -1)."""
@@ -175,32 +179,32 @@ def roll_day(day: float, day_start: float, equity: float, ts: int, bar_ms: int) 
     return today, day_start
 
 
-@njit(cache=True, _nrt=False)
+@compiled()
 def daily_loss_hit(equity: float, day_start: float, limit: float) -> bool:
     """Equity lost `limit` (or more) of the day's start."""
     return day_start > 0.0 and 1.0 - equity / day_start >= limit
 
 
-@njit(cache=True, _nrt=False)
+@compiled()
 def drawdown_hit(equity: float, peak: float, limit: float) -> bool:
     """Equity is `limit` (or more) below the peak."""
     return peak > 0.0 and 1.0 - equity / peak >= limit
 
 
-@njit(cache=True, _nrt=False)
+@compiled()
 def cooling(until: float, ts: int) -> bool:
     """A decision at bar `ts` falls in a cooldown ending at `until` (NaN = none)."""
     return until == until and ts < until
 
 
-@njit(cache=True, _nrt=False)
+@compiled()
 def _multiple(headroom: float, per_unit: float) -> float:
     if not math.isfinite(headroom) or headroom <= 0.0:
         return 0.0
     return headroom / per_unit if per_unit > 0.0 else math.inf
 
 
-@njit(cache=True, _nrt=False)
+@compiled()
 def book_room(
     cash: float, held: float, unit: float, unit_cost: float, max_gross: float, min_cash: float
 ) -> tuple[float, float]:
@@ -218,8 +222,17 @@ def book_room(
 # ---- one order --------------------------------------------------------------------------------------------
 
 
-@njit(cache=True, _nrt=False)
-def _within_room(t, s, wanted, ref, rules, cfg, st, acct):
+@compiled()
+def _within_room(
+    t: int,
+    s: int,
+    wanted: float,
+    ref: FloatArray,
+    rules: FloatArray,
+    cfg: FloatArray,
+    st: FloatArray,
+    acct: FloatArray,
+) -> tuple[float, int]:
     """(amount, binding): a buy cut so that the book after it keeps the gross cap and the cash floor."""
     if cfg[MAX_GROSS] >= 1.0 and cfg[MIN_CASH] <= 0.0:
         return wanted, NO_CUT
@@ -237,8 +250,8 @@ def _within_room(t, s, wanted, ref, rules, cfg, st, acct):
     return limit, GROSS_BINDS if gross <= floor else CASH_BINDS
 
 
-@njit(cache=True, _nrt=False)
-def _enter(s, price, row, plan, st):
+@compiled()
+def _enter(s: int, price: float, row: int, plan: FloatArray, st: FloatArray) -> None:
     """A new position's exit plan from plan[:, row, s]; a trailing distance may raise the stop."""
     if plan.shape[1] == 0:
         st[s, STOP] = st[s, TP] = st[s, TRAIL] = math.nan
@@ -256,8 +269,23 @@ def _enter(s, price, row, plan, st):
             st[s, TRAILING] = 1.0
 
 
-@njit(cache=True, _nrt=False)
-def execute(t, s, side, wanted, ref, reason, row, plan, bars, rules, cfg, st, acct, log):
+@compiled()
+def execute(
+    t: int,
+    s: int,
+    side: int,
+    wanted: float,
+    ref: float,
+    reason: int,
+    row: int,
+    plan: FloatArray,
+    bars: Bars,
+    rules: FloatArray,
+    cfg: FloatArray,
+    st: FloatArray,
+    acct: FloatArray,
+    log: Log,
+) -> float:
     """One market order of `wanted` at ref[t, s]; applies it to the book and logs it; returns the amount
     filled. `bars` = (ref, volume) arrays, `log` = (li, lf, cnt)."""
     prices, volume = bars
@@ -309,8 +337,19 @@ def execute(t, s, side, wanted, ref, reason, row, plan, bars, rules, cfg, st, ac
 # ---- the steps of a bar -----------------------------------------------------------------------------------
 
 
-@njit(cache=True, _nrt=False, inline="always")
-def open_targets(t, row, goal, plan, bars, rules, cfg, st, acct, log):
+@compiled(inline=True)
+def open_targets(
+    t: int,
+    row: int,
+    goal: FloatArray,
+    plan: FloatArray,
+    bars: Bars,
+    rules: FloatArray,
+    cfg: FloatArray,
+    st: FloatArray,
+    acct: FloatArray,
+    log: Log,
+) -> None:
     """Step 1: every symbol whose goal[row] differs from the target in force moves to it at ref[t]."""
     ref = bars[0]
     k = ref.shape[1]
@@ -342,8 +381,19 @@ def open_targets(t, row, goal, plan, bars, rules, cfg, st, acct, log):
                 execute(t, s, side, abs(delta), price, reason, row, plan, bars, rules, cfg, st, acct, log)
 
 
-@njit(cache=True, _nrt=False, inline="always")
-def check_exits(t, ts, ohlc, plan, bars, rules, cfg, st, acct, log):
+@compiled(inline=True)
+def check_exits(
+    t: int,
+    ts: int,
+    ohlc: tuple[FloatArray, FloatArray, FloatArray],
+    plan: FloatArray,
+    bars: Bars,
+    rules: FloatArray,
+    cfg: FloatArray,
+    st: FloatArray,
+    acct: FloatArray,
+    log: Log,
+) -> None:
     """Step 2: stop-loss, trailing stop and take-profit of every open position (`costs.exit_trigger`)."""
     open_, high, low = ohlc
     for s in range(open_.shape[1]):
@@ -362,8 +412,8 @@ def check_exits(t, ts, ohlc, plan, bars, rules, cfg, st, acct, log):
             st[s, COOL] = float(cooldown_end(ts, int(cfg[COOLDOWN_BARS]), int(cfg[BAR_MS])))
 
 
-@njit(cache=True, _nrt=False, inline="always")
-def trail_stops(t, high, st):
+@compiled(inline=True)
+def trail_stops(t: int, high: FloatArray, st: FloatArray) -> None:
     """Step 3: raise every trailing stop to high_t - distance when that is higher."""
     for s in range(high.shape[1]):
         if st[s, POS] > 0.0 and st[s, TRAIL] > 0.0 and high[t, s] > 0.0:
@@ -373,8 +423,10 @@ def trail_stops(t, high, st):
                 st[s, TRAILING] = 1.0
 
 
-@njit(cache=True, _nrt=False, inline="always")
-def close_bar(t, ts, close, cfg, st, acct):
+@compiled(inline=True)
+def close_bar(
+    t: int, ts: int, close: FloatArray, cfg: FloatArray, st: FloatArray, acct: FloatArray
+) -> tuple[float, float]:
     """Step 4: marks, equity, peak equity and the day roll; returns (equity, gross position value)."""
     gross = 0.0
     for s in range(close.shape[1]):
@@ -388,8 +440,10 @@ def close_bar(t, ts, close, cfg, st, acct):
     return equity, gross
 
 
-@njit(cache=True, _nrt=False, inline="always")
-def entries_blocked(s, ts, equity, cfg, st, acct):
+@compiled(inline=True)
+def entries_blocked(
+    s: int, ts: int, equity: float, cfg: FloatArray, st: FloatArray, acct: FloatArray
+) -> bool:
     """Step 5: a breaker forbids an increase of symbol s decided at the close of bar `ts`."""
     return (
         daily_loss_hit(equity, acct[DAY_START], cfg[DAILY_LOSS])
@@ -398,8 +452,17 @@ def entries_blocked(s, ts, equity, cfg, st, acct):
     )
 
 
-@njit(cache=True, _nrt=False, inline="always")
-def refuse_blocked(t, ts, goal, close, equity, cfg, st, acct):
+@compiled(inline=True)
+def refuse_blocked(
+    t: int,
+    ts: int,
+    goal: FloatArray,
+    close: FloatArray,
+    equity: float,
+    cfg: FloatArray,
+    st: FloatArray,
+    acct: FloatArray,
+) -> int:
     """Step 5 for a target series: a changed goal[t] above the current exposure (positions at close_t) is
     refused (put in force without an order) while a breaker blocks entries; returns how many were refused."""
     refused = 0

@@ -355,7 +355,7 @@ def _rule_targets(rt: AgentRuntime, state: TickState) -> dict[str, RuleStep]:
     t = state["bar_ts"]
     frames = {s: h for s in state["symbols"] if not (h := rt.source.history(s, t)).empty}
     plan = rule_plan(frames, rt.rule, sizing_rules(rt.settings))
-    times = ts_ms(plan.index)  # type: ignore[arg-type]
+    times = ts_ms(plan.index)
     now = int(np.searchsorted(times, t, side="right")) - 1
     before = None if rt.last_bar is None else int(np.searchsorted(times, rt.last_bar, side="right")) - 1
     out = {}
@@ -375,7 +375,8 @@ def _rule_proposal(rt: AgentRuntime, state: TickState, symbol: str, step: RuleSt
     current = portfolio_from_dict(state["portfolio"]).exposure(symbol, state["marks"])
     decision = rule_decision(symbol, step.target, step.previous, current, rt.rule.name, step.stop_loss,
                              step.take_profit)
-    return {"decision": decision.model_dump(mode="json"), "source": "rule", "trailing_stop": step.trailing_stop}
+    plan = step.trailing_stop
+    return {"decision": decision.model_dump(mode="json"), "source": "rule", "trailing_stop": plan}
 
 
 class RuleStep(NamedTuple):
