@@ -143,7 +143,11 @@ class CallStore:
                     .order_by(LLMCall.id)
                 )
                 for row in session.execute(stmt):
-                    found[row[0]] = CachedAnswer(*row[1:])  # later ids overwrite earlier ones
+                    key, call_id, model, text, reasoning, finish, prompt, completion, cached, ms = row
+                    if text is not None:  # always, by the query; later ids overwrite earlier ones
+                        found[key] = CachedAnswer(
+                            call_id, model, text, reasoning, finish, prompt, completion, cached, ms
+                        )
         return found
 
     def insert_many(self, records: Sequence[CallRecord]) -> list[int]:
