@@ -65,7 +65,7 @@ class ReplayExchange:
         self._now = now_ms
         self._frames = dict(frames or {})
         self._series: dict[tuple[str, str], CandleArrays] = {}
-        self.markets: dict[str, Any] | None = None
+        self.markets: dict[str, dict[str, Any]] | None = None
 
     # ---- clock -----------------------------------------------------------------------------------------
 
@@ -85,7 +85,7 @@ class ReplayExchange:
 
     # ---- markets ---------------------------------------------------------------------------------------
 
-    def load_markets(self, reload: bool = False) -> dict[str, Any]:
+    def load_markets(self, reload: bool = False) -> dict[str, dict[str, Any]]:
         """Markets for the symbols with data and known Binance spot rules."""
         if self.markets is None or reload:
             symbols = {symbol for symbol, _ in self._available()}
