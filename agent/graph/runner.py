@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
@@ -39,6 +39,9 @@ from agent.market.binance_spot import unified_market
 from agent.market.exchange import MarketRules, market_rules
 from agent.market.source import CandleSource
 from strategies.base import Strategy
+
+if TYPE_CHECKING:
+    from langchain_core.runnables import RunnableConfig
 
 Status = Literal["done", "resumed", "already_done", "skipped"]
 
@@ -101,7 +104,7 @@ class AgentRunner:
         rt = self.rt
         if rt.last_bar is not None and bar_ts <= rt.last_bar:
             return TickOutcome(rt.run_id, bar_ts, "already_done")
-        config = {"configurable": {"thread_id": tick_thread_id(rt.run_id, bar_ts)}}
+        config: RunnableConfig = {"configurable": {"thread_id": tick_thread_id(rt.run_id, bar_ts)}}
         status: Status = "done"
         if self.checkpointer is not None and self.graph.get_state(config).next:
             final = self.graph.invoke(None, config)
