@@ -139,7 +139,7 @@ class CandleFeed:
     def last_bar(self, symbol: str) -> int | None:
         """Open time of the newest bar the graph can see for `symbol`."""
         view = self.source.history(symbol, self._visible_end) if self._visible_end >= 0 else empty_frame()
-        return int(ts_ms(view.index[-1:])[0]) if len(view) else None  # type: ignore[arg-type]
+        return int(ts_ms(view.index[-1:])[0]) if len(view) else None
 
     def stale(self, now_ms: int, max_age_bars: int) -> list[StaleSymbol]:
         """Symbols whose last closed candle is older than `max_age_bars` bars at `now_ms`."""
@@ -196,7 +196,7 @@ class CandleFeed:
             return
         frame = frame[frame.index >= self._history_start]
         self._stored[symbol] = frame
-        self._stored_ts[symbol] = ts_ms(frame.index)  # type: ignore[arg-type]
+        self._stored_ts[symbol] = ts_ms(frame.index)
 
     def _view(self, symbol: str) -> pd.DataFrame:
         """Stored bars of `symbol` with open time <= the last bar closed at the latest refresh."""

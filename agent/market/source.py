@@ -26,8 +26,11 @@ class CandleSource(Protocol):
     def history(self, symbol: str, bar_ts: int) -> pd.DataFrame: ...
 
 
-def ts_ms(index: pd.DatetimeIndex) -> np.ndarray:
-    """Epoch milliseconds of a UTC DatetimeIndex (whatever its resolution)."""
+def ts_ms(index: pd.Index) -> np.ndarray:
+    """Epoch milliseconds of a candle frame's UTC DatetimeIndex (whatever its resolution); `TypeError` for
+    any other index (numbers are never read as times)."""
+    if not isinstance(index, pd.DatetimeIndex):
+        raise TypeError(f"candle frames are indexed by bar open time, not by a {type(index).__name__}")
     return np.asarray(index.as_unit("ms").asi8, dtype=np.int64)
 
 
@@ -47,7 +50,7 @@ class FrameSource:
 
     def _set(self, symbol: str, frame: pd.DataFrame) -> None:
         self._frames[symbol] = frame
-        self._times[symbol] = ts_ms(frame.index)  # type: ignore[arg-type]
+        self._times[symbol] = ts_ms(frame.index)
 
     def reload(self) -> None:
         """Re-read every frame through the loader (after new bars were stored)."""

@@ -103,9 +103,9 @@ def bar_at(source: FrameSource, symbol: str, at: When, timeframe: str) -> int:
     when = to_ms(at)
     hist = source.history(symbol, when)
     if hist.empty or when >= last + timeframe_ms(timeframe):
-        first = to_ts(int(ts_ms(source.history(symbol, last).index[:1])[0]))  # type: ignore[arg-type]
+        first = to_ts(int(ts_ms(source.history(symbol, last).index[:1])[0]))
         raise DataError(f"no {timeframe} bar of {symbol} at {at}: the data covers {first} to {to_ts(last)}")
-    return int(ts_ms(hist.index[-1:])[0])  # type: ignore[arg-type]
+    return int(ts_ms(hist.index[-1:])[0])
 
 
 def cut_history(source: FrameSource, s: Settings, history_bars: int | None, first_ms: int) -> FrameSource:
