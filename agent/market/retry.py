@@ -45,15 +45,23 @@ class RetryPolicy:
     rng: Callable[[], float] = field(default=random.random)
 
     @classmethod
-    def from_settings(cls, exchange: ExchangeSettings, **overrides: object) -> RetryPolicy:
-        """The policy configured in `Settings.exchange` (keyword overrides for sleep/rng in tests)."""
-        values: dict[str, object] = {
-            "max_retries": exchange.max_retries,
-            "base_s": exchange.backoff_base_s,
-            "max_s": exchange.backoff_max_s,
-        }
-        values.update(overrides)
-        return cls(**values)  # type: ignore[arg-type]
+    def from_settings(
+        cls,
+        exchange: ExchangeSettings,
+        *,
+        sleep: Callable[[float], None] = time.sleep,
+        async_sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        rng: Callable[[], float] = random.random,
+    ) -> RetryPolicy:
+        """The policy configured in `Settings.exchange` (tests pass recorded sleeps and a fixed jitter)."""
+        return cls(
+            max_retries=exchange.max_retries,
+            base_s=exchange.backoff_base_s,
+            max_s=exchange.backoff_max_s,
+            sleep=sleep,
+            async_sleep=async_sleep,
+            rng=rng,
+        )
 
     def delay(self, retry: int) -> float:
         """Seconds to wait before retry number `retry` (0-based): exponential with jitter."""
