@@ -1,4 +1,4 @@
-"""`njit_noalloc`: a cached nopython kernel without numba's runtime, typed like the function it wraps."""
+"""`compiled()`: a cached nopython kernel without numba's runtime; a kernel that allocates is refused."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import pytest
 from numba.core.dispatcher import Dispatcher
 from numba.core.errors import TypingError
 
-from agent.execution.jit import njit_noalloc
+from agent.execution.compiled import compiled
 
 
 def _scaled_sum(values: np.ndarray, scale: float) -> float:
@@ -22,14 +22,14 @@ def _fresh_array(n: int) -> float:
 
 
 def test_a_kernel_that_allocates_nothing_compiles_and_runs() -> None:
-    kernel = njit_noalloc(_scaled_sum)
+    kernel = compiled()(_scaled_sum)
     assert isinstance(kernel, Dispatcher)
     assert kernel(np.array([1.0, 2.0, 3.0]), 2.0) == 12.0
     assert kernel.targetoptions.get("_nrt") is False
 
 
 def test_a_kernel_that_allocates_is_refused_at_compile_time() -> None:
-    kernel = njit_noalloc(_fresh_array)
+    kernel = compiled()(_fresh_array)
     assert _fresh_array(3) == 0.0  # fine in Python, so the refusal is numba's
     with pytest.raises(TypingError):
         kernel(3)
