@@ -15,13 +15,19 @@ Contracts (implements `agent.llm.protocol.DecisionGateway`):
   `llm.max_retries` times with exponential backoff and jitter (injectable `sleep`); a timeout is not retried.
   A circuit breaker (`circuit.py`) counts calls that failed after their retries. A 400 for an over-long
   prompt is retried once with `request.shrink()` when available. An answer that does not parse or validate
-  gets one repair retry (the bad answer and the error are sent back); if that fails too, abstain.
+  gets one repair retry (the error and the bad answer's first `REPAIR_ECHO_MAX` characters, made storable,
+  are sent back); if that fails too, abstain.
+- Bounded reads: every response body is read at most `llm.max_response_bytes` bytes (`bodycap`: a declared
+  longer body is refused before reading, a longer stream is cut off, decoded size counts too). An answer
+  over the cap abstains ("response too large: ...") with no repair retry, and nothing of it is stored. A
+  body of the wrong shape ("bad response: ...", see `parse.read_completion`) abstains the same way. Rows
+  with an error are never served from the cache.
 - A valid decision whose action is outside `request.allowed_actions` is returned as-is (the schema sent
   already restricts the enum; the risk layer rejects and records what slips through).
 - `LLMUnavailable` is raised only by the explicit `health()` check.
 - What is hashed and recorded is what goes on the wire: the payload from `profiles.request_payload` is
-  posted as is (`client.post`), over the SDK's aiohttp transport when aiohttp is installed (less CPU per
-  call than httpx2's), with the SDK's own retries off (`max_retries=0`).
+  posted as is (`client.post`, streamed), over the SDK's aiohttp transport when aiohttp is installed (less
+  CPU per call than httpx2's), with the SDK's own retries off (`max_retries=0`).
 - The HTTP client belongs to the event loop that first used it: use `async with LLMGateway(...)` (or
   `await aclose()`) in that loop; `decide_many_sync`/`decide_one_sync` run and close their own loop.
 """
