@@ -174,6 +174,19 @@ def test_raw_newlines_in_the_answer_are_a_valid_decision(emu: VLLMEmulator, stor
     assert emu.call_count == 1 and [r.request["cacheable"] for r in rows(store)] == [True]
 
 
+def test_an_answer_cached_by_the_lax_parser_is_asked_again(emu: VLLMEmulator, store: CallStore) -> None:
+    """A servable row holding `"target_exposure": true` (accepted by the old parser) is not served."""
+    gw = LLMGateway(settings(), emu.base_url, store=store)
+    (first,) = decide(gw, request())
+    assert not first.abstained and emu.call_count == 1
+    coerced = json.dumps({**GOOD, "action": "buy", "target_exposure": True})
+    with store._factory.begin() as s:  # noqa: SLF001 - plant the row an older version would have written
+        s.get_one(LLMCall, first.llm_call_id).response_text = coerced
+    (again,) = decide(gw, request())
+    assert not again.from_cache and emu.call_count == 2
+    assert not again.abstained and again.response_text != coerced
+
+
 # ------------------------------------------------------------------ the cap itself, on any httpx2 client
 
 
