@@ -52,8 +52,11 @@ def demo(
     settings = load_settings()
     overrides: dict[str, object] = {"symbols": [s.strip() for s in symbols.split(",") if s.strip()]}
     if settings.llm.base_url is None and settings.llm.context_tokens is None:
-        # the 135M model on a CPU: keep prompts short enough for the demo's time bound
-        overrides["llm"] = settings.llm.model_copy(update={"context_tokens": 2000, "max_tokens": 160})
+        # the 135M model on a CPU: keep prompts short enough for the demo's time bound; the embedded server
+        # answers one request at a time, so one in flight keeps queueing out of each call's deadline
+        overrides["llm"] = settings.llm.model_copy(
+            update={"context_tokens": 2000, "max_tokens": 160, "concurrency": 1}
+        )
     settings = load_settings(**overrides, timeframe="1h", exchange={"id": "replay"}, strategy="llm")
     console = Console()
     where = settings.llm.base_url or "the embedded SmolLM2-135M (llama.cpp, 127.0.0.1)"
