@@ -61,11 +61,12 @@ def backtest(
     from agent.backtest.service import BacktestRequest, parse_symbols, run_request
     from agent.backtest.tables import summary_table
     from agent.config import load_settings
+    from agent.graph.mode import StrategyMode
     from strategies.registry import parse_params
 
     settings = load_settings()
     chosen = parse_symbols(symbol, symbols, list(settings.symbols))
-    if strategy in ("llm", "hybrid"):
+    if StrategyMode.of(strategy).asks_model:
         _agent_backtest(strategy, chosen, timeframe, start, end)
         return
     request = BacktestRequest(

@@ -19,6 +19,7 @@ from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
 
 from agent.graph import names
+from agent.graph.mode import StrategyMode
 from agent.graph.state import Node, TickState
 
 NODES = (
@@ -36,7 +37,7 @@ NODES = (
 
 def route_after_screen(state: TickState) -> names.AfterScreen:
     """Ask the model only if it has something to decide."""
-    uses_llm = state.get("strategy") in ("llm", "hybrid")
+    uses_llm = StrategyMode.of(state.get("strategy", "")).asks_model
     open_choice = any(len(a.get("actions", [])) > 1 for a in state.get("allowances", {}).values())
     return names.ANALYSE if uses_llm and open_choice else names.DECIDE
 

@@ -9,6 +9,8 @@ Contracts:
   that was in flight fails once; a connection found dead costs the pool's first backoff, about 1 s). One
   connection is enough: the saver runs one statement at a time. A server that stays unreachable fails the
   operation after `POOL_TIMEOUT_S`.
+- Both savers use a `JsonPlusSerializer` that knows the enums the graph state holds (`STATE_TYPES`): they
+  round-trip without LangGraph's "unregistered type" warning.
 - SQLite: one connection in WAL mode with the ledger's busy timeout (30 s, or the URL's `?timeout=` in
   seconds); a lock held longer makes the operation fail, and the next one tries again.
 """
@@ -20,7 +22,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from langgraph.checkpoint.base import BaseCheckpointSaver
+from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
 from sqlalchemy.engine import URL, make_url
+
+from agent.graph.state import LLMStatus
+from agent.risk.models import DecisionSource
 
 CHECKPOINT_TABLES = frozenset(
     {"checkpoints", "writes", "checkpoint_blobs", "checkpoint_writes", "checkpoint_migrations"}
@@ -29,6 +35,15 @@ CHECKPOINT_TABLES = frozenset(
 SQLITE_TIMEOUT_S = 30.0
 POOL_TIMEOUT_S = 10.0
 """Longest a checkpoint operation waits for a (re)connection to PostgreSQL."""
+
+
+STATE_TYPES: tuple[type, ...] = (LLMStatus, DecisionSource)
+"""The non-plain types the graph state holds: allowed when a checkpoint is read back."""
+
+
+def serializer() -> JsonPlusSerializer:
+    """The checkpoint serializer: LangGraph's, with the state's own types registered."""
+    return JsonPlusSerializer(allowed_msgpack_modules=STATE_TYPES)
 
 
 def tick_thread_id(run_id: str, bar_ts: int) -> str:
@@ -56,7 +71,7 @@ def _sqlite_saver(url: URL) -> Iterator[BaseCheckpointSaver[str]]:
     conn = sqlite3.connect(url.database or ":memory:", check_same_thread=False, timeout=timeout)
     conn.execute("PRAGMA journal_mode=WAL")
     try:
-        saver = SqliteSaver(conn)
+        saver = SqliteSaver(conn, serde=serializer())
         saver.setup()
         yield saver
     finally:
@@ -75,6 +90,6 @@ def _postgres_saver(url: URL) -> Iterator[BaseCheckpointSaver[str]]:
         plain, min_size=1, max_size=1, kwargs=options, check=ConnectionPool.check_connection,
         timeout=POOL_TIMEOUT_S, open=True, name="tradegraph-checkpoints",
     ) as pool:
-        saver = PostgresSaver(pool)  # type: ignore[arg-type]
+        saver = PostgresSaver(pool, serde=serializer())  # type: ignore[arg-type]
         saver.setup()
         yield saver

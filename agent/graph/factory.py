@@ -24,12 +24,11 @@ from sqlalchemy.orm import Session, sessionmaker
 from agent.config import Settings
 from agent.db.session import open_db
 from agent.errors import StrategyError
+from agent.graph.mode import StrategyKind, StrategyMode
 from agent.graph.runner import AgentRunner, open_runner, replay_rules
 from agent.market.exchange import MarketRules
 from agent.market.source import CandleSource, FrameSource
 from agent.market.store import load_candles
-
-LLM_STRATEGIES = ("llm", "hybrid")
 
 
 def load_source(settings: Settings, symbols: list[str] | None = None) -> FrameSource:
@@ -72,12 +71,13 @@ def rule_strategy(settings: Settings, strategy: str, params: dict[str, Any] | No
     """The rule strategy a run uses: itself, or the fallback strategy for llm/hybrid runs."""
     from strategies import build_strategy
 
-    name = settings.fallback_strategy if strategy in LLM_STRATEGIES else strategy
-    needs_rule = strategy not in LLM_STRATEGIES or strategy == "hybrid" or settings.fallback == "rule"
+    mode = StrategyMode.of(strategy)
+    name = settings.fallback_strategy if mode.asks_model else strategy
+    needs_rule = mode.kind is not StrategyKind.LLM or settings.fallback == "rule"
     if not needs_rule:
         return None
     try:
-        return build_strategy(name, params if strategy not in LLM_STRATEGIES else None)
+        return build_strategy(name, None if mode.asks_model else params)
     except StrategyError:
         raise
     except Exception as e:  # noqa: BLE001 - a user's strategy file can fail in any way
@@ -107,7 +107,7 @@ def open_agent(
         rule = rule_strategy(settings, strategy, params)
         gateway = builder = None
         budget = None
-        if strategy in LLM_STRATEGIES:
+        if StrategyMode.of(strategy).asks_model:
             gateway, builder, budget = _llm_parts(settings, factory, stack)
         yield stack.enter_context(
             open_runner(

@@ -33,6 +33,7 @@ from agent.broker.paper import process_bar
 from agent.errors import DataError, LLMUnavailable
 from agent.execution.costs import effective_fee
 from agent.graph import names
+from agent.graph.mode import StrategyKind, StrategyMode
 from agent.graph.runtime import AgentRuntime
 from agent.graph.serde import (
     allowance_of,
@@ -43,7 +44,7 @@ from agent.graph.serde import (
     portfolio_from_dict,
     portfolio_to_dict,
 )
-from agent.graph.state import TickState
+from agent.graph.state import LLMStatus, TickState
 from agent.ledger.writer import DecisionEntry, TickRecord, write_tick
 from agent.llm.context import BudgetTooSmall, MarketContextBuilder
 from agent.llm.faults import LLMFault
@@ -57,7 +58,7 @@ from agent.risk.allowance import allowance
 from agent.risk.book import TradeCosts
 from agent.risk.breakers import kill_switch_active
 from agent.risk.limits import apply_limits, no_call_decision, rule_decision
-from agent.risk.models import RiskResult
+from agent.risk.models import DecisionSource, RiskResult
 
 Node = Callable[[TickState], dict[str, Any]]
 
@@ -173,7 +174,7 @@ def _screen(rt: AgentRuntime) -> Node:
                 kill,
             )
             allowances[symbol] = a.to_dict()
-        return {"allowances": allowances, "llm_status": "skipped"}
+        return {"allowances": allowances, "llm_status": LLMStatus.SKIPPED, "llm_reason": None}
 
     return screen
 
@@ -184,14 +185,14 @@ def _screen(rt: AgentRuntime) -> Node:
 def _analyse(rt: AgentRuntime) -> Node:
     def analyse(state: TickState) -> dict[str, Any]:
         if rt.gateway is None or rt.builder is None:
-            return {"llm_status": "unavailable", "analyses": {}}
+            return {"llm_status": LLMStatus.UNAVAILABLE, "llm_reason": None, "analyses": {}}
         requests, meta, unasked = _prompts(rt, state)
         _note_tokenizer_fallback(rt, state["bar_ts"])
         sync = getattr(rt.gateway, "decide_many_sync", None)
         try:
             results = sync(requests) if sync else run_sync(rt.gateway.decide_many(requests))
         except LLMUnavailable as e:
-            return {"llm_status": f"unavailable: {e}", "analyses": {}}
+            return {"llm_status": LLMStatus.UNAVAILABLE, "llm_reason": str(e), "analyses": {}}
         analyses = dict(unasked)
         rt.abstentions += len(unasked)
         for res in results:
@@ -200,10 +201,9 @@ def _analyse(rt: AgentRuntime) -> Node:
             rt.tokens += (res.prompt_tokens or 0) + (res.completion_tokens or 0)
             rt.abstentions += 1 if res.abstained else 0
             analyses[res.request.symbol] = _analysis(res, meta[res.request.symbol])
-        status = "ok"
         if results and all(r.fault is LLMFault.CIRCUIT_OPEN for r in results):
-            status = "unavailable: circuit open"
-        return {"llm_status": status, "analyses": analyses}
+            return {"llm_status": LLMStatus.UNAVAILABLE, "llm_reason": "circuit open", "analyses": analyses}
+        return {"llm_status": LLMStatus.OK, "llm_reason": None, "analyses": analyses}
 
     return analyse
 
@@ -331,7 +331,7 @@ def _decide(rt: AgentRuntime) -> Node:
     def decide(state: TickState) -> dict[str, Any]:
         proposals: dict[str, dict[str, Any]] = {}
         plans = _rule_targets(rt, state) if rt.rule is not None else {}
-        if rt.rule is not None and rt.strategy not in ("llm", "hybrid"):
+        if rt.rule is not None and not StrategyMode.of(rt.strategy).asks_model:
             for symbol in state.get("allowances", {}):
                 proposals[symbol] = _rule_proposal(rt, state, symbol, plans[symbol])
             return {"proposals": proposals, "rule_targets": {s: p.target for s, p in plans.items()}}
@@ -340,7 +340,7 @@ def _decide(rt: AgentRuntime) -> Node:
             a = allowance_of(a_dict)
             decision, source = _proposal(rt, state, symbol, a.llm_needed, rule_targets)
             if not a.llm_needed:
-                decision, source = no_call_decision(a), "risk"
+                decision, source = no_call_decision(a), DecisionSource.RISK
             proposals[symbol] = {"decision": decision.model_dump(mode="json"), "source": source}
         return {"proposals": proposals, "rule_targets": {s: v[0] for s, v in rule_targets.items()}}
 
@@ -370,13 +370,14 @@ def _rule_targets(rt: AgentRuntime, state: TickState) -> dict[str, RuleStep]:
 
 def _rule_proposal(rt: AgentRuntime, state: TickState, symbol: str, step: RuleStep) -> dict[str, Any]:
     """A rule run's proposal: the rule's target as a decision (orders only when it changes, as in the
-    backtest engine), with its exit plan; the risk layer checks it (`apply_limits`, source "rule")."""
+    backtest engine), with its exit plan; the risk layer checks it (`apply_limits`, source `RULE`)."""
     assert rt.rule is not None
     current = portfolio_from_dict(state["portfolio"]).exposure(symbol, state["marks"])
     decision = rule_decision(symbol, step.target, step.previous, current, rt.rule.name, step.stop_loss,
                              step.take_profit)
     plan = step.trailing_stop
-    return {"decision": decision.model_dump(mode="json"), "source": "rule", "trailing_stop": plan}
+    return {"decision": decision.model_dump(mode="json"), "source": DecisionSource.RULE,
+            "trailing_stop": plan}
 
 
 class RuleStep(NamedTuple):
@@ -399,45 +400,52 @@ def _proposal(
     symbol: str,
     llm_needed: bool,
     rule_targets: dict[str, tuple[float, float | None]],
-) -> tuple[TradeDecision, str]:
+) -> tuple[TradeDecision, DecisionSource]:
     portfolio = portfolio_from_dict(state["portfolio"])
     current = portfolio.exposure(symbol, state["marks"])
-    name = rt.strategy
-    llm_ok = state.get("llm_status", "ok") == "ok"
+    mode = StrategyMode.of(rt.strategy)
+    status = LLMStatus(state.get("llm_status", LLMStatus.OK))
     analysis = state.get("analyses", {}).get(symbol)
 
-    def rule(source: str) -> tuple[TradeDecision, str]:
+    def rule(source: DecisionSource) -> tuple[TradeDecision, DecisionSource]:
         if rt.rule is None:
             return hold(symbol, f"{source}: no rule strategy configured"), source
         target, previous = rule_targets[symbol]
         return rule_decision(symbol, target, previous, current, rt.rule.name), source
 
-    def fallback(why: str) -> tuple[TradeDecision, str]:
+    def fallback(why: str) -> tuple[TradeDecision, DecisionSource]:
         if rt.settings.fallback != "rule":
-            return hold(symbol, f"fallback HOLD: {why}"), "fallback"
-        decision, _ = rule("fallback")
+            return hold(symbol, f"fallback HOLD: {why}"), DecisionSource.FALLBACK
+        decision, _ = rule(DecisionSource.FALLBACK)
         rationale = f"fallback ({why}): {decision.rationale}"[:RATIONALE_MAX]
-        return decision.model_copy(update={"rationale": rationale}), "fallback"
+        return decision.model_copy(update={"rationale": rationale}), DecisionSource.FALLBACK
 
-    if name not in ("llm", "hybrid"):
-        return rule("rule")
-    if not llm_ok or analysis is None:
+    if not mode.asks_model:
+        return rule(DecisionSource.RULE)
+    if status is not LLMStatus.OK or analysis is None:
         if not llm_needed:
-            return hold(symbol, "no choice to make"), "risk"
-        return fallback(f"llm {state.get('llm_status', 'unavailable')}")
+            return hold(symbol, "no choice to make"), DecisionSource.RISK
+        return fallback(_llm_why(state))
     result = decision_result_from_dict(analysis)
-    proposal = rule("hybrid")[0] if name == "hybrid" else None
+    proposal = rule(DecisionSource.HYBRID)[0] if mode.kind is StrategyKind.HYBRID else None
     if proposal is not None and proposal.action is Action.HOLD:
-        return proposal, "hybrid"  # nothing for the model to confirm
+        return proposal, DecisionSource.HYBRID  # nothing for the model to confirm
     if result.abstained:  # no usable model decision (call, answer, tokenizer or budget): the fallback's turn
         return fallback(f"llm {analysis.get('fault') or 'abstained'}: {result.reason}")
     if proposal is None:
-        return result.decision, "llm"
+        return result.decision, DecisionSource.LLM
     # hybrid: the rule proposes, the model confirms or vetoes
     if (proposal.action is Action.BUY) != (result.decision.action is Action.BUY):
         why = f"model says {result.decision.action.value}"
-        return hold(symbol, f"hybrid: rule {proposal.action.value} vetoed ({why})"), "hybrid"
-    return proposal, "hybrid"
+        return hold(symbol, f"hybrid: rule {proposal.action.value} vetoed ({why})"), DecisionSource.HYBRID
+    return proposal, DecisionSource.HYBRID
+
+
+def _llm_why(state: TickState) -> str:
+    """Why the model gave nothing this tick, as the fallback's rationale says it (`llm unavailable: ...`)."""
+    status = LLMStatus(state.get("llm_status", LLMStatus.UNAVAILABLE))
+    reason = state.get("llm_reason")
+    return f"llm {status.value}: {reason}" if reason else f"llm {status.value}"
 
 
 # ------------------------------------------------------------------------------------------------ risk
@@ -450,7 +458,8 @@ def _risk(rt: AgentRuntime) -> Node:
         for symbol, prop in state.get("proposals", {}).items():
             decision = TradeDecision.model_construct(**prop["decision"])
             decision = decision.model_copy(update={"action": _action(decision.action)})
-            meta = state.get("analyses", {}).get(symbol, {}) if prop["source"] in ("llm",) else {}
+            from_llm = DecisionSource(prop["source"]) is DecisionSource.LLM
+            meta = state.get("analyses", {}).get(symbol, {}) if from_llm else {}
             result = apply_limits(
                 decision,
                 allowance_of(state["allowances"][symbol]),
@@ -528,7 +537,7 @@ def _record(rt: AgentRuntime) -> Node:
             prop = f["proposed"]
             action = _action(prop.get("action"))
             source = state.get("proposals", {}).get(symbol, {}).get("source")
-            if isinstance(action, Action) and source != "risk":
+            if isinstance(action, Action) and source is not DecisionSource.RISK:
                 rt.remember(
                     symbol,
                     PastDecision(

@@ -38,6 +38,7 @@ from agent.llm.schema import Action
 from agent.market.binance_spot import unified_market
 from agent.market.exchange import MarketRules, market_rules
 from agent.market.source import CandleSource
+from agent.risk.models import DecisionSource
 from strategies.base import Strategy
 
 if TYPE_CHECKING:
@@ -133,7 +134,8 @@ def load_recent(
         for symbol in symbols:
             rows = session.scalars(
                 select(Decision)
-                .where(Decision.run_id == run_id, Decision.symbol == symbol, Decision.source != "risk")
+                .where(Decision.run_id == run_id, Decision.symbol == symbol)
+                .where(Decision.source != DecisionSource.RISK.value)
                 .order_by(Decision.bar_ts.desc())
                 .limit(RECENT_DECISIONS)
             ).all()

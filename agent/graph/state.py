@@ -1,15 +1,27 @@
 """The graph's state for one tick (one closed bar, all symbols).
 
 Contracts:
-- Plain JSON-able data only (dicts, lists, numbers, strings), so LangGraph's checkpointer can store it and a
-  tick interrupted after any node resumes from there.
+- Plain JSON-able data (dicts, lists, numbers, strings) and the enums registered with the checkpointer's
+  serializer (`checkpoint.STATE_TYPES`), so LangGraph's checkpointer can store it and a tick interrupted
+  after any node resumes from there.
 - Every node returns a partial update; no node mutates what it received.
 - `bar_ts` is the open time (ms, UTC) of the last closed bar t; nothing after t is ever read.
 """
 
 from __future__ import annotations
 
+from enum import StrEnum
 from typing import Annotated, Any, Protocol, TypedDict
+
+
+class LLMStatus(StrEnum):
+    """Whether the model could be asked this tick (why not is `TickState.llm_reason`)."""
+
+    OK = "ok"
+    UNAVAILABLE = "unavailable"
+    """No gateway, the gateway failed, or its circuit is open."""
+    SKIPPED = "skipped"
+    """Not asked: nothing to decide, or a rule strategy's run."""
 
 
 class TickState(TypedDict, total=False):
@@ -18,7 +30,7 @@ class TickState(TypedDict, total=False):
     run_id: Annotated[str, "the run this tick belongs to"]
     bar_ts: Annotated[int, "open time (ms, UTC) of the last closed bar t"]
     symbols: Annotated[list[str], "symbols traded in this run"]
-    strategy: Annotated[str, "llm | hybrid | the name of a rule strategy"]
+    strategy: Annotated[str, "llm | hybrid | the name of a rule strategy (`mode.StrategyMode.of`)"]
     marks: Annotated[dict[str, float], "close of bar t per symbol (observed)"]
     atr: Annotated[dict[str, float], "ATR at bar t per symbol (NaN → absent)"]
     skipped: Annotated[dict[str, str], "symbol → why it is not traded this tick (stale data, ...)"]
@@ -28,7 +40,8 @@ class TickState(TypedDict, total=False):
     allowances: Annotated[dict[str, dict[str, Any]], "per symbol: allowed actions and max exposure"]
     rule_targets: Annotated[dict[str, float], "rule strategy's target per symbol (rule / hybrid)"]
     analyses: Annotated[dict[str, dict[str, Any]], "per symbol: the gateway's DecisionResult, serialised"]
-    llm_status: Annotated[str, "ok | unavailable | skipped"]
+    llm_status: Annotated[LLMStatus, "whether the model was asked"]
+    llm_reason: Annotated[str | None, "why the model is unavailable (None when it is not)"]
     proposals: Annotated[dict[str, dict[str, Any]], "per symbol: the decision proposed to the risk layer"]
     final: Annotated[dict[str, dict[str, Any]], "per symbol: the risk layer's result"]
     recorded: Annotated[bool, "the ledger holds this tick"]

@@ -210,7 +210,8 @@ def _decision_row(run_id: str, bar_ts: int, entry: DecisionEntry) -> Decision:
         action = result.action.value
     rationale = proposed.rationale if isinstance(proposed.rationale, str) else repr(proposed.rationale)
     return Decision(
-        run_id=run_id, symbol=for_storage(result.symbol), bar_ts=bar_ts, source=result.source, action=action,
+        run_id=run_id, symbol=for_storage(result.symbol), bar_ts=bar_ts, source=result.source.value,
+        action=action,
         target_exposure=_finite(proposed.target_exposure), confidence=_finite(proposed.confidence),
         final_exposure=result.target_exposure if result.changes else None,
         stop_loss=result.stop_loss, take_profit=result.take_profit, trailing_stop=result.trailing_stop,

@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any
 
 from agent.llm.schema import Action, TradeDecision
@@ -49,6 +50,19 @@ KILL_SWITCH = "kill_switch"
 DAILY_LOSS_LIMIT = "daily_loss_limit"
 MAX_DRAWDOWN = "max_drawdown"
 COOLDOWN = "cooldown"
+
+
+class DecisionSource(StrEnum):
+    """Who proposed a decision (stored as its value in `decisions.source`)."""
+
+    LLM = "llm"
+    RULE = "rule"
+    HYBRID = "hybrid"
+    """The rule's proposal, confirmed (or vetoed into a HOLD) by the model."""
+    FALLBACK = "fallback"
+    """The configured fallback (rule or HOLD) when the model gave no usable decision."""
+    RISK = "risk"
+    """The HOLD recorded when the allowance leaves HOLD as the only action (no one was asked)."""
 
 
 Value = float | str | None
@@ -147,8 +161,8 @@ class RiskResult:
     """The risk layer's verdict on one proposal: the final target, its exit plan and every change made."""
 
     symbol: str
-    source: str
-    """Who proposed: llm | rule | hybrid | fallback | risk."""
+    source: DecisionSource
+    """Who proposed."""
     proposed: TradeDecision
     action: Action
     """The action after the risk layer (HOLD when rejected)."""
@@ -163,6 +177,9 @@ class RiskResult:
     trailing_stop: float | None = None
     """A rule strategy's trailing distance for an entry (price units; None for the model's proposals)."""
 
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "source", DecisionSource(self.source))  # a stored value is accepted too
+
     @property
     def changes(self) -> bool:
         """True when a new target goes to the broker."""
@@ -174,7 +191,7 @@ class RiskResult:
         proposed["action"] = str(proposed["action"])
         return {
             "symbol": self.symbol,
-            "source": self.source,
+            "source": self.source.value,
             "proposed": proposed,
             "action": self.action.value,
             "target_exposure": self.target_exposure,
@@ -201,7 +218,7 @@ class RiskResult:
             pass
         return cls(
             symbol=data["symbol"],
-            source=data["source"],
+            source=DecisionSource(data["source"]),
             proposed=TradeDecision.model_construct(**raw),
             action=Action(data["action"]),
             target_exposure=float(data["target_exposure"]),
