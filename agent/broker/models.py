@@ -87,7 +87,8 @@ class PendingTarget(_Record):
     """A target exposure waiting for the next bar's open, with the exit plan an entry stores."""
 
     symbol: str
-    target: float
+    target_exposure: float
+    """The risk result's `target_exposure` (fraction of equity; the ledger's `decisions.final_exposure`)."""
     decided_ts: int
     """Open time of the bar at whose close the target was decided."""
     stop_loss: float | None = None
@@ -108,7 +109,7 @@ class PendingTarget(_Record):
             return None
         return cls(
             symbol=result.symbol,
-            target=result.target_exposure,
+            target_exposure=result.target_exposure,
             decided_ts=decided_ts,
             stop_loss=result.stop_loss,
             take_profit=result.take_profit,

@@ -97,7 +97,8 @@ def _check_inputs(
         if not all(math.isfinite(p) and p > 0 for p in prices) or not (candle.volume >= 0):
             raise DataError(f"invalid bar for {symbol}: {candle}")
     for symbol, target in pending.items():
-        if target.symbol != symbol or not (0.0 <= target.target <= 1.0) or target.decided_ts >= bar_ts:
+        exposure = target.target_exposure
+        if target.symbol != symbol or not (0.0 <= exposure <= 1.0) or target.decided_ts >= bar_ts:
             raise ValueError(f"invalid pending target for {symbol} at bar {bar_ts}: {target}")
 
 
@@ -136,7 +137,7 @@ class _Arrays:
         st = bar.new_state(k, math.nan)
         for j, s in enumerate(symbols):
             if s in pending:
-                goal[0, j] = pending[s].target
+                goal[0, j] = pending[s].target_exposure
                 plan[:, 0, j] = pending[s].plan()
             if in_force is not None and s in in_force:
                 st[j, bar.DONE] = in_force[s]

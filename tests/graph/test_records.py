@@ -43,3 +43,17 @@ def test_enums_round_trip_through_the_sqlite_checkpointer_without_warning(
                 back = serde.loads_typed(serde.dumps_typed({"v": value}))
             assert back["v"] is value
     assert not [r for r in caplog.records if "unregistered" in r.getMessage().lower()], caplog.text
+
+
+def test_a_pending_target_carries_the_risk_results_target_exposure_by_that_name() -> None:
+    from agent.broker.models import PendingTarget
+    from agent.llm.schema import Action, hold
+    from agent.risk.models import RiskResult
+
+    decision = hold("BTC/USDT", "test")
+    result = RiskResult(
+        "BTC/USDT", DecisionSource.LLM, decision, Action.BUY, 0.4, 0.1, None, None, "", rejected=False
+    )
+    pending = PendingTarget.from_result(result, 1_000)
+    assert pending is not None and pending.target_exposure == result.target_exposure == 0.4
+    assert PendingTarget.from_dict(pending.to_dict()) == pending

@@ -72,7 +72,7 @@ def test_two_symbols_entering_in_the_same_bar_share_the_gross_and_cash_room(sqli
             factory=factory,
         ) as runner:
             assert runner.tick(decide_at).status == "done"
-            targets = {s: p.target for s, p in runner.rt.pending.items()}
+            targets = {s: p.target_exposure for s, p in runner.rt.pending.items()}
             assert runner.tick(fill_at).status == "done"
             book = runner.rt.portfolio
         with factory() as s:
