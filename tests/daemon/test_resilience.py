@@ -126,6 +126,10 @@ def _frozen(proc: subprocess.Popen[bytes]) -> Iterator[None]:
         os.kill(proc.pid, signal.SIGCONT)
 
 
+def _failed_at(url: str, bar: int) -> bool:
+    return any(b == bar and status == "error" for b, status, _ in journal_rows(url, RUN_ID))
+
+
 def _last_journal_id(url: str) -> int:
     with psycopg.connect(_plain(url)) as conn:
         row = conn.execute("SELECT coalesce(max(id), 0) FROM daemon_ticks").fetchone()
@@ -171,7 +175,8 @@ def test_sqlite_locked_past_the_busy_timeout_the_scheduler_survives_and_catches_
     db = folder / "tradegraph.db"
     url = f"sqlite:///{db}?timeout=0.5"  # the daemon's busy timeout: the lock below outlives it many times
     log = tmp_path / "daemon.log"
-    proc = start_daemon(folder, url, log, *_args(3600 * 4, 9))
+    # lease ttl 15 s: a heartbeat every 5 s, late (degraded) from 10 s on, dead (stalled) after 15 s
+    proc = start_daemon(folder, url, log, *_args(3600 * 4, 15))
     try:
         wait_for(lambda: running(proc, log) and len(bars(url, RUN_ID)) >= 5, 120, "five processed bars")
         locker = sqlite3.connect(db, isolation_level=None, timeout=30)
@@ -199,7 +204,7 @@ def test_sqlite_locked_past_the_busy_timeout_the_scheduler_survives_and_catches_
 def test_a_tick_blocked_for_two_bar_intervals_is_stalled_and_catches_up(tmp_path: Path, pg_url: str) -> None:
     folder = data_dir(tmp_path)
     log = tmp_path / "daemon.log"
-    proc = start_daemon(folder, pg_url, log, *_args(3600 * 4, 3))
+    proc = start_daemon(folder, pg_url, log, *_args(3600 * 4, 6))
     try:
         wait_for(lambda: running(proc, log) and len(bars(pg_url, RUN_ID)) >= 5, 120, "five processed bars")
         with psycopg.connect(_plain(pg_url)) as blocker:  # checkpoint writes wait; reads and the lease go on
@@ -251,12 +256,10 @@ def test_a_poisoned_checkpoint_is_discarded_after_three_failures_and_the_bar_re_
     log = tmp_path / "daemon.log"
     proc = start_daemon(folder, url, log, *_args(3600 * 2, 9))
     try:
-        shown = wait_for(
-            lambda: running(proc, log) and (s := status_rows(url))["state"] == "degraded" and s,
-            120,
-            "status to say degraded",
-        )
-        assert "ValueError" in shown.get("last error", ""), shown
+        wait_for(lambda: running(proc, log) and _failed_at(url, poisoned), 120, "the poisoned bar to fail")
+        with _frozen(proc):
+            shown = status_rows(url)
+        assert shown["state"] == "degraded" and "ValueError" in shown.get("last error", ""), shown
         _finished(proc, log)
     finally:
         stop_daemon(proc)
