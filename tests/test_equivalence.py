@@ -203,6 +203,37 @@ def test_backtest_daemon_and_notebook_fill_identically(
     _same(engine, _daemon(settings, name, params, start, end), "backtest vs daemon")
 
 
+TIGHT = {
+    "daily_loss_limit": 0.01,
+    "max_drawdown": 0.04,
+    "cooldown_bars": 6,
+    "max_gross_exposure": 0.7,
+    "min_cash_fraction": 0.35,
+}
+"""Limits tight enough to bind in a 300-bar window: breakers, cooldowns and the book's room at the fill."""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["macd", "bollinger_reversion"])
+def test_breakers_cooldowns_and_the_book_room_bind_alike(data_folder: Path, name: str) -> None:
+    start, end = WINDOWS["feb25"]
+    params = {"stop_atr": 1.5, "trailing_atr": 2.5}
+    settings = _settings(data_folder, name).model_copy(update={"risk": Settings(risk=TIGHT).risk})
+    request = BacktestRequest(
+        strategy=name,
+        params={k: str(v) for k, v in params.items()},
+        symbols=SYMBOLS,
+        timeframe="1h",
+        start=_iso(start),
+        end=_iso(end),
+    )
+    sim = run_request(request, settings, None).result.sim
+    assert sim.counters.refused > 0 and sim.counters.room > 0  # the limits did bind
+    _same(
+        _from_sim(sim), _daemon(settings, name, params, start, end), "backtest vs daemon under tight limits"
+    )
+
+
 # ---- restarts: the ledger reader rebuilds exactly what the per-bar semantics held -------------------------
 
 
