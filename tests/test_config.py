@@ -162,11 +162,11 @@ def test_relative_paths_are_taken_from_the_config_files_folder(
     s = load_settings()
     assert s.risk.kill_switch_file == str(home / "STOP")
     assert s.data_dir == home / "state"
-    assert not kill_switch_active(s)
+    assert not kill_switch_active(s.risk.kill_switch_file)
     (elsewhere / "STOP").touch()  # the working directory's file is not the switch
-    assert not kill_switch_active(s)
+    assert not kill_switch_active(s.risk.kill_switch_file)
     (home / "STOP").touch()
-    assert kill_switch_active(s)
+    assert kill_switch_active(s.risk.kill_switch_file)
     absolute = tmp_path / "ABS"
     monkeypatch.setenv("TRADEGRAPH_RISK__KILL_SWITCH_FILE", str(absolute))
     assert load_settings().risk.kill_switch_file == str(absolute)

@@ -57,6 +57,7 @@ from agent.risk.allocation import allocate
 from agent.risk.allowance import allowance
 from agent.risk.book import TradeCosts
 from agent.risk.breakers import kill_switch_active
+from agent.risk.inputs import Market, Proposal
 from agent.risk.limits import apply_limits, no_call_decision, rule_decision
 from agent.risk.models import DecisionSource, RiskResult
 
@@ -158,25 +159,24 @@ def _settle(rt: AgentRuntime) -> Node:
 def _screen(rt: AgentRuntime) -> Node:
     def screen(state: TickState) -> dict[str, Any]:
         portfolio = portfolio_from_dict(state["portfolio"])
-        kill = kill_switch_active(rt.settings)
+        kill = kill_switch_active(rt.settings.risk.kill_switch_file)
         allowances: dict[str, dict[str, Any]] = {}
         for symbol in state["symbols"]:
             if symbol in state.get("skipped", {}):
                 continue
-            a = allowance(
-                symbol,
-                portfolio,
-                state["marks"],
-                state["bar_ts"],
-                state["atr"].get(symbol, math.nan),
-                rt.settings,
-                rt.rules[symbol],
-                kill,
-            )
+            a = allowance(_market(rt, state, symbol), portfolio, state["marks"], rt.settings.risk, kill)
             allowances[symbol] = a.to_dict()
         return {"allowances": allowances, "llm_status": LLMStatus.SKIPPED, "llm_reason": None}
 
     return screen
+
+
+def _market(rt: AgentRuntime, state: TickState, symbol: str) -> Market:
+    """What the risk layer reads about `symbol` at this tick's close: its mark, ATR, rules and fill costs."""
+    rules = rt.rules[symbol]
+    costs = TradeCosts.of(effective_fee(rules, rt.settings), rt.settings.broker.slippage_bps)
+    price = state["marks"].get(symbol, math.nan)
+    return Market(symbol, state["bar_ts"], price, state["atr"].get(symbol, math.nan), rules, costs)
 
 
 # --------------------------------------------------------------------------------------------- analyse
@@ -455,30 +455,21 @@ def _risk(rt: AgentRuntime) -> Node:
     def risk(state: TickState) -> dict[str, Any]:
         portfolio = portfolio_from_dict(state["portfolio"])
         results: dict[str, RiskResult] = {}
+        markets: dict[str, Market] = {}
         for symbol, prop in state.get("proposals", {}).items():
             decision = TradeDecision.model_construct(**prop["decision"])
             decision = decision.model_copy(update={"action": _action(decision.action)})
             from_llm = DecisionSource(prop["source"]) is DecisionSource.LLM
             meta = state.get("analyses", {}).get(symbol, {}) if from_llm else {}
-            result = apply_limits(
-                decision,
-                allowance_of(state["allowances"][symbol]),
-                symbol,
-                portfolio,
-                state["marks"],
-                state["marks"][symbol],
-                state["atr"].get(symbol, math.nan),
-                rt.settings,
-                rt.rules[symbol],
-                source=prop["source"],
-                alias=meta.get("alias"),
-                price_scale=meta.get("price_scale", 1.0),
-                trailing_stop=prop.get("trailing_stop"),
-            )
+            proposal = Proposal(decision, prop["source"], meta.get("alias"), meta.get("price_scale", 1.0),
+                                prop.get("trailing_stop"))
+            market = _market(rt, state, symbol)
+            markets[symbol] = market
+            result = apply_limits(proposal, allowance_of(state["allowances"][symbol]), market, portfolio,
+                                  rt.settings.risk, rt.settings.symbols)
             results[symbol] = result
         settings = rt.settings
-        costs = {s: TradeCosts.of(effective_fee(rt.rules[s], settings), settings.broker.slippage_bps)
-                 for s in results}
+        costs = {s: markets[s].costs for s in results}
         shared = allocate(results, portfolio, state["marks"], costs, rt.rules,
                           max_gross_exposure=settings.risk.max_gross_exposure,
                           min_cash_fraction=settings.risk.min_cash_fraction)

@@ -69,6 +69,7 @@ def build_context(
         >>> print(ctx.text[-1200:]); ctx.tokens, ctx.budget  # doctest: +SKIP
     """
     from agent.broker.paper import initial_state
+    from agent.execution.costs import effective_fee
     from agent.graph.factory import load_source, trading_rules
     from agent.graph.nodes import ATR_WINDOW
     from agent.llm.context import MarketContextBuilder, budget_from_settings
@@ -76,7 +77,9 @@ def build_context(
     from agent.llm.tokens import counter_for_settings
     from agent.market.indicators import atr
     from agent.risk.allowance import allowance
+    from agent.risk.book import TradeCosts
     from agent.risk.breakers import kill_switch_active
+    from agent.risk.inputs import Market
 
     s = resolve_settings(settings, symbols=[symbol])
     full = load_source(s)
@@ -88,7 +91,9 @@ def build_context(
     last_atr = float(value[-1]) if math.isfinite(value[-1]) else math.nan
     book = initial_state(s.broker.initial_cash)
     rules = trading_rules(s)[symbol]
-    allowed = allowance(symbol, book, marks, t, last_atr, s, rules, kill_switch_active(s))
+    costs = TradeCosts.of(effective_fee(rules, s), s.broker.slippage_bps)
+    market = Market(symbol, t, marks[symbol], last_atr, rules, costs)
+    allowed = allowance(market, book, marks, s.risk, kill_switch_active(s.risk.kill_switch_file))
     max_len = _max_model_len(s)
     builder = MarketContextBuilder.from_settings(s, counter=counter_for_settings(s), max_model_len=max_len)
     budget = budget_from_settings(s, max_len)

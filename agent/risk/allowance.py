@@ -1,7 +1,10 @@
 """What may be proposed for a symbol at the close of bar t, computed before any model is asked.
 
 Contracts:
-- Pure: the same inputs give the same `Allowance`.
+- Pure: the same inputs give the same `Allowance`. Inputs: the symbol's `inputs.Market` (symbol, bar, price,
+  ATR, exchange rules, trade costs), the book (`PortfolioState` and every symbol's mark, `market.price` being
+  the symbol's own), the `risk` section of the settings (nothing else of them) and whether the kill switch
+  is on (`breakers.kill_switch_active`, read by the caller).
 - `max_exposure` (fraction of equity to hold in the symbol) is the smallest of these caps, recorded in
   `Allowance.caps` with the binding one named in `Allowance.binding`:
   `max_position_exposure`; `max_gross_exposure`: the current exposure plus the largest buy after which the
@@ -26,44 +29,42 @@ import math
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
-from agent.execution.costs import effective_fee
 from agent.llm.schema import Action
 from agent.portfolio import PortfolioState
 from agent.risk import breakers
-from agent.risk.book import TradeCosts, room
+from agent.risk.book import room
 from agent.risk.exits import default_levels
 from agent.risk.models import BAD_MARKET_DATA, DUST, EXPOSURE_CAP, NO_VOLATILITY, Allowance, ClampEvent
 from agent.risk.sizing import stop_risk_exposure
 
 if TYPE_CHECKING:
-    from agent.config import Settings
-    from agent.market.exchange import MarketRules
+    from agent.config import RiskSettings
+    from agent.risk.inputs import Market
 
 
 def allowance(
-    symbol: str,
+    market: Market,
     portfolio: PortfolioState,
     marks: Mapping[str, float],
-    bar_ts: int,
-    atr_value: float,
-    settings: Settings,
-    rules: MarketRules,
+    risk: RiskSettings,
     kill_switch: bool,
 ) -> Allowance:
-    """The allowed actions and the maximum exposure for `symbol` at `bar_ts` (see the module contract)."""
-    price = marks.get(symbol, math.nan)
-    problem = _market_data_problem(symbol, portfolio, marks)
+    """The allowed actions and the maximum exposure for `market.symbol` at `market.bar_ts` (see the module
+    contract)."""
+    symbol, bar_ts, price, atr_value, rules = (
+        market.symbol, market.bar_ts, market.price, market.atr, market.rules)
+    problem = _market_data_problem(symbol, price, portfolio, marks)
     if problem:
         event = ClampEvent(BAD_MARKET_DATA, "actions", None, "hold", problem)
         return Allowance(symbol, bar_ts, (Action.HOLD,), 0.0, 0.0, math.nan, {}, BAD_MARKET_DATA, (event,))
     equity = portfolio.equity(dict(marks))
     current = portfolio.exposure(symbol, dict(marks))
-    caps = _caps(symbol, portfolio, marks, equity, current, price, atr_value, settings, rules)
+    caps = _caps(portfolio, marks, equity, current, market, risk)
     lowest = min(caps.values())
     binding = "+".join(name for name, cap in caps.items() if cap == lowest)
     max_exposure = min(max(lowest, 0.0), 1.0)
     events: list[ClampEvent] = []
-    for breach in breakers.entry_blocks(portfolio, symbol, equity, bar_ts, settings.risk, kill_switch):
+    for breach in breakers.entry_blocks(portfolio, symbol, equity, bar_ts, risk, kill_switch):
         events.append(ClampEvent(breach.kind, "max_exposure", max_exposure, 0.0, breach.detail))
     if events:
         binding, max_exposure = events[0].kind, 0.0
@@ -81,10 +82,11 @@ def allowance(
     return Allowance(symbol, bar_ts, ordered, max_exposure, current, equity, caps, binding, tuple(events))
 
 
-def _market_data_problem(symbol: str, portfolio: PortfolioState, marks: Mapping[str, float]) -> str:
-    """Why the marks cannot be used, or '' when they can."""
-    price = marks.get(symbol)
-    if price is None or not math.isfinite(price) or price <= 0:
+def _market_data_problem(
+    symbol: str, price: float, portfolio: PortfolioState, marks: Mapping[str, float]
+) -> str:
+    """Why the price or the marks cannot be used, or '' when they can."""
+    if not math.isfinite(price) or price <= 0:
         return f"no usable price for {symbol}: {price!r}"
     for held in portfolio.positions:
         mark = marks.get(held)
@@ -97,26 +99,22 @@ def _market_data_problem(symbol: str, portfolio: PortfolioState, marks: Mapping[
 
 
 def _caps(
-    symbol: str,
     portfolio: PortfolioState,
     marks: Mapping[str, float],
     equity: float,
     current: float,
-    price: float,
-    atr_value: float,
-    settings: Settings,
-    rules: MarketRules,
+    market: Market,
+    risk: RiskSettings,
 ) -> dict[str, float]:
     """Each exposure cap by name."""
-    risk = settings.risk
     held = sum(p.value(marks[s]) for s, p in portfolio.positions.items()) / equity
-    costs = TradeCosts.of(effective_fee(rules, settings), settings.broker.slippage_bps)
+    costs = market.costs
     cash = portfolio.cash / equity
     fits = room(cash, held, 1.0, costs.buy, risk.max_gross_exposure, risk.min_cash_fraction)
-    default = default_levels(price, atr_value, risk)
+    default = default_levels(market.price, market.atr, risk)
     vol = 0.0
     if default is not None:
-        vol = float(stop_risk_exposure(price, default[0], risk.risk_per_trade, costs.buy, costs.sell))
+        vol = float(stop_risk_exposure(market.price, default[0], risk.risk_per_trade, costs.buy, costs.sell))
     return {
         "max_position_exposure": risk.max_position_exposure,
         "max_gross_exposure": current + fits.gross,

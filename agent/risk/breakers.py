@@ -1,8 +1,10 @@
 """Circuit breakers: conditions under which no new entry is allowed, whatever the proposal.
 
 Contracts:
-- Pure functions of the portfolio state at the close of bar t (after the broker marked it), except
-  `kill_switch_active`, which looks at the file system.
+- Pure functions of the portfolio state at the close of bar t (after the broker marked it) and of the `risk`
+  section of the settings (`RiskSettings`, never the whole `Settings`), except `kill_switch_active`, which
+  looks at the file system: the caller passes it the path (`settings.risk.kill_switch_file`) and hands
+  the answer to `allowance` as a bool.
 - Daily loss limit: equity at close_t has lost `risk.daily_loss_limit` (or more) of
   `PortfolioState.day_start_equity`, the equity at the start of the current UTC day (the broker rolls it).
 - Maximum drawdown: equity at close_t is `risk.max_drawdown` (or more) below `PortfolioState.peak_equity`.
@@ -11,7 +13,8 @@ Contracts:
   = s + cooldown_bars bars; decisions at bars t < cooldown_until may not enter (cooldown_bars = 3: the
   decisions at s, s+1 and s+2 are blocked; 0 disables it).
 - Kill switch: the file `risk.kill_switch_file` exists (the settings store it absolute: a relative path
-  is taken from the configuration file's folder). A database flag is not implemented yet (it needs a
+  is taken from the configuration file's folder; one passed here directly is taken from the working
+  directory; None or '' is no switch). A database flag is not implemented yet (it needs a
   table); `session` is accepted for it.
 - Breakers never force an exit: held positions may still be sold or closed.
 """
@@ -27,7 +30,7 @@ from agent.portfolio import PortfolioState
 from agent.risk.models import COOLDOWN, DAILY_LOSS_LIMIT, KILL_SWITCH, MAX_DRAWDOWN
 
 if TYPE_CHECKING:
-    from agent.config import RiskSettings, Settings
+    from agent.config import RiskSettings
 
 
 @dataclass(frozen=True)
@@ -38,9 +41,8 @@ class Breach:
     detail: str
 
 
-def kill_switch_active(settings: Settings, session: Any = None) -> bool:
-    """True when the kill-switch file exists (the database flag is future work; `session` is unused)."""
-    path = settings.risk.kill_switch_file
+def kill_switch_active(path: str | None, session: Any = None) -> bool:
+    """True when the kill-switch file `path` exists (a database flag is future work; `session` is unused)."""
     return bool(path) and Path(str(path)).exists()
 
 

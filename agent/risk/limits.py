@@ -1,6 +1,10 @@
 """Limits: turn a proposal (the model's or a rule's `TradeDecision`) into a safe target, recording changes.
 
 Contracts (pure; same inputs, same `RiskResult`):
+- Inputs: `apply_limits(proposal, allowance, market, portfolio, risk, symbols)`: the `inputs.Proposal`
+  (decision, source, prompt alias and price scale, a rule's trailing stop), the symbol's `Allowance`, its
+  `inputs.Market` (price = the close of bar t, ATR, exchange rules, trade costs), the book, the `risk`
+  section of the settings and the configured symbols; nothing else of the settings is read.
 - Rejections (the result is a HOLD at the current exposure, `rejected=True`, one event naming the rule):
   a symbol other than the one asked (or its prompt alias) or not configured (`unknown_symbol`); NaN,
   infinity or a non-number in any numeric field (`non_finite`); values outside the schema's ranges
@@ -31,28 +35,29 @@ Contracts (pure; same inputs, same `RiskResult`):
   above: it is sized by its strategy's plan and exits on its own plan, exactly as the compiled engine runs
   it; only the breakers refuse its increases. `no_call_decision` is the HOLD recorded when the allowance
   leaves nothing to ask.
-- With leakage control, pass the prompt's `alias` and `price_scale` (real price = prompt price × scale).
+- With leakage control, the proposal carries the prompt's `alias` and `price_scale` (real price = prompt
+  price × scale).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from agent.execution import costs
-from agent.execution.costs import effective_fee
 from agent.llm.schema import INVALIDATION_MAX, RATIONALE_MAX, Action, TradeDecision, hold
 from agent.portfolio import PortfolioState
 from agent.risk import models as m
-from agent.risk.book import TradeCosts
 from agent.risk.exits import default_levels, entry_plan
-from agent.risk.models import Allowance, ClampEvent, RiskResult
+from agent.risk.models import Allowance, ClampEvent, DecisionSource, RiskResult
 from agent.risk.sizing import stop_risk_exposure
 
 if TYPE_CHECKING:
-    from agent.config import RiskSettings, Settings
+    from agent.config import RiskSettings
     from agent.market.exchange import MarketRules
+    from agent.risk.book import TradeCosts
+    from agent.risk.inputs import Market, Proposal
 
 
 class Rejection(NamedTuple):
@@ -65,24 +70,19 @@ class Rejection(NamedTuple):
 
 
 def apply_limits(
-    decision: TradeDecision,
+    proposal: Proposal,
     allowance: Allowance,
-    symbol: str,
+    market: Market,
     portfolio: PortfolioState,
-    marks: Mapping[str, float],
-    price: float,
-    atr_value: float,
-    settings: Settings,
-    rules: MarketRules,
-    *,
-    source: str = "llm",
-    alias: str | None = None,
-    price_scale: float = 1.0,
-    trailing_stop: float | None = None,
+    risk: RiskSettings,
+    symbols: Sequence[str],
 ) -> RiskResult:
-    """Check and clamp `decision` for `symbol` at `price` (the close of bar t); see the module contract."""
-    if source == "rule":
-        return rule_limits(decision, allowance, symbol, portfolio, price, settings, trailing_stop)
+    """Check and clamp `proposal` for `market.symbol` at `market.price` (the close of bar t); see the module
+    contract."""
+    if proposal.source is DecisionSource.RULE:
+        return rule_limits(proposal, allowance, market, portfolio, symbols)
+    decision, source = proposal.decision, proposal.source
+    symbol, price, atr_value = market.symbol, market.price, market.atr
     pos = portfolio.positions.get(symbol)
     current = allowance.current_exposure if math.isfinite(allowance.current_exposure) else 0.0
     keep = (pos.stop_loss, pos.take_profit) if pos else (None, None)
@@ -98,8 +98,8 @@ def apply_limits(
         event = ClampEvent(kind, field, _shown(before), "hold", detail)
         return result(Action.HOLD, current, keep, [*events, event], True)
 
-    problem = _screen_fields(decision, allowance, symbol, settings, price, alias)
-    problem = problem or _screen_action(decision, allowance, symbol, pos is not None, settings)
+    problem = _screen_fields(decision, allowance, market, symbols, proposal.alias)
+    problem = problem or _screen_action(decision, allowance, symbol, pos is not None, risk.min_confidence)
     if problem:
         return reject(problem)
     action = Action(decision.action)
@@ -111,17 +111,17 @@ def apply_limits(
     target, events = sized
     plan: tuple[float | None, float | None] = keep
     if target > current:
-        scaled = (_scaled(decision.stop_loss, price_scale), _scaled(decision.take_profit, price_scale))
-        planned = _increase_plan(scaled, keep if pos else None, price, atr_value, settings)
+        scale = proposal.price_scale
+        scaled = (_scaled(decision.stop_loss, scale), _scaled(decision.take_profit, scale))
+        planned = _increase_plan(scaled, keep if pos else None, price, atr_value, risk)
         if isinstance(planned, Rejection):
             return reject(planned, tuple(events))
         plan, events = planned[0], events + planned[1]
-        trade = TradeCosts.of(effective_fee(rules, settings), settings.broker.slippage_bps)
-        at_risk = _stop_sized(target, current, plan[0], price, atr_value, settings.risk, trade)
+        at_risk = _stop_sized(target, current, plan[0], price, atr_value, risk, market.costs)
         if isinstance(at_risk, Rejection):
             return reject(at_risk, tuple(events))
         target, events = at_risk[0], events + at_risk[1]
-    dust = dust_reason(target, allowance.equity, pos.amount if pos else 0.0, price, rules)
+    dust = dust_reason(target, allowance.equity, pos.amount if pos else 0.0, price, market.rules)
     if dust:
         return reject(Rejection(m.DUST, "target_exposure", target, dust), tuple(events))
     return result(action, target, plan, events)
@@ -132,12 +132,12 @@ def _increase_plan(
     held: tuple[float | None, float | None] | None,
     price: float,
     atr_value: float,
-    settings: Settings,
+    risk: RiskSettings,
 ) -> tuple[tuple[float, float], list[ClampEvent]] | Rejection:
     """The exit plan of an increase: an entry's repaired proposal, or the held position's plan (an add
     keeps it, as the broker does), with events; or why there is none."""
     if held is None:
-        entry = entry_plan(proposed[0], proposed[1], price, atr_value, settings.risk)
+        entry = entry_plan(proposed[0], proposed[1], price, atr_value, risk)
         if entry is None:
             why = f"an entry needs a stop from ATR, which is unusable ({atr_value!r})"
             return Rejection(m.NO_VOLATILITY, "stop_loss", proposed[0], why)
@@ -212,15 +212,15 @@ def _target(
 def _screen_fields(
     decision: TradeDecision,
     allowance: Allowance,
-    symbol: str,
-    settings: Settings,
-    price: float,
+    market: Market,
+    symbols: Sequence[str],
     alias: str | None,
 ) -> Rejection | None:
     """Symbol, numbers and ranges: the first reason to reject outright, or None."""
+    symbol, price = market.symbol, market.price
     named = decision.symbol if isinstance(decision.symbol, str) else None
-    if named is None or named not in {symbol, alias} - {None} or symbol not in settings.symbols:
-        why = f"decision for {decision.symbol!r}, asked about {symbol} (configured: {settings.symbols})"
+    if named is None or named not in {symbol, alias} - {None} or symbol not in symbols:
+        why = f"decision for {decision.symbol!r}, asked about {symbol} (configured: {list(symbols)})"
         return Rejection(m.UNKNOWN_SYMBOL, "symbol", decision.symbol, why)
     if allowance.symbol != symbol:
         why = f"allowance for {allowance.symbol}, not {symbol}"
@@ -240,7 +240,7 @@ def _screen_fields(
 
 
 def _screen_action(
-    decision: TradeDecision, allowance: Allowance, symbol: str, held: bool, settings: Settings
+    decision: TradeDecision, allowance: Allowance, symbol: str, held: bool, minimum: float
 ) -> Rejection | None:
     """Whether the action may be taken now: the first reason to reject, or None."""
     try:
@@ -255,7 +255,6 @@ def _screen_action(
         allowed = "/".join(a.value for a in allowance.actions)
         why = f"{action.value} not allowed ({allowed}; {why})"
         return Rejection(m.ACTION_NOT_ALLOWED, "action", action.value, why)
-    minimum = settings.risk.min_confidence
     if action is not Action.HOLD and decision.confidence < minimum:
         return Rejection(m.LOW_CONFIDENCE, "confidence", decision.confidence,
                 f"confidence {decision.confidence:g} is below min_confidence {minimum:g}")
@@ -318,13 +317,11 @@ def rule_decision(
 
 
 def rule_limits(
-    decision: TradeDecision,
+    proposal: Proposal,
     allowance: Allowance,
-    symbol: str,
+    market: Market,
     portfolio: PortfolioState,
-    price: float,
-    settings: Settings,
-    trailing_stop: float | None = None,
+    symbols: Sequence[str],
 ) -> RiskResult:
     """A rule strategy's decision (`rule_decision`) checked exactly as the backtest engine runs the rule.
 
@@ -333,18 +330,20 @@ def rule_limits(
     default exit or allocation applies. Refused (HOLD, `rejected=True`): bad fields or prices, an unknown
     action, a sale with nothing held, and an increase while a breaker, the kill switch or a cooldown blocks
     entries. An entry carries the rule's own exit plan (levels decided at this close and the trailing
-    distance; none when the rule has none); adds and reductions keep the position's.
+    distance `proposal.trailing_stop`; none when the rule has none); adds and reductions keep the position's.
+    The result's source is "rule" whatever `proposal.source` says.
     """
+    decision, symbol = proposal.decision, market.symbol
     pos = portfolio.positions.get(symbol)
     current = allowance.current_exposure if math.isfinite(allowance.current_exposure) else 0.0
     kept = (pos.stop_loss, pos.take_profit, pos.trailing_stop) if pos else (None, None, None)
 
     def result(action: Action, target: float, plan: tuple[float | None, ...],
                events: tuple[ClampEvent, ...] = (), rejected: bool = False) -> RiskResult:
-        return RiskResult(symbol, "rule", decision, action, target, current, plan[0], plan[1], "", rejected,
-                          events, plan[2])
+        return RiskResult(symbol, DecisionSource.RULE, decision, action, target, current, plan[0], plan[1],
+                          "", rejected, events, plan[2])
 
-    problem = _screen_fields(decision, allowance, symbol, settings, price, None) or _rule_problem(
+    problem = _screen_fields(decision, allowance, market, symbols, None) or _rule_problem(
         decision, allowance, pos is not None, current)
     if problem is not None:
         kind, field, before, detail = problem
@@ -355,7 +354,7 @@ def rule_limits(
         return result(Action.HOLD, current, kept)
     target = 0.0 if action is Action.CLOSE else float(decision.target_exposure)
     entry = pos is None and target > current
-    plan = (decision.stop_loss, decision.take_profit, trailing_stop) if entry else kept
+    plan = (decision.stop_loss, decision.take_profit, proposal.trailing_stop) if entry else kept
     return result(action, target, plan)
 
 

@@ -20,9 +20,12 @@ from sqlalchemy.orm import Session, sessionmaker
 from agent.broker import Bar, PendingTarget, initial_state, process_bar
 from agent.config import Settings
 from agent.db.models import BalanceSnapshot, Decision, Fill, Order, PositionSnapshot, RiskEvent
+from agent.execution.costs import effective_fee
 from agent.ledger import DecisionEntry, ResumePoint, TickRecord, load_state, start_run, write_tick
 from agent.portfolio import PortfolioState
 from agent.risk.allowance import allowance
+from agent.risk.book import TradeCosts
+from agent.risk.inputs import Market, Proposal
 from agent.risk.limits import apply_limits, rule_decision
 from tests.broker.sim import atr_of, bar_times, load_frames, rules_for, sma_targets
 
@@ -73,16 +76,19 @@ class Pipeline:
         bars = {s: Bar(*map(float, self.ohlcv[s][i])) for s in SYMBOLS}
         outcome = process_bar(carry.state, bars, carry.pending, ts, RULES, self.settings, run_id)
         entries, pending = [], {}
+        risk, slippage = self.settings.risk, self.settings.broker.slippage_bps
         for s in SYMBOLS:
             atr = float(self.atr[s][i])
-            allowed = allowance(s, outcome.state, outcome.marks, ts, atr, self.settings, RULES[s], False)
+            costs = TradeCosts.of(effective_fee(RULES[s], self.settings), slippage)
+            market = Market(s, ts, outcome.marks[s], atr, RULES[s], costs)
+            allowed = allowance(market, outcome.state, outcome.marks, risk, False)
             previous = float(self.targets[s][i - 1]) if i > 0 else 0.0
             target_now = float(self.targets[s][i])
             close = outcome.marks[s]  # a rule's own exit plan, as `agent.backtest.plan.exit_plan` decides it
             proposal = rule_decision(s, target_now, previous, allowed.current_exposure, "sma_cross",
                                      close - 1.0 * atr, close + 2.5 * atr)
-            result = apply_limits(proposal, allowed, s, outcome.state, outcome.marks, close, atr,
-                                  self.settings, RULES[s], source="rule", trailing_stop=3.0 * atr)
+            rule = Proposal(proposal, source="rule", trailing_stop=3.0 * atr)
+            result = apply_limits(rule, allowed, market, outcome.state, risk, self.settings.symbols)
             entries.append(DecisionEntry(result, None, allowed))
             target = PendingTarget.from_result(result, ts)
             if target is not None:

@@ -121,9 +121,10 @@ def test_allowance_round_trips_through_json() -> None:
 
 
 def test_kill_switch_file(tmp_path: Path) -> None:
-    assert not kill_switch_active(Settings())
+    assert not kill_switch_active(Settings().risk.kill_switch_file)
     settings = Settings(risk={"kill_switch_file": "STOP"})
-    assert not kill_switch_active(settings, session=None)
+    assert not kill_switch_active(settings.risk.kill_switch_file, session=None)
     (tmp_path / "STOP").touch()  # the test runs in tmp_path: a relative path is the working directory's
-    assert kill_switch_active(settings)
-    assert kill_switch_active(Settings(risk={"kill_switch_file": str(tmp_path / "STOP")}))
+    assert kill_switch_active(settings.risk.kill_switch_file)
+    absolute = Settings(risk={"kill_switch_file": str(tmp_path / "STOP")})
+    assert kill_switch_active(absolute.risk.kill_switch_file)

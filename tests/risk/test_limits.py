@@ -10,9 +10,10 @@ import pytest
 from agent.llm.schema import Action
 from agent.portfolio import Position
 from agent.risk.exits import MAX_STOP_DISTANCE
+from agent.risk.inputs import Proposal
 from agent.risk.limits import apply_limits, no_call_decision, rule_decision
 from agent.risk.models import RiskResult
-from tests.risk.world import ATR, BTC, ETH, PRICE, RULES, T0, World, btc_held, decision, kinds
+from tests.risk.world import ATR, BTC, ETH, PRICE, T0, World, btc_held, decision, kinds
 
 DEFAULT_STOP = PRICE - 2 * ATR
 DEFAULT_TAKE = PRICE + 4 * ATR
@@ -111,7 +112,8 @@ def test_entry_needing_a_default_without_atr_is_refused() -> None:
     allowed = world.allowance()
     proposal = decision("buy", 0.3, take_profit=None)
     portfolio, settings = world.portfolio, world.settings
-    r = apply_limits(proposal, allowed, BTC, portfolio, world.marks, PRICE, math.nan, settings, RULES)
+    market = world.market(BTC, atr=math.nan)
+    r = apply_limits(Proposal(proposal), allowed, market, portfolio, settings.risk, settings.symbols)
     assert r.rejected and kinds(r) == ["no_volatility"]
 
 

@@ -27,6 +27,7 @@ from hypothesis import strategies as st
 
 from agent.broker import Bar, BarOutcome, PendingTarget, process_bar
 from agent.config import Settings
+from agent.execution.costs import effective_fee
 from agent.llm.schema import Action, TradeDecision
 from agent.market.exchange import MarketRules
 from agent.portfolio import PortfolioState, Position
@@ -34,6 +35,7 @@ from agent.risk.allocation import allocate
 from agent.risk.allowance import allowance
 from agent.risk.book import TradeCosts
 from agent.risk.exits import default_levels
+from agent.risk.inputs import Market, Proposal
 from agent.risk.limits import apply_limits, no_call_decision
 from agent.risk.models import EXPOSURE_CAP, PORTFOLIO_ROOM, STOP_RISK, RiskResult
 
@@ -122,12 +124,15 @@ def ticks(draw: st.DrawFn) -> Tick:
 def _risk_node(tick: Tick) -> dict[str, RiskResult]:
     """What the graph's risk node makes of the proposals (the screen node's allowances first)."""
     results = {}
+    settings = tick.settings
     for symbol, proposal in tick.proposals.items():
-        price, atr, rules = tick.prices[symbol], tick.atrs[symbol], tick.rules[symbol]
-        allowed = allowance(symbol, tick.book, tick.prices, T0, atr, tick.settings, rules, False)
+        rules = tick.rules[symbol]
+        trade = TradeCosts.of(effective_fee(rules, settings), settings.broker.slippage_bps)
+        market = Market(symbol, T0, tick.prices[symbol], tick.atrs[symbol], rules, trade)
+        allowed = allowance(market, tick.book, tick.prices, settings.risk, False)
         decision = proposal if allowed.llm_needed else no_call_decision(allowed)
         results[symbol] = apply_limits(
-            decision, allowed, symbol, tick.book, tick.prices, price, atr, tick.settings, rules
+            Proposal(decision), allowed, market, tick.book, settings.risk, settings.symbols
         )
     slippage = tick.settings.broker.slippage_bps
     costs = {s: TradeCosts.of(r.taker_fee, slippage) for s, r in tick.rules.items()}

@@ -6,10 +6,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from agent.config import Settings
+from agent.execution.costs import effective_fee
 from agent.llm.schema import Action, TradeDecision
 from agent.market.exchange import MarketRules
 from agent.portfolio import PortfolioState, Position
 from agent.risk.allowance import allowance
+from agent.risk.book import TradeCosts
+from agent.risk.inputs import Market, Proposal
 from agent.risk.limits import apply_limits
 from agent.risk.models import Allowance, RiskResult
 
@@ -47,13 +50,20 @@ class World:
         extra = {"peak_equity": equity, "day_start_equity": equity, "day": 1, **self.state_extra}
         return base.with_changes(**extra)
 
+    def market(self, symbol: str = BTC, atr: float | None = None) -> Market:
+        """`symbol` at its mark, as the graph passes it (costs from the settings' fee and slippage)."""
+        costs = TradeCosts.of(effective_fee(RULES, self.settings), self.settings.broker.slippage_bps)
+        price = self.marks.get(symbol, float("nan"))
+        return Market(symbol, T0, price, self.atr if atr is None else atr, RULES, costs)
+
     def allowance(self, symbol: str = BTC) -> Allowance:
-        return allowance(symbol, self.portfolio, self.marks, T0, self.atr, self.settings, RULES,
-                         self.kill_switch)
+        risk = self.settings.risk
+        return allowance(self.market(symbol), self.portfolio, self.marks, risk, self.kill_switch)
 
     def limit(self, decision: TradeDecision, symbol: str = BTC, **kwargs: Any) -> RiskResult:
-        return apply_limits(decision, self.allowance(symbol), symbol, self.portfolio, self.marks,
-                            self.marks.get(symbol, float("nan")), self.atr, self.settings, RULES, **kwargs)
+        """`decision` through `apply_limits`; `kwargs` are the `Proposal`'s other fields (source...)."""
+        return apply_limits(Proposal(decision, **kwargs), self.allowance(symbol), self.market(symbol),
+                            self.portfolio, self.settings.risk, self.settings.symbols)
 
 
 def decision(action: str = "buy", target: Any = 0.3, **fields: Any) -> TradeDecision:
