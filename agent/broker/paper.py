@@ -150,8 +150,9 @@ class _Arrays:
                 st[j, bar.TRAILING] = 1.0 if pos.trailing else 0.0
             if s in state.cooldown_until:
                 st[j, bar.COOL] = float(state.cooldown_until[s])
-        matrix = np.array([[effective_fee(rules[s], settings), rules[s].amount_step, rules[s].min_amount,
-                            rules[s].min_notional] for s in symbols], dtype=np.float64).reshape(k, 4)
+        matrix = np.array([[effective_fee(rules[s], settings.broker), rules[s].amount_step,
+                            rules[s].min_amount, rules[s].min_notional] for s in symbols],
+                          dtype=np.float64).reshape(k, 4)
         risk, broker = settings.risk, settings.broker
         cfg = bar.config(broker.slippage_bps, broker.max_participation or 0.0, risk.max_gross_exposure,
                          risk.min_cash_fraction, risk.cooldown_bars, risk.daily_loss_limit, risk.max_drawdown,

@@ -12,9 +12,10 @@ Contracts (all prices and cash in the quote currency, amounts in the base curren
 - The amount is floored to `amount_step` (0 = no rounding). If what is left is below `min_amount` or its
   notional below `min_notional`, nothing fills and the status says DUST, so dust is counted explicitly.
 - Pure scalar functions compiled with numba (`cache=True`); callable from Python and from njit code.
-- `effective_fee(rules, settings)` (plain Python) is the taker fee rate fills pay: `Settings.broker.taker_fee`
-  when set, else the market's (`MarketRules.taker_fee`); the risk layer, the graph and the broker all take
-  their fee from it.
+- `effective_fee(rules, broker)` (plain Python; `broker` is the settings' `broker` section, nothing else of
+  them) is the taker fee rate fills pay: `broker.taker_fee` when set, else the market's
+  (`MarketRules.taker_fee`); the risk layer (`risk.book.TradeCosts.of_market`), the graph and the broker all
+  take their fee from it.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from typing import TYPE_CHECKING
 from numba import njit
 
 if TYPE_CHECKING:
-    from agent.config import Settings
+    from agent.config import BrokerSettings
     from agent.market.exchange import MarketRules
 
 FILLED = 0
@@ -40,9 +41,9 @@ STATUS_NAMES = {FILLED: "filled", ZERO: "zero", DUST: "dust"}
 _EPS = 1e-12
 
 
-def effective_fee(rules: MarketRules, settings: Settings) -> float:
-    """The taker fee rate that fills pay: the configured override, else the market's."""
-    override = settings.broker.taker_fee
+def effective_fee(rules: MarketRules, broker: BrokerSettings) -> float:
+    """The taker fee rate that fills pay: the configured override (`broker.taker_fee`), else the market's."""
+    override = broker.taker_fee
     return float(override) if override is not None else float(rules.taker_fee)
 
 

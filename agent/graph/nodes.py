@@ -31,7 +31,6 @@ from agent.backtest.plan import rule_plan
 from agent.broker.models import Bar, BarOutcome, PendingTarget
 from agent.broker.paper import process_bar
 from agent.errors import DataError, LLMUnavailable
-from agent.execution.costs import effective_fee
 from agent.graph import names
 from agent.graph.mode import StrategyKind, StrategyMode
 from agent.graph.runtime import AgentRuntime
@@ -174,7 +173,7 @@ def _screen(rt: AgentRuntime) -> Node:
 def _market(rt: AgentRuntime, state: TickState, symbol: str) -> Market:
     """What the risk layer reads about `symbol` at this tick's close: its mark, ATR, rules and fill costs."""
     rules = rt.rules[symbol]
-    costs = TradeCosts.of(effective_fee(rules, rt.settings), rt.settings.broker.slippage_bps)
+    costs = TradeCosts.of_market(rules, rt.settings.broker)
     price = state["marks"].get(symbol, math.nan)
     return Market(symbol, state["bar_ts"], price, state["atr"].get(symbol, math.nan), rules, costs)
 

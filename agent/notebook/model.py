@@ -69,7 +69,6 @@ def build_context(
         >>> print(ctx.text[-1200:]); ctx.tokens, ctx.budget  # doctest: +SKIP
     """
     from agent.broker.paper import initial_state
-    from agent.execution.costs import effective_fee
     from agent.graph.factory import load_source, trading_rules
     from agent.graph.nodes import ATR_WINDOW
     from agent.llm.context import MarketContextBuilder, budget_from_settings
@@ -91,8 +90,7 @@ def build_context(
     last_atr = float(value[-1]) if math.isfinite(value[-1]) else math.nan
     book = initial_state(s.broker.initial_cash)
     rules = trading_rules(s)[symbol]
-    costs = TradeCosts.of(effective_fee(rules, s), s.broker.slippage_bps)
-    market = Market(symbol, t, marks[symbol], last_atr, rules, costs)
+    market = Market(symbol, t, marks[symbol], last_atr, rules, TradeCosts.of_market(rules, s.broker))
     allowed = allowance(market, book, marks, s.risk, kill_switch_active(s.risk.kill_switch_file))
     max_len = _max_model_len(s)
     builder = MarketContextBuilder.from_settings(s, counter=counter_for_settings(s), max_model_len=max_len)

@@ -20,9 +20,14 @@ re-check at the fill all use it, so they agree):
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal, NamedTuple
+from typing import TYPE_CHECKING, Literal, NamedTuple
 
 from agent.execution.bar import ROOM_TOLERANCE, book_room
+from agent.execution.costs import effective_fee
+
+if TYPE_CHECKING:
+    from agent.config import BrokerSettings
+    from agent.market.exchange import MarketRules
 
 Binding = Literal["max_gross_exposure", "cash"]
 
@@ -44,6 +49,11 @@ class TradeCosts:
         """The costs of a taker fee rate and a slippage in basis points (as `execution.costs` fills)."""
         slip = slippage_bps * 1e-4
         return cls((1.0 + slip) * (1.0 + fee_rate), (1.0 - slip) * (1.0 - fee_rate))
+
+    @classmethod
+    def of_market(cls, rules: MarketRules, broker: BrokerSettings) -> TradeCosts:
+        """What this market's fills pay: `execution.costs.effective_fee` and the broker's slippage."""
+        return cls.of(effective_fee(rules, broker), broker.slippage_bps)
 
 
 class Room(NamedTuple):

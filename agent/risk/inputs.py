@@ -5,8 +5,8 @@ Contracts:
 - Immutable; the risk functions never read the whole `Settings`: they get these records, the `risk` section
   (`agent.config.RiskSettings`) and, where a decision's symbol is checked, the configured symbols.
 - `Market.price` is the symbol's mark at the close of bar t (the same number as `marks[symbol]` in the book
-  the caller values); `costs` is what the fills pay (`TradeCosts.of(effective_fee(rules, settings),
-  slippage_bps)`, computed once by the caller, as the broker charges them).
+  the caller values); `costs` is what the fills pay (`TradeCosts.of_market(rules, settings.broker)`, the
+  fee and slippage the broker charges).
 - `Proposal.source` is a `models.DecisionSource` (a stored value such as "rule" is accepted and converted);
   only `DecisionSource.RULE` changes how limits apply (`limits.rule_limits`).
 - `Proposal.alias` and `price_scale` describe the prompt under leakage control (real price = prompt

@@ -20,7 +20,6 @@ from sqlalchemy.orm import Session, sessionmaker
 from agent.broker import Bar, PendingTarget, initial_state, process_bar
 from agent.config import Settings
 from agent.db.models import BalanceSnapshot, Decision, Fill, Order, PositionSnapshot, RiskEvent
-from agent.execution.costs import effective_fee
 from agent.ledger import DecisionEntry, ResumePoint, TickRecord, load_state, start_run, write_tick
 from agent.portfolio import PortfolioState
 from agent.risk.allowance import allowance
@@ -76,10 +75,10 @@ class Pipeline:
         bars = {s: Bar(*map(float, self.ohlcv[s][i])) for s in SYMBOLS}
         outcome = process_bar(carry.state, bars, carry.pending, ts, RULES, self.settings, run_id)
         entries, pending = [], {}
-        risk, slippage = self.settings.risk, self.settings.broker.slippage_bps
+        risk = self.settings.risk
         for s in SYMBOLS:
             atr = float(self.atr[s][i])
-            costs = TradeCosts.of(effective_fee(RULES[s], self.settings), slippage)
+            costs = TradeCosts.of_market(RULES[s], self.settings.broker)
             market = Market(s, ts, outcome.marks[s], atr, RULES[s], costs)
             allowed = allowance(market, outcome.state, outcome.marks, risk, False)
             previous = float(self.targets[s][i - 1]) if i > 0 else 0.0

@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 import agent.risk
-from agent.config import RiskSettings
+from agent.config import BrokerSettings, RiskSettings
+from agent.execution.costs import effective_fee
 from agent.risk.allowance import allowance
 from agent.risk.book import TradeCosts
 from agent.risk.breakers import kill_switch_active
@@ -96,3 +97,12 @@ def test_kill_switch_reads_only_its_path(tmp_path: Path, monkeypatch: pytest.Mon
     (tmp_path / "STOP").touch()
     assert kill_switch_active("STOP")
     assert kill_switch_active(str(tmp_path / "STOP"))
+
+
+def test_fill_costs_come_from_the_broker_section() -> None:
+    assert effective_fee(RULES, BrokerSettings()) == RULES.taker_fee
+    assert effective_fee(RULES, BrokerSettings(taker_fee=0.002)) == 0.002
+    assert effective_fee(RULES, BrokerSettings(taker_fee=0.0)) == 0.0  # a zero override is an override
+    broker = BrokerSettings(taker_fee=0.002, slippage_bps=10.0)
+    assert TradeCosts.of_market(RULES, broker) == TradeCosts.of(0.002, 10.0)
+    assert TradeCosts.of_market(RULES, BrokerSettings()) == TradeCosts.of(RULES.taker_fee, 5.0)

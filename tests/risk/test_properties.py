@@ -27,7 +27,6 @@ from hypothesis import strategies as st
 
 from agent.broker import Bar, BarOutcome, PendingTarget, process_bar
 from agent.config import Settings
-from agent.execution.costs import effective_fee
 from agent.llm.schema import Action, TradeDecision
 from agent.market.exchange import MarketRules
 from agent.portfolio import PortfolioState, Position
@@ -127,8 +126,8 @@ def _risk_node(tick: Tick) -> dict[str, RiskResult]:
     settings = tick.settings
     for symbol, proposal in tick.proposals.items():
         rules = tick.rules[symbol]
-        trade = TradeCosts.of(effective_fee(rules, settings), settings.broker.slippage_bps)
-        market = Market(symbol, T0, tick.prices[symbol], tick.atrs[symbol], rules, trade)
+        market = Market(symbol, T0, tick.prices[symbol], tick.atrs[symbol], rules,
+                        TradeCosts.of_market(rules, settings.broker))
         allowed = allowance(market, tick.book, tick.prices, settings.risk, False)
         decision = proposal if allowed.llm_needed else no_call_decision(allowed)
         results[symbol] = apply_limits(

@@ -6,7 +6,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from agent.config import Settings
-from agent.execution.costs import effective_fee
 from agent.llm.schema import Action, TradeDecision
 from agent.market.exchange import MarketRules
 from agent.portfolio import PortfolioState, Position
@@ -52,7 +51,7 @@ class World:
 
     def market(self, symbol: str = BTC, atr: float | None = None) -> Market:
         """`symbol` at its mark, as the graph passes it (costs from the settings' fee and slippage)."""
-        costs = TradeCosts.of(effective_fee(RULES, self.settings), self.settings.broker.slippage_bps)
+        costs = TradeCosts.of_market(RULES, self.settings.broker)
         price = self.marks.get(symbol, float("nan"))
         return Market(symbol, T0, price, self.atr if atr is None else atr, RULES, costs)
 
