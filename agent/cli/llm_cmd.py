@@ -18,6 +18,7 @@ import typer
 
 from agent.config import LLMSettings, load_settings
 from agent.errors import ConfigError, LLMUnavailable
+from agent.llm.profiles import profile_of
 
 
 def register(app: typer.Typer) -> None:
@@ -92,6 +93,11 @@ def _override(llm: LLMSettings, **changes: Any) -> LLMSettings:
     updates = {k: v for k, v in changes.items() if v is not None}
     if not updates:
         return llm
+    if "profile" in updates:
+        try:
+            profile_of(updates["profile"])
+        except ConfigError as e:
+            raise ConfigError(f"invalid --profile={updates['profile']!r}: {e}") from None
     try:
         return LLMSettings.model_validate({**llm.model_dump(), **updates})
     except ValidationError as e:
