@@ -18,7 +18,9 @@ from tests.daemon.helpers import DATA_END, HOUR, SMA, data_dir, iso, ledger, wai
 
 SPEED = 3600 * 20
 START = DATA_END - 3000 * HOUR  # far more bars than the test lets the daemon reach
-STOP_BOUND_S = 5.0
+STOP_BOUND_S = 30.0
+"""A hang detector, not a speed figure: ignoring the signal would replay ~150 s more. The time is printed
+(about 1 s on a quiet machine, 12 s seen under load 11 on two cores); speed belongs in benchmarks/."""
 
 
 def _command() -> list[str]:
@@ -69,7 +71,7 @@ def _stop(proc: subprocess.Popen[bytes], sig: signal.Signals) -> float:
 
 @pytest.mark.slow
 @pytest.mark.timeout(300)
-def test_second_daemon_refused_and_signals_stop_within_five_seconds(tmp_path: Path) -> None:
+def test_second_daemon_refused_and_signals_stop_the_daemon(tmp_path: Path) -> None:
     folder = data_dir(tmp_path)
     url = f"sqlite:///{folder / 'tradegraph.db'}"
     first = _start(folder, tmp_path / "a.out", tmp_path / "a.err")
