@@ -11,17 +11,7 @@ from agent.llm.circuit import CircuitBreaker, backoff_delay
 from agent.llm.gateway import LLMGateway
 from agent.llm.schema import DecisionRequest
 from agent.testing.vllm_emulator import Reply, VLLMEmulator
-
-GOOD = {
-    "symbol": "BTC/USDT",
-    "action": "hold",
-    "target_exposure": 0.0,
-    "confidence": 0.3,
-    "stop_loss": None,
-    "take_profit": None,
-    "invalidation": "",
-    "rationale": "range bound",
-}
+from tests.llm.answers import GOOD
 
 
 class Clock:

@@ -11,17 +11,8 @@ from agent.llm.faults import LLMFault
 from agent.llm.gateway import LLMGateway
 from agent.llm.schema import DecisionRequest
 from agent.testing.vllm_emulator import Reply, VLLMEmulator
+from tests.llm.answers import GOOD
 
-GOOD = {
-    "symbol": "BTC/USDT",
-    "action": "hold",
-    "target_exposure": 0.0,
-    "confidence": 0.3,
-    "stop_loss": None,
-    "take_profit": None,
-    "invalidation": "",
-    "rationale": "range bound",
-}
 REQUEST = DecisionRequest("BTC/USDT", ({"role": "user", "content": "bar"},), "p")
 
 

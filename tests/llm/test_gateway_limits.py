@@ -21,18 +21,9 @@ from agent.llm.cache import CallStore
 from agent.llm.gateway import LLMGateway
 from agent.llm.schema import Action, DecisionRequest, DecisionResult
 from agent.testing.vllm_emulator import Reply, VLLMEmulator
+from tests.llm.answers import GOOD
 
 CAP = 64 * 1024
-GOOD = {
-    "symbol": "BTC/USDT",
-    "action": "hold",
-    "target_exposure": 0.0,
-    "confidence": 0.3,
-    "stop_loss": None,
-    "take_profit": None,
-    "invalidation": "",
-    "rationale": "range bound",
-}
 
 
 def request(i: int = 0) -> DecisionRequest:
