@@ -447,4 +447,5 @@ def test_the_first_tick_of_a_rule_already_long_buys_as_the_engine_does(data_fold
     with open_agent(settings, run_id="first", kind="daemon", source=source, checkpoint=False) as runner:
         assert runner.tick(t).status == "done"
         pending = runner.rt.pending
-    assert "BTC/USDT" in pending and pending["BTC/USDT"].target_exposure == 0.5  # sized by the plan: the risk cap
+    # sized by the plan: the risk cap
+    assert "BTC/USDT" in pending and pending["BTC/USDT"].target_exposure == 0.5

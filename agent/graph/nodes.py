@@ -19,7 +19,6 @@ Only `analyse` (the gateway) and `record` (the ledger) do I/O; the rest are pure
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -43,7 +42,7 @@ from agent.graph.serde import (
     portfolio_from_dict,
     portfolio_to_dict,
 )
-from agent.graph.state import LLMStatus, TickState
+from agent.graph.state import LLMStatus, Node, TickState
 from agent.ledger.writer import DecisionEntry, TickRecord, write_tick
 from agent.llm.context import BudgetTooSmall, MarketContextBuilder
 from agent.llm.faults import LLMFault
@@ -59,8 +58,6 @@ from agent.risk.breakers import kill_switch_active
 from agent.risk.inputs import Market, Proposal
 from agent.risk.limits import apply_limits, no_call_decision, rule_decision
 from agent.risk.models import DecisionSource, RiskResult
-
-Node = Callable[[TickState], dict[str, Any]]
 
 ATR_WINDOW = 500
 """Bars of history used to compute ATR (Wilder smoothing converges well within this)."""
@@ -97,7 +94,7 @@ def _observe(rt: AgentRuntime) -> Node:
             if hist.empty:
                 skipped[symbol] = "no data at or before this bar"
                 continue
-            last = int(ts_ms(hist.index[-1:])[0])  # type: ignore[arg-type]
+            last = int(ts_ms(hist.index[-1:])[0])
             if last != t:
                 age = (t - last) // bar_ms
                 skipped[symbol] = f"stale data: no bar at t, the last one is {age} bar(s) older"
@@ -311,7 +308,7 @@ def _with_outcomes(recent: tuple[PastDecision, ...], hist: pd.DataFrame) -> tupl
     """Past decisions with the return from their bar's close to the current close (known at t)."""
     if not recent:
         return ()
-    times = ts_ms(hist.index)  # type: ignore[arg-type]
+    times = ts_ms(hist.index)
     closes = hist["close"].to_numpy()
     out = []
     for d in recent:
