@@ -74,7 +74,8 @@ class ExchangeSettings(_Section):
     secret: SecretStr | None = None
     password: SecretStr | None = None
     api_url: str | None = Field(
-        None, description="replaces scheme and host of every ccxt urls['api'] entry (emulators, proxies)",
+        None,
+        description="replaces scheme and host of every ccxt urls['api'] entry (emulators, proxies)",
     )
     timeout_ms: int = Field(10_000, ge=100)
     max_retries: int = Field(5, ge=0, le=20)

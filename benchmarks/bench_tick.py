@@ -51,8 +51,9 @@ def load_frames() -> dict[str, pd.DataFrame]:
     frames = {}
     for symbol in SYMBOLS:
         bundled = DEFAULT_DATA_DIR / "binance" / file_name(symbol, "1h")
-        frames[symbol] = read_feather(bundled if bundled.exists() else SHARED_DIR / "data" / "binance"
-                                      / file_name(symbol, "1h"))
+        frames[symbol] = read_feather(
+            bundled if bundled.exists() else SHARED_DIR / "data" / "binance" / file_name(symbol, "1h")
+        )
     first = frames["BTC/USDT"].index[0]
     last = frames["BTC/USDT"].index[-1]
     return {s: f[(f.index >= first) & (f.index <= last)] for s, f in frames.items()}
@@ -60,8 +61,13 @@ def load_frames() -> dict[str, pd.DataFrame]:
 
 def bench_settings(folder: Path, strategy: str) -> Settings:
     """A fresh SQLite ledger in `folder`, the five symbols, offline replay rules."""
-    return Settings(symbols=SYMBOLS, strategy=strategy, data_dir=folder,
-                    database_url=f"sqlite:///{folder / 'bench.db'}", llm={"context_tokens": 4096})
+    return Settings(
+        symbols=SYMBOLS,
+        strategy=strategy,
+        data_dir=folder,
+        database_url=f"sqlite:///{folder / 'bench.db'}",
+        llm={"context_tokens": 4096},
+    )
 
 
 def percentiles(seconds: list[float]) -> tuple[float, float, float]:
@@ -87,8 +93,13 @@ def rule_runner(folder: Path, frames: dict[str, pd.DataFrame]) -> Iterator[Any]:
     from agent.graph.factory import open_agent
     from agent.market.source import FrameSource
 
-    with open_agent(bench_settings(folder, "sma_cross"), run_id="bench-rule", kind="daemon", params=PARAMS,
-                    source=FrameSource(frames)) as runner:
+    with open_agent(
+        bench_settings(folder, "sma_cross"),
+        run_id="bench-rule",
+        kind="daemon",
+        params=PARAMS,
+        source=FrameSource(frames),
+    ) as runner:
         yield runner
 
 
@@ -103,9 +114,17 @@ def llm_runner(folder: Path, frames: dict[str, pd.DataFrame]) -> Iterator[Any]:
 
     settings = bench_settings(folder, "llm")
     builder = MarketContextBuilder.from_settings(settings, counter=EstimateTokenCounter())
-    with open_runner(settings, run_id="bench-llm", kind="daemon", strategy="llm", source=FrameSource(frames),
-                     rules=replay_rules(settings, SYMBOLS), gateway=FakeGateway(), builder=builder,
-                     budget_tokens=4096) as runner:
+    with open_runner(
+        settings,
+        run_id="bench-llm",
+        kind="daemon",
+        strategy="llm",
+        source=FrameSource(frames),
+        rules=replay_rules(settings, SYMBOLS),
+        gateway=FakeGateway(),
+        builder=builder,
+        budget_tokens=4096,
+    ) as runner:
         yield runner
 
 
@@ -132,10 +151,20 @@ def bench_wakes(folder: Path, frames: dict[str, pd.DataFrame], bars: list[int], 
     lease = Lease(factory, Holder.current(), 60)
     lease.acquire("bench-wake", "replay")
     try:
-        with open_agent(settings, run_id="bench-wake", kind="daemon", params=PARAMS, source=feed.source,
-                        factory=factory) as runner:
-            job = TickJob(runner, feed, clock, Window(bars[0]), factory=factory, stale_after_bars=2,
-                          max_bars=1, stop=StopSignal(), lease=lease)
+        with open_agent(
+            settings, run_id="bench-wake", kind="daemon", params=PARAMS, source=feed.source, factory=factory
+        ) as runner:
+            job = TickJob(
+                runner,
+                feed,
+                clock,
+                Window(bars[0]),
+                factory=factory,
+                stale_after_bars=2,
+                max_bars=1,
+                stop=StopSignal(),
+                lease=lease,
+            )
             job()  # back-fills the store (not timed)
 
             def wake(bar: int) -> None:
@@ -161,9 +190,11 @@ def main() -> None:
 
     frames = load_frames()
     times = [int(t.value // 1_000_000) for t in frames["BTC/USDT"].index]
-    bars = times[-(args.ticks + args.warmup):]
-    console.print(f"{len(SYMBOLS)} symbols x {len(times)} 1h bars in memory; {args.warmup} warm-up + "
-                  f"{args.ticks} timed ticks per row; SQLite ledger with checkpoints")
+    bars = times[-(args.ticks + args.warmup) :]
+    console.print(
+        f"{len(SYMBOLS)} symbols x {len(times)} 1h bars in memory; {args.warmup} warm-up + "
+        f"{args.ticks} timed ticks per row; SQLite ledger with checkpoints"
+    )
     rows: list[tuple[str, list[float]]] = []
     with tempfile.TemporaryDirectory() as tmp:
         with rule_runner(Path(tmp) / "rule", frames) as runner:
@@ -180,8 +211,12 @@ def main() -> None:
                 llm_ticks = timed(runner.tick, bars, args.warmup)
             rows.append(("runner.tick, llm + instant fake gateway", llm_ticks))
         if not args.skip_wake:
-            rows.append(("daemon wake-up (refresh + tick + journal + heartbeat)",
-                         bench_wakes(Path(tmp) / "wake", frames, bars, args.warmup)))
+            rows.append(
+                (
+                    "daemon wake-up (refresh + tick + journal + heartbeat)",
+                    bench_wakes(Path(tmp) / "wake", frames, bars, args.warmup),
+                )
+            )
 
     table = Table(title="Per-tick overhead, LLM excluded (ms)")
     for col in ("path", "p50", "p95", "mean", "ticks"):

@@ -106,8 +106,9 @@ def result(
     li, lf = li_all[: int(cnt[0])], lf_all[: int(cnt[0])]
     status = li[:, bar.L_STATUS]
     fills = np.flatnonzero(status == FILLED)
-    ti, tf = _trades(li, lf, fills, np.ascontiguousarray(st[:, bar.MARK]),
-                     np.ascontiguousarray(st[:, bar.POS]))
+    ti, tf = _trades(
+        li, lf, fills, np.ascontiguousarray(st[:, bar.MARK]), np.ascontiguousarray(st[:, bar.POS])
+    )
     capped = 0
     if participation > 0.0 and len(li):
         cap = volume[li[:, bar.L_ROW], li[:, bar.L_SYMBOL]] * participation

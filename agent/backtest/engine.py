@@ -134,9 +134,14 @@ def simulate(
     levels = bar.frozen(np.zeros((3, 0, k)) if plan is None else plan)
     times = np.ascontiguousarray(index.as_unit("ms").asi8, dtype=np.int64)
     cfg = bar.config(
-        float(config.slippage_bps), float(config.max_participation or 0.0), float(config.max_gross_exposure),
-        float(config.min_cash_fraction), int(config.cooldown_bars), config.daily_loss_limit,
-        config.max_drawdown, _bar_ms(times, timeframe),
+        float(config.slippage_bps),
+        float(config.max_participation or 0.0),
+        float(config.max_gross_exposure),
+        float(config.min_cash_fraction),
+        int(config.cooldown_bars),
+        config.daily_loss_limit,
+        config.max_drawdown,
+        _bar_ms(times, timeframe),
     )
     st, acct = bar.new_state(k), bar.new_account(float(config.initial_cash))
     out = (np.empty(n), np.empty(n), np.empty(n))
@@ -151,8 +156,17 @@ def simulate(
         refused += more
         if t < n:
             log = bk.grow(log, 2 * len(log[0]) + 4 * k)
-    return bk.result(index, tuple(symbols), out, log, st, bars[4], float(config.max_participation or 0.0),
-                     refused, config.initial_cash)
+    return bk.result(
+        index,
+        tuple(symbols),
+        out,
+        log,
+        st,
+        bars[4],
+        float(config.max_participation or 0.0),
+        refused,
+        config.initial_cash,
+    )
 
 
 def _bar_ms(times: np.ndarray, timeframe: str | None) -> int:

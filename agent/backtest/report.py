@@ -103,9 +103,7 @@ def _img(png: bytes) -> str:
 
 
 def _kv_table(items: Mapping[str, Any]) -> str:
-    rows = "".join(
-        f"<tr><td>{for_html(k)}</td><td>{for_html(v)}</td></tr>" for k, v in items.items()
-    )
+    rows = "".join(f"<tr><td>{for_html(k)}</td><td>{for_html(v)}</td></tr>" for k, v in items.items())
     return f"<table>{rows}</table>"
 
 

@@ -130,8 +130,10 @@ class _Arrays:
     ) -> _Arrays:
         symbols = sorted(bars)
         k = len(symbols)
-        ohlcv = {c: bar.frozen([[getattr(bars[s], c) for s in symbols]]) for c in
-                 ("open", "high", "low", "close", "volume")}
+        ohlcv = {
+            c: bar.frozen([[getattr(bars[s], c) for s in symbols]])
+            for c in ("open", "high", "low", "close", "volume")
+        }
         goal = np.full((1, k), math.nan)
         plan = np.full((3, 1, k), math.nan)
         st = bar.new_state(k, math.nan)
@@ -150,19 +152,45 @@ class _Arrays:
                 st[j, bar.TRAILING] = 1.0 if pos.trailing else 0.0
             if s in state.cooldown_until:
                 st[j, bar.COOL] = float(state.cooldown_until[s])
-        matrix = np.array([[effective_fee(rules[s], settings.broker), rules[s].amount_step,
-                            rules[s].min_amount, rules[s].min_notional] for s in symbols],
-                          dtype=np.float64).reshape(k, 4)
+        matrix = np.array(
+            [
+                [
+                    effective_fee(rules[s], settings.broker),
+                    rules[s].amount_step,
+                    rules[s].min_amount,
+                    rules[s].min_notional,
+                ]
+                for s in symbols
+            ],
+            dtype=np.float64,
+        ).reshape(k, 4)
         risk, broker = settings.risk, settings.broker
-        cfg = bar.config(broker.slippage_bps, broker.max_participation or 0.0, risk.max_gross_exposure,
-                         risk.min_cash_fraction, risk.cooldown_bars, risk.daily_loss_limit, risk.max_drawdown,
-                         timeframe_ms(settings.timeframe))
+        cfg = bar.config(
+            broker.slippage_bps,
+            broker.max_participation or 0.0,
+            risk.max_gross_exposure,
+            risk.min_cash_fraction,
+            risk.cooldown_bars,
+            risk.daily_loss_limit,
+            risk.max_drawdown,
+            timeframe_ms(settings.timeframe),
+        )
         acct = np.array(
             [state.cash, state.fees_paid, state.peak_equity, float(state.day), state.day_start_equity]
         )
         li, lf = bar.order_log(2 * k + 1)
-        return cls(symbols, bar_ts, ohlcv, bar.frozen(goal), bar.frozen(plan), bar.frozen(matrix),
-                   bar.frozen(cfg), st, acct, (li, lf, np.zeros(1, np.int64)))
+        return cls(
+            symbols,
+            bar_ts,
+            ohlcv,
+            bar.frozen(goal),
+            bar.frozen(plan),
+            bar.frozen(matrix),
+            bar.frozen(cfg),
+            st,
+            acct,
+            (li, lf, np.zeros(1, np.int64)),
+        )
 
     def run(self) -> None:
         """The kernel's steps 1-4 for this bar."""
@@ -197,8 +225,15 @@ def _settle(
 class _Reading:
     """The kernel's arrays read back as records (private)."""
 
-    def __init__(self, book: _Arrays, before: PortfolioState, pending: Mapping[str, PendingTarget],
-                 bar_ts: int, settings: Settings, run_id: str) -> None:
+    def __init__(
+        self,
+        book: _Arrays,
+        before: PortfolioState,
+        pending: Mapping[str, PendingTarget],
+        bar_ts: int,
+        settings: Settings,
+        run_id: str,
+    ) -> None:
         self.book, self.before, self.pending, self.bar_ts = book, before, pending, bar_ts
         self.settings, self.run_id = settings, run_id
         self.orders: list[OrderRecord] = []
@@ -212,10 +247,20 @@ class _Reading:
             self._order(li[i], lf[i], bought)
         state = self._state(bought)
         marks = {s: float(self.book.ohlcv["close"][0, j]) for j, s in enumerate(self.book.symbols)}
-        in_force = {s: float(self.book.st[j, bar.DONE]) for j, s in enumerate(self.book.symbols)
-                    if not math.isnan(self.book.st[j, bar.DONE])}
-        return BarOutcome(state, tuple(self.orders), tuple(self.fills), tuple(self.events), marks,
-                          state.equity(marks), in_force)
+        in_force = {
+            s: float(self.book.st[j, bar.DONE])
+            for j, s in enumerate(self.book.symbols)
+            if not math.isnan(self.book.st[j, bar.DONE])
+        }
+        return BarOutcome(
+            state,
+            tuple(self.orders),
+            tuple(self.fills),
+            tuple(self.events),
+            marks,
+            state.equity(marks),
+            in_force,
+        )
 
     def _order(self, ints: np.ndarray, floats: np.ndarray, bought: dict[str, tuple[float, float]]) -> None:
         s = self.book.symbols[int(ints[bar.L_SYMBOL])]
@@ -229,23 +274,50 @@ class _Reading:
         if ints[bar.L_ROOM] != bar.NO_CUT:
             risk = self.settings.risk
             asked = float(floats[bar.L_ASKED])
-            detail = (f"buy of {wanted:.10g} {s} cut to {asked:.10g} at {ref:.10g}: the book "
-                      f"keeps max_gross_exposure {risk.max_gross_exposure:g} and min_cash_fraction "
-                      f"{risk.min_cash_fraction:g} (binding: {bar.ROOM_NAMES[int(ints[bar.L_ROOM])]})")
+            detail = (
+                f"buy of {wanted:.10g} {s} cut to {asked:.10g} at {ref:.10g}: the book "
+                f"keeps max_gross_exposure {risk.max_gross_exposure:g} and min_cash_fraction "
+                f"{risk.min_cash_fraction:g} (binding: {bar.ROOM_NAMES[int(ints[bar.L_ROOM])]})"
+            )
             self.events.append(BrokerEvent(s, PORTFOLIO_ROOM, detail))
         status = int(ints[bar.L_STATUS])
         if status != FILLED:
             why = "dust" if status == DUST else "nothing fillable"
-            self.orders.append(OrderRecord(coid, self.run_id, s, self.bar_ts, side, wanted, ref, "rejected",
-                                           f"{reason}: {why}", leg, decided))
+            self.orders.append(
+                OrderRecord(
+                    coid,
+                    self.run_id,
+                    s,
+                    self.bar_ts,
+                    side,
+                    wanted,
+                    ref,
+                    "rejected",
+                    f"{reason}: {why}",
+                    leg,
+                    decided,
+                )
+            )
             detail = f"{side} {wanted:.10g} {s} at {ref:.10g} ({reason}): {why}"
             self.events.append(BrokerEvent(s, STATUS_NAMES[status], detail))
             return
         amount, price, fee = float(floats[bar.L_FILLED]), float(floats[bar.L_PRICE]), float(floats[bar.L_FEE])
-        self.orders.append(OrderRecord(coid, self.run_id, s, self.bar_ts, side, wanted, ref, "filled", reason,
-                                       leg, decided))
-        self.fills.append(FillRecord(coid, self.run_id, s, self.bar_ts, side, amount, price, fee,
-                                     self.settings.broker.quote_currency))
+        self.orders.append(
+            OrderRecord(coid, self.run_id, s, self.bar_ts, side, wanted, ref, "filled", reason, leg, decided)
+        )
+        self.fills.append(
+            FillRecord(
+                coid,
+                self.run_id,
+                s,
+                self.bar_ts,
+                side,
+                amount,
+                price,
+                fee,
+                self.settings.broker.quote_currency,
+            )
+        )
         if side == "buy":
             bought[s] = (amount, price)  # one target order per symbol and bar
         elif ints[bar.L_REASON] in (bar.STOPPED, bar.TRAILED):
@@ -266,15 +338,17 @@ class _Reading:
                 target = self.pending.get(s)
                 invalidation = target.invalidation if target is not None else ""
                 price = bought[s][1]
-                positions[s] = Position(s, amount, price, self.bar_ts, stop, take, invalidation, trail,
-                                        trailing)
+                positions[s] = Position(
+                    s, amount, price, self.bar_ts, stop, take, invalidation, trail, trailing
+                )
                 continue
             avg = old.avg_price
             if s in bought:
                 added, price = bought[s]
                 avg = (old.amount * old.avg_price + added * price) / amount
-            positions[s] = Position(s, amount, avg, old.entry_ts, stop, take, old.invalidation, trail,
-                                    trailing)
+            positions[s] = Position(
+                s, amount, avg, old.entry_ts, stop, take, old.invalidation, trail, trailing
+            )
         cooldown = dict(self.before.cooldown_until)
         for j, s in enumerate(self.book.symbols):
             if not math.isnan(st[j, bar.COOL]):

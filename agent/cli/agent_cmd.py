@@ -157,8 +157,9 @@ def _tick_holding_the_lease(
         lease = Lease(factory, Holder.current(), TICK_LEASE_TTL_S)
         lease.acquire(run_id, "tick")
         try:
-            with open_agent(settings, run_id=run_id, kind="paper", strategy=strategy, source=source,
-                            factory=factory) as runner:
+            with open_agent(
+                settings, run_id=run_id, kind="paper", strategy=strategy, source=source, factory=factory
+            ) as runner:
                 return runner.tick(bar)
         finally:
             lease.release("tick done")

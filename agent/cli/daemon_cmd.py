@@ -57,9 +57,17 @@ def run(
     if fmt not in ("text", "json"):
         raise ConfigError(f"invalid --log-format {fmt!r}: use text or json")
     options = DaemonOptions(
-        replay=replay, speed=speed, start=start, end=end, run_id=run_id, strategy=strategy,
-        params=dict(parse_params(param or [])), max_bars=max_catchup, lease_ttl_s=lease_ttl,
-        history_bars=history_bars, discard_after=discard_after,
+        replay=replay,
+        speed=speed,
+        start=start,
+        end=end,
+        run_id=run_id,
+        strategy=strategy,
+        params=dict(parse_params(param or [])),
+        max_bars=max_catchup,
+        lease_ttl_s=lease_ttl,
+        history_bars=history_bars,
+        discard_after=discard_after,
     )
     setup_logging(fmt, settings.data_dir / "logs", configured_secrets(settings))
     stop = StopSignal()

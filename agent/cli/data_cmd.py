@@ -65,8 +65,9 @@ def register(app: typer.Typer) -> None:
         _check(symbol, timeframe, exchange, file)
 
 
-def _download(exchange: str | None, symbols: str | None, timeframe: str | None, since: str | None,
-              until: str | None) -> None:
+def _download(
+    exchange: str | None, symbols: str | None, timeframe: str | None, since: str | None, until: str | None
+) -> None:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from agent.market.exchange import make_exchange
@@ -88,17 +89,23 @@ def _download(exchange: str | None, symbols: str | None, timeframe: str | None, 
     console = _console()
     reports = []
     progress = Progress(
-        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-        console=_console(stderr=True), transient=True,
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=_console(stderr=True),
+        transient=True,
     )
     try:
         with progress:
             for symbol in settings.symbols:
                 task = progress.add_task(f"{settings.exchange.id} {symbol} {settings.timeframe}", total=None)
                 on_page, on_plan = _progress_callbacks(progress, task)
-                reports.append(service.download(
-                    symbol, settings.timeframe, since, until, on_page=on_page, on_plan=on_plan
-                ))
+                reports.append(
+                    service.download(
+                        symbol, settings.timeframe, since, until, on_page=on_page, on_plan=on_plan
+                    )
+                )
     finally:  # what was stored before a failure is reported too
         for r in reports:
             console.print(
@@ -146,8 +153,16 @@ def _list() -> None:
             table.add_row(f.source, f.exchange, f.symbol, f.timeframe, "unreadable", why, "-", "-")
             continue
         gaps = f"{len(report.gaps)} ({report.missing_bars} bars)" if report.gaps else "0"
-        table.add_row(f.source, f.exchange, f.symbol, f.timeframe, _ts(report.first), _ts(report.last),
-                      str(report.rows), gaps)
+        table.add_row(
+            f.source,
+            f.exchange,
+            f.symbol,
+            f.timeframe,
+            _ts(report.first),
+            _ts(report.last),
+            str(report.rows),
+            gaps,
+        )
     console.print(table)
 
 

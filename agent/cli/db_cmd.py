@@ -48,5 +48,7 @@ def register(app: typer.Typer) -> None:
             advice = ": run `tradegraph db upgrade`"
         else:
             advice = ""
-        print(f"{_mask_free_url(url)}: schema revision {state.current or 'none'} "
-              f"(this tradegraph: {state.head}){advice}")
+        print(
+            f"{_mask_free_url(url)}: schema revision {state.current or 'none'} "
+            f"(this tradegraph: {state.head}){advice}"
+        )

@@ -169,7 +169,7 @@ class CandleFeed:
         if lo > hi:
             return []
         ts = self._stored_ts.get(symbol, np.empty(0, dtype=np.int64))
-        inside = ts[np.searchsorted(ts, lo, side="left"): np.searchsorted(ts, hi, side="right")]
+        inside = ts[np.searchsorted(ts, lo, side="left") : np.searchsorted(ts, hi, side="right")]
         if len(inside) == (hi - lo) // self.tf_ms + 1:
             return []
         edges = np.concatenate(([lo - self.tf_ms], inside, [hi + self.tf_ms]))

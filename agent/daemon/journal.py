@@ -59,18 +59,29 @@ def record(factory: sessionmaker[Session], entry: JournalEntry, holder: str | No
     """Append `entry` to the journal."""
     now = utcnow()
     with transaction(factory) as session:
-        session.add(DaemonTick(
-            run_id=entry.run_id, bar_ts=entry.bar_ts, status=entry.status,
-            reason=one_line(entry.reason) if entry.reason else None, orders=entry.orders, fills=entry.fills,
-            equity=entry.equity, holder=holder, started_at=entry.started_at or now,
-            finished_at=entry.finished_at or now,
-        ))
+        session.add(
+            DaemonTick(
+                run_id=entry.run_id,
+                bar_ts=entry.bar_ts,
+                status=entry.status,
+                reason=one_line(entry.reason) if entry.reason else None,
+                orders=entry.orders,
+                fills=entry.fills,
+                equity=entry.equity,
+                holder=holder,
+                started_at=entry.started_at or now,
+                finished_at=entry.finished_at or now,
+            )
+        )
 
 
 def failures_in_a_row(factory: sessionmaker[Session], run_id: str, bar_ts: int) -> tuple[int, str | None]:
     """How often in a row `bar_ts` failed (`error` rows since its last other row), and the last reason."""
-    query = (select(DaemonTick.status, DaemonTick.reason)
-             .where(DaemonTick.run_id == run_id, DaemonTick.bar_ts == bar_ts).order_by(DaemonTick.id.desc()))
+    query = (
+        select(DaemonTick.status, DaemonTick.reason)
+        .where(DaemonTick.run_id == run_id, DaemonTick.bar_ts == bar_ts)
+        .order_by(DaemonTick.id.desc())
+    )
     count, last = 0, None
     with factory() as session:
         for status, reason in session.execute(query):
@@ -94,7 +105,16 @@ def recent(
     with factory() as session:
         rows = session.scalars(query.order_by(DaemonTick.id.desc()).limit(limit)).all()
     return [
-        JournalEntry(r.run_id, int(r.bar_ts), r.status, r.reason, r.orders, r.fills, r.equity,  # type: ignore[arg-type]
-                     r.started_at, r.finished_at)
+        JournalEntry(
+            r.run_id,
+            int(r.bar_ts),
+            r.status,
+            r.reason,
+            r.orders,
+            r.fills,
+            r.equity,  # type: ignore[arg-type]
+            r.started_at,
+            r.finished_at,
+        )
         for r in rows
     ]

@@ -173,7 +173,8 @@ class Lease:
         """
         lease = DaemonLease
         claimable: list[ColumnElement[bool]] = [
-            lease.holder.is_(None), lease.heartbeat_ms.is_(None),
+            lease.holder.is_(None),
+            lease.heartbeat_ms.is_(None),
             lease.heartbeat_ms < db_now_ms() - lease.ttl_s * 1000,
         ]
         if dead_holder is not None:
@@ -223,16 +224,27 @@ class Lease:
 
     def _claim_values(self, run_id: str, mode: str) -> dict[str, Any]:
         return {
-            "holder": self.holder.id, "host": self.holder.host, "pid": self.holder.pid, "run_id": run_id,
-            "mode": mode, "ttl_s": self.ttl_s, "acquired_ms": db_now_ms(), "heartbeat_ms": db_now_ms(),
-            "released_ms": None, "clock_ms": None, "last_bar_ts": None, "next_tick_ms": None, "note": None,
+            "holder": self.holder.id,
+            "host": self.holder.host,
+            "pid": self.holder.pid,
+            "run_id": run_id,
+            "mode": mode,
+            "ttl_s": self.ttl_s,
+            "acquired_ms": db_now_ms(),
+            "heartbeat_ms": db_now_ms(),
+            "released_ms": None,
+            "clock_ms": None,
+            "last_bar_ts": None,
+            "next_tick_ms": None,
+            "note": None,
         }
 
     def _insert(self, run_id: str, mode: str) -> bool:
         try:
             with transaction(self.factory) as session:
-                session.execute(insert(DaemonLease).values(name=self.name, epoch=1,
-                                                           **self._claim_values(run_id, mode)))
+                session.execute(
+                    insert(DaemonLease).values(name=self.name, epoch=1, **self._claim_values(run_id, mode))
+                )
         except IntegrityError:
             return False
         self.epoch = 1
@@ -250,8 +262,11 @@ class Lease:
         with transaction(self.factory) as session:
             result = session.execute(
                 update(DaemonLease)
-                .where(DaemonLease.name == self.name, DaemonLease.epoch == self.epoch,
-                       DaemonLease.holder == self.holder.id)
+                .where(
+                    DaemonLease.name == self.name,
+                    DaemonLease.epoch == self.epoch,
+                    DaemonLease.holder == self.holder.id,
+                )
                 .values(**values)
                 .execution_options(synchronize_session=False)
             )
@@ -267,9 +282,19 @@ def read_lease(factory: sessionmaker[Session], name: str = LEASE_NAME) -> LeaseI
 
 def _info(row: DaemonLease, read_ms: int) -> LeaseInfo:
     return LeaseInfo(
-        epoch=row.epoch, holder=row.holder, host=row.host, pid=row.pid, run_id=row.run_id, mode=row.mode,
-        ttl_s=row.ttl_s, heartbeat_ms=row.heartbeat_ms, clock_ms=row.clock_ms, last_bar_ts=row.last_bar_ts,
-        next_tick_ms=row.next_tick_ms, note=row.note, read_ms=read_ms,
+        epoch=row.epoch,
+        holder=row.holder,
+        host=row.host,
+        pid=row.pid,
+        run_id=row.run_id,
+        mode=row.mode,
+        ttl_s=row.ttl_s,
+        heartbeat_ms=row.heartbeat_ms,
+        clock_ms=row.clock_ms,
+        last_bar_ts=row.last_bar_ts,
+        next_tick_ms=row.next_tick_ms,
+        note=row.note,
+        read_ms=read_ms,
     )
 
 

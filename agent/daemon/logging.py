@@ -46,8 +46,12 @@ _INSTALLED = "_tradegraph_daemon"
 
 def configured_secrets(settings: Settings) -> list[str]:
     """Every secret value the settings hold (placeholders excluded)."""
-    values = [settings.exchange.api_key, settings.exchange.secret, settings.exchange.password,
-              settings.llm.api_key]
+    values = [
+        settings.exchange.api_key,
+        settings.exchange.secret,
+        settings.exchange.password,
+        settings.llm.api_key,
+    ]
     out = [v.get_secret_value() for v in values if v is not None]
     if settings.database_url:
         from sqlalchemy.engine import make_url
@@ -167,8 +171,11 @@ def setup_logging(
     handlers: list[logging.Handler] = [logging.StreamHandler(stream or sys.stderr)]
     if log_dir is not None:
         log_dir.mkdir(parents=True, exist_ok=True)
-        handlers.append(logging.handlers.RotatingFileHandler(
-            log_dir / LOG_FILE, maxBytes=max_bytes, backupCount=backups, encoding="utf-8"))
+        handlers.append(
+            logging.handlers.RotatingFileHandler(
+                log_dir / LOG_FILE, maxBytes=max_bytes, backupCount=backups, encoding="utf-8"
+            )
+        )
     for handler in handlers:
         handler.setFormatter(formatter)
         handler.addFilter(redactor)

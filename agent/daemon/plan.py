@@ -61,9 +61,13 @@ def default_run_id(
 ) -> str:
     """A stable id for the run the configuration describes (see the module contract)."""
     key = {
-        "strategy": strategy, "params": {k: str(v) for k, v in sorted(params.items())},
-        "symbols": list(settings.symbols), "timeframe": settings.timeframe, "mode": settings.mode,
-        "feed": feed, "exchange": settings.exchange.id,
+        "strategy": strategy,
+        "params": {k: str(v) for k, v in sorted(params.items())},
+        "symbols": list(settings.symbols),
+        "timeframe": settings.timeframe,
+        "mode": settings.mode,
+        "feed": feed,
+        "exchange": settings.exchange.id,
         "window": [window.start_ms, window.end_ms] if feed == "replay" and window is not None else None,
     }
     name = re.sub(r"[^a-z0-9]+", "", Path(strategy.split(":")[0]).stem.lower())[:12] or "custom"
@@ -98,8 +102,10 @@ def replay_window(
     if start_ms < first:
         raise ConfigError(f"--start {_iso(start_ms)} is before the bundled data (first bar {_iso(first)})")
     if start_ms >= end_ms:
-        raise ConfigError(f"nothing to replay: start {_iso(start_ms)} is not before end {_iso(end_ms)} "
-                          f"(bundled data ends {_iso(data_end)})")
+        raise ConfigError(
+            f"nothing to replay: start {_iso(start_ms)} is not before end {_iso(end_ms)} "
+            f"(bundled data ends {_iso(data_end)})"
+        )
     return Window(start_ms, end_ms)
 
 

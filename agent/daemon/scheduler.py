@@ -141,8 +141,13 @@ class ResilientJobStore(SQLAlchemyJobStore):  # type: ignore[misc]
         with self._lock:
             self._hold_until = time.time() + self.retry_s
         reason = " ".join(str(error).split())[:300]
-        log.warning("job store: cannot %s (%s); retrying in %g s", what, reason, self.retry_s,
-                    extra={"event": "job_store_error"})
+        log.warning(
+            "job store: cannot %s (%s); retrying in %g s",
+            what,
+            reason,
+            self.retry_s,
+            extra={"event": "job_store_error"},
+        )
 
 
 def make_scheduler(db_url: str, retry_s: float = 10.0) -> BackgroundScheduler:
@@ -167,8 +172,16 @@ def schedule(
     """Register `job` and add it as the daemon's tick job (see the module contract)."""
     _REGISTRY[JOB_ID] = job
     scheduler.add_job(
-        run_registered, trigger, args=[JOB_ID], id=JOB_ID, name="tradegraph tick", replace_existing=True,
-        max_instances=1, coalesce=True, misfire_grace_time=misfire_grace_s, next_run_time=datetime.now(UTC),
+        run_registered,
+        trigger,
+        args=[JOB_ID],
+        id=JOB_ID,
+        name="tradegraph tick",
+        replace_existing=True,
+        max_instances=1,
+        coalesce=True,
+        misfire_grace_time=misfire_grace_s,
+        next_run_time=datetime.now(UTC),
     )
 
     def after(event: JobExecutionEvent) -> None:

@@ -145,8 +145,11 @@ class Daemon:
         rule_strategy(s, strategy, o.params)  # an unknown strategy or bad parameter fails here
         feed = "replay" if o.replay else "live"
         window = replay_window(s.data_dir, s.symbols, s.timeframe, o.start, o.end) if o.replay else None
-        run_id = (check_run_id(o.run_id, "--run-id") if o.run_id
-                  else default_run_id(s, strategy, o.params, feed, window))
+        run_id = (
+            check_run_id(o.run_id, "--run-id")
+            if o.run_id
+            else default_run_id(s, strategy, o.params, feed, window)
+        )
         start = history_start(window, s.timeframe, o.history_bars) if window is not None else 0
         return RunPlan(run_id, feed, strategy, dict(o.params), window or Window(0), start)
 
@@ -157,7 +160,10 @@ class Daemon:
         with factory() as session:
             run = session.get(Run, run_id)
             if run is not None and (run.kind, run.strategy, list(run.symbols), run.timeframe) != (
-                RunKind.DAEMON, strategy, list(s.symbols), s.timeframe
+                RunKind.DAEMON,
+                strategy,
+                list(s.symbols),
+                s.timeframe,
             ):
                 raise ConfigError(
                     f"run {run_id} is a {run.kind} run of {run.strategy} on {', '.join(run.symbols)} "
@@ -181,34 +187,72 @@ class Daemon:
         last = LedgerReader(factory, s).last_processed_bar(plan.run_id)
         clock = self._clock or self._default_clock(plan, last, tf)
         exchange = self._exchange if self._exchange is not None else _make_exchange(s, o.replay)
-        feed = CandleFeed(_service(s, exchange), s.symbols, s.timeframe, plan.history_start_ms,
-                          set_exchange_clock=o.replay)
+        feed = CandleFeed(
+            _service(s, exchange), s.symbols, s.timeframe, plan.history_start_ms, set_exchange_clock=o.replay
+        )
         retry_s = sched.replay_trigger(s.timeframe, o.speed).interval_length if o.replay else o.retry_s
         scheduler = sched.make_scheduler(s.db_url, retry_s)
         with ExitStack() as stack:
-            runner = stack.enter_context(open_agent(
-                s, run_id=plan.run_id, kind=RunKind.DAEMON, strategy=plan.strategy, params=plan.params,
-                source=feed.source, factory=factory, start_ts=plan.window.start_ms, end_ts=plan.window.end_ms,
-            ))
-            job = TickJob(
-                runner, feed, clock, plan.window, factory=factory, stale_after_bars=s.stale_after_bars,
-                max_bars=o.max_bars, stop=self.stop, lease=lease,
-                next_wake_ms=lambda: sched.next_run_ms(scheduler), discard_after=o.discard_after,
+            runner = stack.enter_context(
+                open_agent(
+                    s,
+                    run_id=plan.run_id,
+                    kind=RunKind.DAEMON,
+                    strategy=plan.strategy,
+                    params=plan.params,
+                    source=feed.source,
+                    factory=factory,
+                    start_ts=plan.window.start_ms,
+                    end_ts=plan.window.end_ms,
+                )
             )
-            trigger = sched.replay_trigger(s.timeframe, o.speed) if o.replay else sched.cron_trigger(
-                s.timeframe, s.tick_delay_s)
-            sched.schedule(scheduler, job, trigger, misfire_grace_s=None if o.replay else max(60, tf // 2000),
-                           rerun_in=lambda: self._rerun_in(job))
+            job = TickJob(
+                runner,
+                feed,
+                clock,
+                plan.window,
+                factory=factory,
+                stale_after_bars=s.stale_after_bars,
+                max_bars=o.max_bars,
+                stop=self.stop,
+                lease=lease,
+                next_wake_ms=lambda: sched.next_run_ms(scheduler),
+                discard_after=o.discard_after,
+            )
+            trigger = (
+                sched.replay_trigger(s.timeframe, o.speed)
+                if o.replay
+                else sched.cron_trigger(s.timeframe, s.tick_delay_s)
+            )
+            sched.schedule(
+                scheduler,
+                job,
+                trigger,
+                misfire_grace_s=None if o.replay else max(60, tf // 2000),
+                rerun_in=lambda: self._rerun_in(job),
+            )
             quiet = DropMessages("maximum number of running instances reached")
             if o.replay:
                 logging.getLogger("apscheduler.scheduler").addFilter(quiet)
             try:
                 if not self.stop.requested:  # e.g. Ctrl-C while the embedded model was starting
                     scheduler.start()
-                    log.info("daemon started: run %s (%s, %s on %s %s)%s", plan.run_id, plan.feed,
-                             plan.strategy, ",".join(s.symbols), s.timeframe, _resume_note(last, lease),
-                             extra={"event": "started", "run_id": plan.run_id, "feed": plan.feed,
-                                    "pid": lease.holder.pid, "last_bar_ts": last})
+                    log.info(
+                        "daemon started: run %s (%s, %s on %s %s)%s",
+                        plan.run_id,
+                        plan.feed,
+                        plan.strategy,
+                        ",".join(s.symbols),
+                        s.timeframe,
+                        _resume_note(last, lease),
+                        extra={
+                            "event": "started",
+                            "run_id": plan.run_id,
+                            "feed": plan.feed,
+                            "pid": lease.holder.pid,
+                            "last_bar_ts": last,
+                        },
+                    )
                     self._watch(lease, scheduler, clock)
             finally:
                 abandoned = self._shutdown(scheduler, job, lease)
@@ -221,8 +265,13 @@ class Daemon:
         if callable(close):
             close()
         reason = self.stop.reason or "stopped"
-        log.info("daemon stopped (%s): run %s, last bar %s", reason, plan.run_id, last_bar,
-                 extra={"event": "stopped", "run_id": plan.run_id, "reason": reason, "last_bar_ts": last_bar})
+        log.info(
+            "daemon stopped (%s): run %s, last bar %s",
+            reason,
+            plan.run_id,
+            last_bar,
+            extra={"event": "stopped", "run_id": plan.run_id, "reason": reason, "last_bar_ts": last_bar},
+        )
         return DaemonResult(plan.run_id, reason, last_bar, finished, abandoned)
 
     def _default_clock(self, plan: RunPlan, last: int | None, tf: int) -> Clock:
@@ -264,8 +313,11 @@ class Daemon:
         sched.unschedule()
         if job.idle.wait(self.options.stop_grace_s):
             return False
-        log.warning("abandoning the tick in progress after %.1f s; it resumes from its checkpoint at the "
-                    "next start", self.options.stop_grace_s, extra={"event": "abandon_tick"})
+        log.warning(
+            "abandoning the tick in progress after %.1f s; it resumes from its checkpoint at the next start",
+            self.options.stop_grace_s,
+            extra={"event": "abandon_tick"},
+        )
         _release(lease, self.stop.reason)
         if self.on_abandon is not None:
             for handler in logging.getLogger().handlers:
@@ -280,8 +332,12 @@ def _release(lease: Lease, note: str | None) -> None:
     try:
         lease.release(note)
     except SQLAlchemyError as e:
-        log.warning("cannot release the lease (it expires after %g s): %s", lease.ttl_s, e,
-                    extra={"event": "release_error"})
+        log.warning(
+            "cannot release the lease (it expires after %g s): %s",
+            lease.ttl_s,
+            e,
+            extra={"event": "release_error"},
+        )
 
 
 def _effective(settings: Settings, options: DaemonOptions) -> Settings:
@@ -309,8 +365,10 @@ def _check(o: DaemonOptions, settings: Settings, *, injected: bool) -> None:
     if not o.replay:
         sched.cron_trigger(settings.timeframe, settings.tick_delay_s)  # a delay of a whole bar fails here
     if not o.replay and not injected and settings.exchange.id == "replay":
-        raise ConfigError("exchange.id is 'replay': add --replay to replay the bundled data, or configure a "
-                          "ccxt exchange (e.g. exchange.id = \"binance\") for live paper trading")
+        raise ConfigError(
+            "exchange.id is 'replay': add --replay to replay the bundled data, or configure a "
+            'ccxt exchange (e.g. exchange.id = "binance") for live paper trading'
+        )
 
 
 def _make_exchange(settings: Settings, replay: bool) -> Any:

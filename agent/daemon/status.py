@@ -65,30 +65,73 @@ def read_status(
         run = session.get(Run, run_id)
         if run is None:
             return DaemonStatus(now_ms, lease, {"id": run_id, "missing": True}, health=health)
-        info = {"id": run.id, "kind": run.kind, "strategy": run.strategy, "symbols": list(run.symbols),
-                "timeframe": run.timeframe, "status": run.status, "params": dict(run.params)}
-        balance = session.scalars(select(BalanceSnapshot).where(BalanceSnapshot.run_id == run_id)
-                                  .order_by(BalanceSnapshot.bar_ts.desc()).limit(1)).first()
-        bal = None if balance is None else {"bar_ts": balance.bar_ts, "cash": balance.cash,
-                                            "equity": balance.equity, "fees_paid": balance.fees_paid}
-        positions = [] if balance is None else [
-            {"symbol": p.symbol, "amount": p.amount, "avg_price": p.avg_price, "mark_price": p.mark_price,
-             "stop_loss": p.stop_loss, "take_profit": p.take_profit}
-            for p in session.scalars(select(PositionSnapshot).where(
-                PositionSnapshot.run_id == run_id, PositionSnapshot.bar_ts == balance.bar_ts)
-                .order_by(PositionSnapshot.symbol))
-        ]
+        info = {
+            "id": run.id,
+            "kind": run.kind,
+            "strategy": run.strategy,
+            "symbols": list(run.symbols),
+            "timeframe": run.timeframe,
+            "status": run.status,
+            "params": dict(run.params),
+        }
+        balance = session.scalars(
+            select(BalanceSnapshot)
+            .where(BalanceSnapshot.run_id == run_id)
+            .order_by(BalanceSnapshot.bar_ts.desc())
+            .limit(1)
+        ).first()
+        bal = (
+            None
+            if balance is None
+            else {
+                "bar_ts": balance.bar_ts,
+                "cash": balance.cash,
+                "equity": balance.equity,
+                "fees_paid": balance.fees_paid,
+            }
+        )
+        positions = (
+            []
+            if balance is None
+            else [
+                {
+                    "symbol": p.symbol,
+                    "amount": p.amount,
+                    "avg_price": p.avg_price,
+                    "mark_price": p.mark_price,
+                    "stop_loss": p.stop_loss,
+                    "take_profit": p.take_profit,
+                }
+                for p in session.scalars(
+                    select(PositionSnapshot)
+                    .where(PositionSnapshot.run_id == run_id, PositionSnapshot.bar_ts == balance.bar_ts)
+                    .order_by(PositionSnapshot.symbol)
+                )
+            ]
+        )
         decisions = [
-            {"bar_ts": d.bar_ts, "symbol": d.symbol, "source": d.source, "action": d.action,
-             "target": d.target_exposure, "final": d.final_exposure, "confidence": d.confidence,
-             "rationale": d.rationale or d.abstain_reason or ""}
-            for d in session.scalars(select(Decision).where(Decision.run_id == run_id)
-                                     .order_by(Decision.bar_ts.desc(), Decision.symbol).limit(limit))
+            {
+                "bar_ts": d.bar_ts,
+                "symbol": d.symbol,
+                "source": d.source,
+                "action": d.action,
+                "target": d.target_exposure,
+                "final": d.final_exposure,
+                "confidence": d.confidence,
+                "rationale": d.rationale or d.abstain_reason or "",
+            }
+            for d in session.scalars(
+                select(Decision)
+                .where(Decision.run_id == run_id)
+                .order_by(Decision.bar_ts.desc(), Decision.symbol)
+                .limit(limit)
+            )
         ]
     last = journal.recent(factory, run_id, limit=1)
     problems = journal.recent(factory, run_id, journal.PROBLEMS, limit)
-    return DaemonStatus(now_ms, lease, info, bal, positions, decisions, last[0] if last else None, problems,
-                        health)
+    return DaemonStatus(
+        now_ms, lease, info, bal, positions, decisions, last[0] if last else None, problems, health
+    )
 
 
 def render(status: DaemonStatus) -> Group:
@@ -140,8 +183,12 @@ def _daemon_table(status: DaemonStatus) -> Table:
     return table
 
 
-_STATE_STYLE = {"alive": "[green]{}[/]", "degraded": "[yellow]{}[/]", "stalled": "[red]{}[/]",
-                "stopped": "{}"}
+_STATE_STYLE = {
+    "alive": "[green]{}[/]",
+    "degraded": "[yellow]{}[/]",
+    "stalled": "[red]{}[/]",
+    "stopped": "{}",
+}
 
 
 def _account_table(status: DaemonStatus) -> Table:
@@ -160,8 +207,15 @@ def _positions_table(status: DaemonStatus) -> Table:
     for col in ("symbol", "amount", "avg price", "mark", "value", "stop", "take profit"):
         table.add_column(col, justify="left" if col == "symbol" else "right")
     for p in status.positions:
-        table.add_row(p["symbol"], f"{p['amount']:.6g}", _num(p["avg_price"]), _num(p["mark_price"]),
-                      _num(p["amount"] * p["mark_price"]), _num(p["stop_loss"]), _num(p["take_profit"]))
+        table.add_row(
+            p["symbol"],
+            f"{p['amount']:.6g}",
+            _num(p["avg_price"]),
+            _num(p["mark_price"]),
+            _num(p["amount"] * p["mark_price"]),
+            _num(p["stop_loss"]),
+            _num(p["take_profit"]),
+        )
     if not status.positions:
         table.add_row("(flat)", "", "", "", "", "", "")
     return table
@@ -174,8 +228,15 @@ def _decisions_table(status: DaemonStatus) -> Table:
     for d in status.decisions:
         why = d["rationale"]
         why = why if len(why) <= RATIONALE_SHOWN else why[: RATIONALE_SHOWN - 1] + "…"
-        table.add_row(_iso(d["bar_ts"]), for_terminal(d["symbol"]), for_terminal(d["source"]),
-                      for_terminal(d["action"]), _num(d["target"]), _num(d["final"]), for_terminal(why))
+        table.add_row(
+            _iso(d["bar_ts"]),
+            for_terminal(d["symbol"]),
+            for_terminal(d["source"]),
+            for_terminal(d["action"]),
+            _num(d["target"]),
+            _num(d["final"]),
+            for_terminal(why),
+        )
     return table
 
 

@@ -173,13 +173,21 @@ class TickJob:
         due = self._due(target)
         batch = due[: self.max_bars]
         if len(due) > len(batch):
-            log.info("catch-up: %d bars due, ticking %d now, %d at the next wake-up", len(due), len(batch),
-                     len(due) - len(batch), extra={"event": "catch_up", "due": len(due)})
+            log.info(
+                "catch-up: %d bars due, ticking %d now, %d at the next wake-up",
+                len(due),
+                len(batch),
+                len(due) - len(batch),
+                extra={"event": "catch_up", "due": len(due)},
+            )
         ticked, failed = 0, False
         for bar_ts in batch:
             if self.stop.requested:
-                log.info("stop requested: %d due bars left for the next start", len(due) - ticked,
-                         extra={"event": "abandon"})
+                log.info(
+                    "stop requested: %d due bars left for the next start",
+                    len(due) - ticked,
+                    extra={"event": "abandon"},
+                )
                 break
             if not self._tick(bar_ts):
                 failed = True
@@ -209,27 +217,56 @@ class TickJob:
             self.stop.request("lease lost")
             return False
         except Exception as e:  # noqa: BLE001 - journalled; the bar is retried at the next wake-up
-            log.exception("tick %s failed: %s", _iso(bar_ts), e,
-                          extra={"event": "tick_error", "run_id": run_id, "bar_ts": bar_ts})
+            log.exception(
+                "tick %s failed: %s",
+                _iso(bar_ts),
+                e,
+                extra={"event": "tick_error", "run_id": run_id, "bar_ts": bar_ts},
+            )
             reason = f"{type(e).__name__}: {e}"
             self._suspect = bar_ts
             self._journal(JournalEntry(run_id, bar_ts, "error", reason, started_at=started))
             return False
         self._suspect = None
-        entry = JournalEntry(run_id, bar_ts, outcome.status, outcome.reason, outcome.orders, outcome.fills,
-                             outcome.equity, started)
+        entry = JournalEntry(
+            run_id,
+            bar_ts,
+            outcome.status,
+            outcome.reason,
+            outcome.orders,
+            outcome.fills,
+            outcome.equity,
+            started,
+        )
         self._journal(entry)
         level = logging.WARNING if outcome.status == "skipped" else logging.INFO
         why = f": {outcome.reason}" if outcome.reason else ""
-        log.log(level, "tick %s %s%s", _iso(bar_ts), outcome.status, why,
-                extra={"event": "tick", "run_id": run_id, "bar_ts": bar_ts, "status": outcome.status,
-                       "orders": outcome.orders, "fills": outcome.fills, "equity": outcome.equity})
+        log.log(
+            level,
+            "tick %s %s%s",
+            _iso(bar_ts),
+            outcome.status,
+            why,
+            extra={
+                "event": "tick",
+                "run_id": run_id,
+                "bar_ts": bar_ts,
+                "status": outcome.status,
+                "orders": outcome.orders,
+                "fills": outcome.fills,
+                "equity": outcome.equity,
+            },
+        )
         return True
 
     def _skip(self, now: int, bar_ts: int, reason: str, started: datetime) -> WakeReport:
         run_id = self.runner.run_id
-        log.warning("wake-up skipped at %s: %s", _iso(bar_ts), reason,
-                    extra={"event": "skip", "run_id": run_id, "bar_ts": bar_ts})
+        log.warning(
+            "wake-up skipped at %s: %s",
+            _iso(bar_ts),
+            reason,
+            extra={"event": "skip", "run_id": run_id, "bar_ts": bar_ts},
+        )
         self._journal(JournalEntry(run_id, bar_ts, "skipped", reason, started_at=started))
         self._heartbeat(now)
         return WakeReport(now, skipped=reason, failed=True)
@@ -243,10 +280,15 @@ class TickJob:
         count, last = journal.failures_in_a_row(self.factory, run_id, bar_ts)
         if count < self.discard_after or not self.runner.discard(bar_ts):
             return
-        reason = (f"checkpoint discarded after {count} failed attempts in a row (last: {last}); "
-                  "re-run from scratch")
-        log.warning("tick %s: %s", _iso(bar_ts), reason,
-                    extra={"event": "checkpoint_discarded", "run_id": run_id, "bar_ts": bar_ts})
+        reason = (
+            f"checkpoint discarded after {count} failed attempts in a row (last: {last}); re-run from scratch"
+        )
+        log.warning(
+            "tick %s: %s",
+            _iso(bar_ts),
+            reason,
+            extra={"event": "checkpoint_discarded", "run_id": run_id, "bar_ts": bar_ts},
+        )
         self._journal(JournalEntry(run_id, bar_ts, "discarded", reason))
 
     def _journal(self, entry: JournalEntry) -> None:
@@ -267,8 +309,9 @@ class TickJob:
         if self.lease is None:
             return
         try:
-            self.lease.heartbeat(clock_ms=now, last_bar_ts=self.runner.last_processed_bar(),
-                                 next_tick_ms=self.next_wake_ms())
+            self.lease.heartbeat(
+                clock_ms=now, last_bar_ts=self.runner.last_processed_bar(), next_tick_ms=self.next_wake_ms()
+            )
         except LeaseLost as e:
             log.error("%s; stopping", e, extra={"event": "lease_lost"})
             self.stop.request("lease lost")

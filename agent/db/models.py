@@ -135,9 +135,7 @@ class Decision(Base):
     """What was decided for one symbol at one bar, by whom, and what the risk layer made of it."""
 
     __tablename__ = "decisions"
-    __table_args__ = (
-        UniqueConstraint("run_id", "symbol", "bar_ts", name="uq_decisions_run_symbol_bar"),
-    )
+    __table_args__ = (UniqueConstraint("run_id", "symbol", "bar_ts", name="uq_decisions_run_symbol_bar"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     run_id: Mapped[str] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), index=True)

@@ -113,9 +113,7 @@ EXIT_NAMES = {NO_EXIT: "none", STOP_LOSS: "stop_loss", TAKE_PROFIT: "take_profit
 
 
 @njit(cache=True)
-def exit_trigger(
-    open_: float, high: float, low: float, stop: float, take_profit: float
-) -> tuple[float, int]:
+def exit_trigger(open_: float, high: float, low: float, stop: float, take_profit: float) -> tuple[float, int]:
     """Whether a long position's stop or take-profit is hit within a bar, and at what reference price.
 
     Evaluated on the bar's high/low, pessimistically: when both are touched, the stop wins (the path

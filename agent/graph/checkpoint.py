@@ -87,8 +87,14 @@ def _postgres_saver(url: URL) -> Iterator[BaseCheckpointSaver[str]]:
     plain = url.set(drivername="postgresql").render_as_string(hide_password=False)
     options = {"autocommit": True, "prepare_threshold": 0, "row_factory": dict_row}  # PostgresSaver's needs
     with ConnectionPool(
-        plain, min_size=1, max_size=1, kwargs=options, check=ConnectionPool.check_connection,
-        timeout=POOL_TIMEOUT_S, open=True, name="tradegraph-checkpoints",
+        plain,
+        min_size=1,
+        max_size=1,
+        kwargs=options,
+        check=ConnectionPool.check_connection,
+        timeout=POOL_TIMEOUT_S,
+        open=True,
+        name="tradegraph-checkpoints",
     ) as pool:
         saver = PostgresSaver(pool, serde=serializer())  # type: ignore[arg-type]
         saver.setup()

@@ -369,11 +369,15 @@ def _rule_proposal(rt: AgentRuntime, state: TickState, symbol: str, step: RuleSt
     backtest engine), with its exit plan; the risk layer checks it (`apply_limits`, source `RULE`)."""
     assert rt.rule is not None
     current = portfolio_from_dict(state["portfolio"]).exposure(symbol, state["marks"])
-    decision = rule_decision(symbol, step.target, step.previous, current, rt.rule.name, step.stop_loss,
-                             step.take_profit)
+    decision = rule_decision(
+        symbol, step.target, step.previous, current, rt.rule.name, step.stop_loss, step.take_profit
+    )
     plan = step.trailing_stop
-    return {"decision": decision.model_dump(mode="json"), "source": DecisionSource.RULE,
-            "trailing_stop": plan}
+    return {
+        "decision": decision.model_dump(mode="json"),
+        "source": DecisionSource.RULE,
+        "trailing_stop": plan,
+    }
 
 
 class RuleStep(NamedTuple):
@@ -457,18 +461,35 @@ def _risk(rt: AgentRuntime) -> Node:
             decision = decision.model_copy(update={"action": _action(decision.action)})
             from_llm = DecisionSource(prop["source"]) is DecisionSource.LLM
             meta = state.get("analyses", {}).get(symbol, {}) if from_llm else {}
-            proposal = Proposal(decision, prop["source"], meta.get("alias"), meta.get("price_scale", 1.0),
-                                prop.get("trailing_stop"))
+            proposal = Proposal(
+                decision,
+                prop["source"],
+                meta.get("alias"),
+                meta.get("price_scale", 1.0),
+                prop.get("trailing_stop"),
+            )
             market = _market(rt, state, symbol)
             markets[symbol] = market
-            result = apply_limits(proposal, allowance_of(state["allowances"][symbol]), market, portfolio,
-                                  rt.settings.risk, rt.settings.symbols)
+            result = apply_limits(
+                proposal,
+                allowance_of(state["allowances"][symbol]),
+                market,
+                portfolio,
+                rt.settings.risk,
+                rt.settings.symbols,
+            )
             results[symbol] = result
         settings = rt.settings
         costs = {s: markets[s].costs for s in results}
-        shared = allocate(results, portfolio, state["marks"], costs, rt.rules,
-                          max_gross_exposure=settings.risk.max_gross_exposure,
-                          min_cash_fraction=settings.risk.min_cash_fraction)
+        shared = allocate(
+            results,
+            portfolio,
+            state["marks"],
+            costs,
+            rt.rules,
+            max_gross_exposure=settings.risk.max_gross_exposure,
+            min_cash_fraction=settings.risk.min_cash_fraction,
+        )
         return {"final": {s: r.to_dict() for s, r in shared.items()}}
 
     return risk

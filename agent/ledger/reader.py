@@ -65,9 +65,11 @@ def load_state(
         return ResumePoint(run_id, None, initial_state(cash0))
     bar_ms = timeframe_ms(settings.timeframe)
     balances = session.execute(
-        select(BalanceSnapshot.bar_ts, BalanceSnapshot.equity, BalanceSnapshot.cash,
-               BalanceSnapshot.fees_paid)
-        .where(BalanceSnapshot.run_id == run_id).order_by(BalanceSnapshot.bar_ts)
+        select(
+            BalanceSnapshot.bar_ts, BalanceSnapshot.equity, BalanceSnapshot.cash, BalanceSnapshot.fees_paid
+        )
+        .where(BalanceSnapshot.run_id == run_id)
+        .order_by(BalanceSnapshot.bar_ts)
     ).all()
     bars = [int(b[0]) for b in balances]
     peak, day, day_start = cash0, -1.0, cash0
@@ -123,7 +125,8 @@ def _positions(
     session: Session, run_id: str, last: int, bars: list[int], held: set[tuple[int, str]]
 ) -> dict[str, Position]:
     rows = session.scalars(
-        select(PositionSnapshot).where(PositionSnapshot.run_id == run_id, PositionSnapshot.bar_ts == last)
+        select(PositionSnapshot)
+        .where(PositionSnapshot.run_id == run_id, PositionSnapshot.bar_ts == last)
         .order_by(PositionSnapshot.symbol)
     ).all()
     positions: dict[str, Position] = {}
@@ -137,8 +140,17 @@ def _positions(
         invalidation, trail, planned = opening if opening is not None else ("", None, None)
         raised = row.stop_loss is not None and (planned is None or row.stop_loss > planned)
         trailing = trail is not None and raised
-        positions[row.symbol] = Position(row.symbol, row.amount, row.avg_price, entry, row.stop_loss,
-                                         row.take_profit, invalidation or "", trail, trailing)
+        positions[row.symbol] = Position(
+            row.symbol,
+            row.amount,
+            row.avg_price,
+            entry,
+            row.stop_loss,
+            row.take_profit,
+            invalidation or "",
+            trail,
+            trailing,
+        )
     return positions
 
 
@@ -149,8 +161,13 @@ def _opening(
     row = session.execute(
         select(Decision.invalidation, Decision.trailing_stop, Decision.stop_loss)
         .join(Order, Order.decision_id == Decision.id)
-        .where(Order.run_id == run_id, Order.symbol == symbol, Order.side == "buy", Order.status == "filled",
-               Order.bar_ts == entry_ts)
+        .where(
+            Order.run_id == run_id,
+            Order.symbol == symbol,
+            Order.side == "buy",
+            Order.status == "filled",
+            Order.bar_ts == entry_ts,
+        )
     ).first()
     return None if row is None else (row[0], row[1], row[2])
 
@@ -158,19 +175,29 @@ def _opening(
 def _cooldowns(session: Session, run_id: str, cooldown_bars: int, bar_ms: int) -> dict[str, int]:
     stop_outs = (bar.REASONS[bar.STOPPED], bar.REASONS[bar.TRAILED])
     rows = session.execute(
-        select(Fill.symbol, func.max(Fill.bar_ts)).join(Order, Fill.order_id == Order.id)
-        .where(Fill.run_id == run_id, Order.reason.in_(stop_outs)).group_by(Fill.symbol)
+        select(Fill.symbol, func.max(Fill.bar_ts))
+        .join(Order, Fill.order_id == Order.id)
+        .where(Fill.run_id == run_id, Order.reason.in_(stop_outs))
+        .group_by(Fill.symbol)
     )
     return {symbol: int(bar.cooldown_end(int(ts), cooldown_bars, bar_ms)) for symbol, ts in rows}
 
 
 def _pending(session: Session, run_id: str, last: int) -> dict[str, PendingTarget]:
     rows = session.scalars(
-        select(Decision).where(Decision.run_id == run_id, Decision.bar_ts == last,
-                               Decision.final_exposure.is_not(None)).order_by(Decision.symbol)
+        select(Decision)
+        .where(Decision.run_id == run_id, Decision.bar_ts == last, Decision.final_exposure.is_not(None))
+        .order_by(Decision.symbol)
     ).all()
     return {
-        r.symbol: PendingTarget(r.symbol, float(r.final_exposure or 0.0), last, r.stop_loss, r.take_profit,
-                                r.invalidation or "", r.trailing_stop)
+        r.symbol: PendingTarget(
+            r.symbol,
+            float(r.final_exposure or 0.0),
+            last,
+            r.stop_loss,
+            r.take_profit,
+            r.invalidation or "",
+            r.trailing_stop,
+        )
         for r in rows
     }

@@ -104,8 +104,15 @@ def start_run(
 ) -> bool:
     """Create the run row unless it exists (`agent.runs.lifecycle.create_run`); True when it was created."""
     spec = RunSpec(
-        id=run_id, kind=RunKind(kind), strategy=strategy, symbols=list(symbols), timeframe=timeframe,
-        params=params or {}, config=config or {}, start_ts=start_ts, end_ts=end_ts,
+        id=run_id,
+        kind=RunKind(kind),
+        strategy=strategy,
+        symbols=list(symbols),
+        timeframe=timeframe,
+        params=params or {},
+        config=config or {},
+        start_ts=start_ts,
+        end_ts=end_ts,
     )
     return create_run(factory, spec)
 
@@ -147,8 +154,9 @@ class LedgerWriter:
 
 
 def _tick_exists(session: Session, run_id: str, bar_ts: int) -> bool:
-    query = select(BalanceSnapshot.id).where(BalanceSnapshot.run_id == run_id,
-                                             BalanceSnapshot.bar_ts == bar_ts)
+    query = select(BalanceSnapshot.id).where(
+        BalanceSnapshot.run_id == run_id, BalanceSnapshot.bar_ts == bar_ts
+    )
     return session.scalar(query) is not None
 
 
@@ -158,44 +166,97 @@ def _write(session: Session, tick: TickRecord) -> dict[str, int]:
     order_ids = _write_orders(session, tick.run_id, tick.outcome.orders, counts)
     for fill in tick.outcome.fills:
         if fill.client_order_id in order_ids:
-            session.add(Fill(order_id=order_ids[fill.client_order_id], run_id=fill.run_id, symbol=fill.symbol,
-                             bar_ts=fill.bar_ts, side=fill.side, amount=fill.amount, price=fill.price,
-                             fee=fill.fee, fee_currency=fill.fee_currency))
+            session.add(
+                Fill(
+                    order_id=order_ids[fill.client_order_id],
+                    run_id=fill.run_id,
+                    symbol=fill.symbol,
+                    bar_ts=fill.bar_ts,
+                    side=fill.side,
+                    amount=fill.amount,
+                    price=fill.price,
+                    fee=fill.fee,
+                    fee_currency=fill.fee_currency,
+                )
+            )
             counts["fills"] += 1
     outcome = tick.outcome
-    session.add(BalanceSnapshot(run_id=tick.run_id, bar_ts=tick.bar_ts, cash=outcome.state.cash,
-                                equity=outcome.equity, fees_paid=outcome.state.fees_paid))
-    stored = set(session.scalars(select(PositionSnapshot.symbol).where(
-        PositionSnapshot.run_id == tick.run_id, PositionSnapshot.bar_ts == tick.bar_ts)))
+    session.add(
+        BalanceSnapshot(
+            run_id=tick.run_id,
+            bar_ts=tick.bar_ts,
+            cash=outcome.state.cash,
+            equity=outcome.equity,
+            fees_paid=outcome.state.fees_paid,
+        )
+    )
+    stored = set(
+        session.scalars(
+            select(PositionSnapshot.symbol).where(
+                PositionSnapshot.run_id == tick.run_id, PositionSnapshot.bar_ts == tick.bar_ts
+            )
+        )
+    )
     for symbol, pos in outcome.state.positions.items():
         if symbol in stored:
             continue
-        session.add(PositionSnapshot(run_id=tick.run_id, bar_ts=tick.bar_ts, symbol=symbol, amount=pos.amount,
-                                     avg_price=pos.avg_price, mark_price=outcome.marks[symbol],
-                                     stop_loss=pos.stop_loss, take_profit=pos.take_profit))
+        session.add(
+            PositionSnapshot(
+                run_id=tick.run_id,
+                bar_ts=tick.bar_ts,
+                symbol=symbol,
+                amount=pos.amount,
+                avg_price=pos.avg_price,
+                mark_price=outcome.marks[symbol],
+                stop_loss=pos.stop_loss,
+                take_profit=pos.take_profit,
+            )
+        )
         counts["positions"] += 1
-    events = [(decision_ids.get(entry.result.symbol), entry.result.symbol, e.kind, _event_text(e))
-              for entry in tick.decisions for e in entry.events]
+    events = [
+        (decision_ids.get(entry.result.symbol), entry.result.symbol, e.kind, _event_text(e))
+        for entry in tick.decisions
+        for e in entry.events
+    ]
     events += [(None, e.symbol, e.kind, e.detail) for e in outcome.events]
-    seen = set(session.execute(select(RiskEvent.symbol, RiskEvent.kind, RiskEvent.detail).where(
-        RiskEvent.run_id == tick.run_id, RiskEvent.bar_ts == tick.bar_ts)).all())
+    seen = set(
+        session.execute(
+            select(RiskEvent.symbol, RiskEvent.kind, RiskEvent.detail).where(
+                RiskEvent.run_id == tick.run_id, RiskEvent.bar_ts == tick.bar_ts
+            )
+        ).all()
+    )
     for decision_id, symbol, kind, detail in events:
         symbol, kind, detail = for_storage(symbol), for_storage(kind[:32]), for_storage(detail)
         if (symbol, kind, detail) not in seen:
-            session.add(RiskEvent(run_id=tick.run_id, decision_id=decision_id, bar_ts=tick.bar_ts,
-                                  symbol=symbol, kind=kind, detail=detail))
+            session.add(
+                RiskEvent(
+                    run_id=tick.run_id,
+                    decision_id=decision_id,
+                    bar_ts=tick.bar_ts,
+                    symbol=symbol,
+                    kind=kind,
+                    detail=detail,
+                )
+            )
             counts["risk_events"] += 1
     return counts
 
 
 def _write_decisions(session: Session, tick: TickRecord, counts: dict[str, int]) -> dict[str, int]:
     """Insert the tick's decisions (skipping existing ones); symbol → decision id."""
-    ids: dict[str, int] = dict(session.execute(
-        select(Decision.symbol, Decision.id).where(Decision.run_id == tick.run_id,
-                                                   Decision.bar_ts == tick.bar_ts)
-    ).all())
-    rows = {e.result.symbol: _decision_row(tick.run_id, tick.bar_ts, e) for e in tick.decisions
-            if e.result.symbol not in ids}
+    ids: dict[str, int] = dict(
+        session.execute(
+            select(Decision.symbol, Decision.id).where(
+                Decision.run_id == tick.run_id, Decision.bar_ts == tick.bar_ts
+            )
+        ).all()
+    )
+    rows = {
+        e.result.symbol: _decision_row(tick.run_id, tick.bar_ts, e)
+        for e in tick.decisions
+        if e.result.symbol not in ids
+    }
     session.add_all(rows.values())
     session.flush()
     counts["decisions"] += len(rows)
@@ -210,16 +271,24 @@ def _decision_row(run_id: str, bar_ts: int, entry: DecisionEntry) -> Decision:
         action = result.action.value
     rationale = proposed.rationale if isinstance(proposed.rationale, str) else repr(proposed.rationale)
     return Decision(
-        run_id=run_id, symbol=for_storage(result.symbol), bar_ts=bar_ts, source=result.source.value,
+        run_id=run_id,
+        symbol=for_storage(result.symbol),
+        bar_ts=bar_ts,
+        source=result.source.value,
         action=action,
-        target_exposure=_finite(proposed.target_exposure), confidence=_finite(proposed.confidence),
+        target_exposure=_finite(proposed.target_exposure),
+        confidence=_finite(proposed.confidence),
         final_exposure=result.target_exposure if result.changes else None,
-        stop_loss=result.stop_loss, take_profit=result.take_profit, trailing_stop=result.trailing_stop,
-        invalidation=for_storage(result.invalidation), rationale=for_storage(rationale[:RATIONALE_STORED]),
+        stop_loss=result.stop_loss,
+        take_profit=result.take_profit,
+        trailing_stop=result.trailing_stop,
+        invalidation=for_storage(result.invalidation),
+        rationale=for_storage(rationale[:RATIONALE_STORED]),
         abstained=bool(llm and llm.abstained),
         abstain_reason=for_storage(llm.reason) if llm and llm.abstained else None,
         llm_call_id=llm.llm_call_id if llm else None,
-        prompt_hash=llm.request.prompt_hash if llm else None, model=for_storage(llm.model) if llm else None,
+        prompt_hash=llm.request.prompt_hash if llm else None,
+        model=for_storage(llm.model) if llm else None,
         reasoning=for_storage(llm.reasoning) if llm else None,
         prompt_tokens=llm.prompt_tokens if llm else None,
         completion_tokens=llm.completion_tokens if llm else None,
@@ -235,9 +304,13 @@ def _write_orders(
     orders = list(orders)
     if not orders:
         return {}
-    known = set(session.scalars(
-        select(Order.client_order_id).where(Order.client_order_id.in_([o.client_order_id for o in orders]))
-    ))
+    known = set(
+        session.scalars(
+            select(Order.client_order_id).where(
+                Order.client_order_id.in_([o.client_order_id for o in orders])
+            )
+        )
+    )
     decision_cache: dict[tuple[str, int], int | None] = {}
     rows: dict[str, Order] = {}
     for order in orders:
@@ -247,14 +320,27 @@ def _write_orders(
         if order.decided_ts is not None:
             key = (order.symbol, order.decided_ts)
             if key not in decision_cache:
-                decision_cache[key] = session.scalar(select(Decision.id).where(
-                    Decision.run_id == run_id, Decision.symbol == order.symbol,
-                    Decision.bar_ts == order.decided_ts))
+                decision_cache[key] = session.scalar(
+                    select(Decision.id).where(
+                        Decision.run_id == run_id,
+                        Decision.symbol == order.symbol,
+                        Decision.bar_ts == order.decided_ts,
+                    )
+                )
             decision_id = decision_cache[key]
         rows[order.client_order_id] = Order(
-            run_id=order.run_id, client_order_id=order.client_order_id, decision_id=decision_id,
-            symbol=order.symbol, bar_ts=order.bar_ts, side=order.side, type=order.type, amount=order.amount,
-            price=order.price, status=order.status, reason=for_storage(order.reason))
+            run_id=order.run_id,
+            client_order_id=order.client_order_id,
+            decision_id=decision_id,
+            symbol=order.symbol,
+            bar_ts=order.bar_ts,
+            side=order.side,
+            type=order.type,
+            amount=order.amount,
+            price=order.price,
+            status=order.status,
+            reason=for_storage(order.reason),
+        )
     session.add_all(rows.values())
     session.flush()
     counts["orders"] += len(rows)

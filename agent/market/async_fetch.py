@@ -96,8 +96,9 @@ async def _download_one(
     until: str | pd.Timestamp | None,
 ) -> DownloadReport:
     retry.call(policy, f"{exchange.id} market {symbol}", exchange.market, symbol)
-    plan = plan_download(store.read(exchange.id, symbol, timeframe), symbol, timeframe, to_ms(since),
-                         to_ms(until), now_ms)
+    plan = plan_download(
+        store.read(exchange.id, symbol, timeframe), symbol, timeframe, to_ms(since), to_ms(until), now_ms
+    )
     rows: list[Row] = []
     pages = 0
 

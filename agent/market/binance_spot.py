@@ -58,8 +58,17 @@ SPOT_SYMBOLS: dict[str, SpotSymbol] = {
         SpotSymbol("ETH", "USDT", "0.01000000", "0.00010000", "0.00010000", "9000.00000000"),
         SpotSymbol("SOL", "USDT", "0.01000000", "0.00100000", "0.00100000", "9000000.00000000"),
         SpotSymbol("BNB", "USDT", "0.01000000", "0.00100000", "0.00100000", "9000.00000000"),
-        SpotSymbol("XRP", "USDT", "0.00010000", "0.10000000", "0.10000000", "9222449.00000000", "5.00000000",
-                   "0.00010000", "1000.00000000"),
+        SpotSymbol(
+            "XRP",
+            "USDT",
+            "0.00010000",
+            "0.10000000",
+            "0.10000000",
+            "9222449.00000000",
+            "5.00000000",
+            "0.00010000",
+            "1000.00000000",
+        ),
         SpotSymbol("LTC", "USDT", "0.01000000", "0.00100000", "0.00100000", "90000.00000000"),
     )
 }
@@ -106,8 +115,20 @@ def decimal(x: float) -> str:
 
 def kline(ts: int, tf_ms: int, o: float, h: float, low: float, c: float, v: float) -> list[Any]:
     """One `/api/v3/klines` row: open time, OHLCV, close time, quote volume, trades, taker volumes."""
-    return [ts, decimal(o), decimal(h), decimal(low), decimal(c), decimal(v), ts + tf_ms - 1, decimal(c * v),
-            1000, decimal(v / 2), decimal(c * v / 2), "0"]
+    return [
+        ts,
+        decimal(o),
+        decimal(h),
+        decimal(low),
+        decimal(c),
+        decimal(v),
+        ts + tf_ms - 1,
+        decimal(c * v),
+        1000,
+        decimal(v / 2),
+        decimal(c * v / 2),
+        "0",
+    ]
 
 
 def ticker_24hr(s: SpotSymbol, day: list[list[Any]], now: int) -> dict[str, Any]:
@@ -119,16 +140,27 @@ def ticker_24hr(s: SpotSymbol, day: list[list[Any]], now: int) -> dict[str, Any]
     volume = sum(float(r[5]) for r in day)
     quote_volume = sum(float(r[7]) for r in day)
     return {
-        "symbol": s.market_id, "priceChange": decimal(last - first_open),
+        "symbol": s.market_id,
+        "priceChange": decimal(last - first_open),
         "priceChangePercent": decimal(round((last / first_open - 1) * 100, 3)),
         "weightedAvgPrice": decimal(quote_volume / volume if volume else last),
-        "prevClosePrice": decimal(first_open), "lastPrice": decimal(last), "lastQty": "0.01000000",
-        "bidPrice": decimal(last - float(s.tick_size)), "bidQty": "1.00000000",
-        "askPrice": decimal(last), "askQty": "1.00000000", "openPrice": decimal(first_open),
+        "prevClosePrice": decimal(first_open),
+        "lastPrice": decimal(last),
+        "lastQty": "0.01000000",
+        "bidPrice": decimal(last - float(s.tick_size)),
+        "bidQty": "1.00000000",
+        "askPrice": decimal(last),
+        "askQty": "1.00000000",
+        "openPrice": decimal(first_open),
         "highPrice": decimal(max(float(r[2]) for r in day)),
         "lowPrice": decimal(min(float(r[3]) for r in day)),
-        "volume": decimal(volume), "quoteVolume": decimal(quote_volume),
-        "openTime": opened, "closeTime": now, "firstId": 1, "lastId": 1000, "count": 1000,
+        "volume": decimal(volume),
+        "quoteVolume": decimal(quote_volume),
+        "openTime": opened,
+        "closeTime": now,
+        "firstId": 1,
+        "lastId": 1000,
+        "count": 1000,
     }
 
 
@@ -149,26 +181,59 @@ def exchange_info(symbols: list[SpotSymbol], now: int) -> dict[str, Any]:
 def exchange_info_entry(s: SpotSymbol) -> dict[str, Any]:
     """One `symbols` entry of `/api/v3/exchangeInfo`: status, assets and the spot filters."""
     return {
-        "symbol": s.market_id, "status": "TRADING", "baseAsset": s.base, "baseAssetPrecision": 8,
-        "quoteAsset": s.quote, "quotePrecision": 8, "quoteAssetPrecision": 8,
-        "baseCommissionPrecision": 8, "quoteCommissionPrecision": 8,
-        "orderTypes": ["LIMIT", "LIMIT_MAKER", "MARKET", "STOP_LOSS", "STOP_LOSS_LIMIT", "TAKE_PROFIT",
-                       "TAKE_PROFIT_LIMIT"],
-        "icebergAllowed": True, "ocoAllowed": True, "otoAllowed": True, "quoteOrderQtyMarketAllowed": True,
-        "allowTrailingStop": True, "cancelReplaceAllowed": True, "isSpotTradingAllowed": True,
+        "symbol": s.market_id,
+        "status": "TRADING",
+        "baseAsset": s.base,
+        "baseAssetPrecision": 8,
+        "quoteAsset": s.quote,
+        "quotePrecision": 8,
+        "quoteAssetPrecision": 8,
+        "baseCommissionPrecision": 8,
+        "quoteCommissionPrecision": 8,
+        "orderTypes": [
+            "LIMIT",
+            "LIMIT_MAKER",
+            "MARKET",
+            "STOP_LOSS",
+            "STOP_LOSS_LIMIT",
+            "TAKE_PROFIT",
+            "TAKE_PROFIT_LIMIT",
+        ],
+        "icebergAllowed": True,
+        "ocoAllowed": True,
+        "otoAllowed": True,
+        "quoteOrderQtyMarketAllowed": True,
+        "allowTrailingStop": True,
+        "cancelReplaceAllowed": True,
+        "isSpotTradingAllowed": True,
         "isMarginTradingAllowed": False,
         "filters": [
-            {"filterType": "PRICE_FILTER", "minPrice": s.min_price, "maxPrice": s.max_price,
-             "tickSize": s.tick_size},
+            {
+                "filterType": "PRICE_FILTER",
+                "minPrice": s.min_price,
+                "maxPrice": s.max_price,
+                "tickSize": s.tick_size,
+            },
             {"filterType": "LOT_SIZE", "minQty": s.min_qty, "maxQty": s.max_qty, "stepSize": s.step_size},
             {"filterType": "ICEBERG_PARTS", "limit": 10},
-            {"filterType": "MARKET_LOT_SIZE", "minQty": "0.00000000", "maxQty": s.max_qty,
-             "stepSize": "0.00000000"},
-            {"filterType": "NOTIONAL", "minNotional": s.min_notional, "applyMinToMarket": True,
-             "maxNotional": "9000000.00000000", "applyMaxToMarket": False, "avgPriceMins": 5},
+            {
+                "filterType": "MARKET_LOT_SIZE",
+                "minQty": "0.00000000",
+                "maxQty": s.max_qty,
+                "stepSize": "0.00000000",
+            },
+            {
+                "filterType": "NOTIONAL",
+                "minNotional": s.min_notional,
+                "applyMinToMarket": True,
+                "maxNotional": "9000000.00000000",
+                "applyMaxToMarket": False,
+                "avgPriceMins": 5,
+            },
             {"filterType": "MAX_NUM_ORDERS", "maxNumOrders": 200},
         ],
-        "permissions": [], "permissionSets": [["SPOT", "MARGIN"]],
+        "permissions": [],
+        "permissionSets": [["SPOT", "MARGIN"]],
         "defaultSelfTradePreventionMode": "EXPIRE_MAKER",
         "allowedSelfTradePreventionModes": ["EXPIRE_TAKER", "EXPIRE_MAKER", "EXPIRE_BOTH"],
     }

@@ -103,8 +103,18 @@ class _StrictResponses:
 
     id: str
 
-    def handle_errors(self, code: int, reason: str, url: str, method: str, headers: dict[str, Any],
-                      body: str, response: object, request_headers: object, request_body: object) -> Any:
+    def handle_errors(
+        self,
+        code: int,
+        reason: str,
+        url: str,
+        method: str,
+        headers: dict[str, Any],
+        body: str,
+        response: object,
+        request_headers: object,
+        request_body: object,
+    ) -> Any:
         if 200 <= code < 300 and response is None and body:
             import ccxt
 

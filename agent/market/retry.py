@@ -83,8 +83,9 @@ def call(policy: RetryPolicy, what: str, fn: Callable[..., T], *args: object, **
     raise AssertionError("unreachable")  # pragma: no cover
 
 
-async def acall(policy: RetryPolicy, what: str, fn: Callable[..., Awaitable[T]], *args: object,
-                **kwargs: object) -> T:
+async def acall(
+    policy: RetryPolicy, what: str, fn: Callable[..., Awaitable[T]], *args: object, **kwargs: object
+) -> T:
     """`call` for coroutine functions (ccxt.async_support); waits with `policy.async_sleep`."""
     for attempt in range(policy.max_retries + 1):
         try:

@@ -130,8 +130,16 @@ def finish_download(
     if new_bars > 0 or not path.exists():
         store.write(exchange_id, plan.symbol, plan.timeframe, merged)
     return DownloadReport(
-        exchange=exchange_id, symbol=plan.symbol, timeframe=plan.timeframe, path=path, requests=requests,
-        new_bars=new_bars, rows=len(merged), first=merged.index[0], last=merged.index[-1], gaps=report.gaps,
+        exchange=exchange_id,
+        symbol=plan.symbol,
+        timeframe=plan.timeframe,
+        path=path,
+        requests=requests,
+        new_bars=new_bars,
+        rows=len(merged),
+        first=merged.index[0],
+        last=merged.index[-1],
+        gaps=report.gaps,
     )
 
 
@@ -179,7 +187,11 @@ class MarketDataService:
         since_ms, until_ms = to_ms(since), to_ms(until)
         self.market(symbol)
         plan = plan_download(
-            self.store.read(self.exchange.id, symbol, timeframe), symbol, timeframe, since_ms, until_ms,
+            self.store.read(self.exchange.id, symbol, timeframe),
+            symbol,
+            timeframe,
+            since_ms,
+            until_ms,
             self.exchange_now(),
         )
         if on_plan is not None:

@@ -41,6 +41,7 @@ from agent.risk.models import ClampEvent, RiskResult
 if TYPE_CHECKING:
     from agent.market.exchange import MarketRules
 
+
 def allocate(
     results: Mapping[str, RiskResult],
     portfolio: PortfolioState,
@@ -53,8 +54,11 @@ def allocate(
 ) -> dict[str, RiskResult]:
     """The tick's results with the increases scaled to fit the book (see the module contract)."""
     out = dict(results)
-    ups = {s: r for s, r in results.items()
-           if r.changes and r.target_exposure > r.current_exposure and r.source != "rule"}
+    ups = {
+        s: r
+        for s, r in results.items()
+        if r.changes and r.target_exposure > r.current_exposure and r.source != "rule"
+    }
     if not ups:
         return out
     equity = _equity(portfolio, marks)

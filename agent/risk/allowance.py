@@ -52,7 +52,12 @@ def allowance(
     """The allowed actions and the maximum exposure for `market.symbol` at `market.bar_ts` (see the module
     contract)."""
     symbol, bar_ts, price, atr_value, rules = (
-        market.symbol, market.bar_ts, market.price, market.atr, market.rules)
+        market.symbol,
+        market.bar_ts,
+        market.price,
+        market.atr,
+        market.rules,
+    )
     problem = _market_data_problem(symbol, price, portfolio, marks)
     if problem:
         event = ClampEvent(BAD_MARKET_DATA, "actions", None, "hold", problem)
@@ -131,10 +136,16 @@ def _no_buy_event(
         return ClampEvent(NO_VOLATILITY, "actions", "buy", None, f"ATR is not available ({atr_value!r})")
     if room > 0:
         return ClampEvent(
-            DUST, "actions", "buy", None,
+            DUST,
+            "actions",
+            "buy",
+            None,
             f"room to buy {room:.2f} is below the minimum order {smallest:.2f}",
         )
     return ClampEvent(
-        EXPOSURE_CAP, "actions", "buy", None,
+        EXPOSURE_CAP,
+        "actions",
+        "buy",
+        None,
         f"no room to buy: max exposure {max_exposure:.4f} (binding: {binding}) <= current {current:.4f}",
     )

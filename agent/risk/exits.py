@@ -65,8 +65,15 @@ def entry_plan(
     if defaults is None:
         return None
     if stop_problem:
-        events.append(ClampEvent(STOP_LOSS_DEFAULT, "stop_loss", stop, defaults[0],
-                                 f"stop-loss {stop_problem}: set to {risk.default_stop_atr:g} ATR below"))
+        events.append(
+            ClampEvent(
+                STOP_LOSS_DEFAULT,
+                "stop_loss",
+                stop,
+                defaults[0],
+                f"stop-loss {stop_problem}: set to {risk.default_stop_atr:g} ATR below",
+            )
+        )
         stop = defaults[0]
     if take_problem:
         detail = f"take-profit {take_problem}: set to {risk.default_take_profit_atr:g} ATR above"

@@ -88,10 +88,26 @@ def apply_limits(
     keep = (pos.stop_loss, pos.take_profit) if pos else (None, None)
     invalidation = decision.invalidation[:INVALIDATION_MAX] if isinstance(decision.invalidation, str) else ""
 
-    def result(action: Action, target: float, plan: tuple[float | None, float | None],
-               events: list[ClampEvent], rejected: bool = False) -> RiskResult:
-        return RiskResult(symbol, source, decision, action, target, current, plan[0], plan[1],
-                          invalidation, rejected, tuple(events))
+    def result(
+        action: Action,
+        target: float,
+        plan: tuple[float | None, float | None],
+        events: list[ClampEvent],
+        rejected: bool = False,
+    ) -> RiskResult:
+        return RiskResult(
+            symbol,
+            source,
+            decision,
+            action,
+            target,
+            current,
+            plan[0],
+            plan[1],
+            invalidation,
+            rejected,
+            tuple(events),
+        )
 
     def reject(problem: Rejection, events: tuple[ClampEvent, ...] = ()) -> RiskResult:
         kind, field, before, detail = problem
@@ -172,8 +188,10 @@ def _stop_sized(
     cap = float(stop_risk_exposure(price, wider, risk.risk_per_trade, trade.buy, trade.sell))
     if target <= cap:
         return target, []
-    detail = (f"a stop-out at {wider:.10g} ({1.0 - wider / price:.2%} below the price) would lose more than "
-              f"risk_per_trade {risk.risk_per_trade:.2%} of equity above exposure {cap:.4f}")
+    detail = (
+        f"a stop-out at {wider:.10g} ({1.0 - wider / price:.2%} below the price) would lose more than "
+        f"risk_per_trade {risk.risk_per_trade:.2%} of equity above exposure {cap:.4f}"
+    )
     if cap <= current:
         return Rejection(m.STOP_RISK, "target_exposure", target, f"{detail}, already held ({current:.4f})")
     return cap, [ClampEvent(m.STOP_RISK, "target_exposure", target, cap, detail)]
@@ -193,18 +211,30 @@ def _target(
         return 0.0, [ClampEvent(m.CLOSE_TARGET, "target_exposure", target, 0.0, "close means target 0")]
     if action is Action.SELL:
         if target >= current:
-            return Rejection(m.INCONSISTENT_ACTION, "target_exposure", target,
-                             f"sell to {target:.4f} is not below the current exposure {current:.4f}")
+            return Rejection(
+                m.INCONSISTENT_ACTION,
+                "target_exposure",
+                target,
+                f"sell to {target:.4f} is not below the current exposure {current:.4f}",
+            )
         return target, []
     if target <= current:
-        return Rejection(m.INCONSISTENT_ACTION, "target_exposure", target,
-                         f"buy to {target:.4f} is not above the current exposure {current:.4f}")
+        return Rejection(
+            m.INCONSISTENT_ACTION,
+            "target_exposure",
+            target,
+            f"buy to {target:.4f} is not above the current exposure {current:.4f}",
+        )
     if target <= allowance.max_exposure:
         return target, []
     cap, binding = allowance.max_exposure, allowance.binding
     if cap <= current:
-        return Rejection(m.EXPOSURE_CAP, "target_exposure", target,
-                         f"no room above the current exposure {current:.4f} (binding: {binding})")
+        return Rejection(
+            m.EXPOSURE_CAP,
+            "target_exposure",
+            target,
+            f"no room above the current exposure {current:.4f} (binding: {binding})",
+        )
     detail = f"above the allowed {cap:.4f} (binding: {binding})"
     return cap, [ClampEvent(m.EXPOSURE_CAP, "target_exposure", target, cap, detail)]
 
@@ -256,8 +286,12 @@ def _screen_action(
         why = f"{action.value} not allowed ({allowed}; {why})"
         return Rejection(m.ACTION_NOT_ALLOWED, "action", action.value, why)
     if action is not Action.HOLD and decision.confidence < minimum:
-        return Rejection(m.LOW_CONFIDENCE, "confidence", decision.confidence,
-                f"confidence {decision.confidence:g} is below min_confidence {minimum:g}")
+        return Rejection(
+            m.LOW_CONFIDENCE,
+            "confidence",
+            decision.confidence,
+            f"confidence {decision.confidence:g} is below min_confidence {minimum:g}",
+        )
     return None
 
 
@@ -266,9 +300,11 @@ def dust_reason(target: float, equity: float, held: float, price: float, rules: 
     delta = costs.order_for_target(target, equity, held, price)
     amount = costs.floor_to_step(abs(delta), rules.amount_step)
     if amount <= 0 or amount < rules.min_amount or amount * price < rules.min_notional:
-        return (f"order of {abs(delta):.10g} ({abs(delta) * price:.4f} quote) is below the exchange minimum "
-                f"(step {rules.amount_step:g}, min amount {rules.min_amount:g}, "
-                f"min notional {rules.min_notional:g})")
+        return (
+            f"order of {abs(delta):.10g} ({abs(delta) * price:.4f} quote) is below the exchange minimum "
+            f"(step {rules.amount_step:g}, min amount {rules.min_amount:g}, "
+            f"min notional {rules.min_notional:g})"
+        )
     return ""
 
 
@@ -310,8 +346,13 @@ def rule_decision(
     else:
         return hold(symbol, f"rule {strategy}: already at {target:g}")
     return TradeDecision.model_construct(
-        symbol=symbol, action=action, target_exposure=float(target), confidence=1.0, stop_loss=stop_loss,
-        take_profit=take_profit, invalidation="",
+        symbol=symbol,
+        action=action,
+        target_exposure=float(target),
+        confidence=1.0,
+        stop_loss=stop_loss,
+        take_profit=take_profit,
+        invalidation="",
         rationale=f"rule {strategy}: target {previous_target!r} -> {target:g}"[:RATIONALE_MAX],
     )
 
@@ -338,13 +379,31 @@ def rule_limits(
     current = allowance.current_exposure if math.isfinite(allowance.current_exposure) else 0.0
     kept = (pos.stop_loss, pos.take_profit, pos.trailing_stop) if pos else (None, None, None)
 
-    def result(action: Action, target: float, plan: tuple[float | None, ...],
-               events: tuple[ClampEvent, ...] = (), rejected: bool = False) -> RiskResult:
-        return RiskResult(symbol, DecisionSource.RULE, decision, action, target, current, plan[0], plan[1],
-                          "", rejected, events, plan[2])
+    def result(
+        action: Action,
+        target: float,
+        plan: tuple[float | None, ...],
+        events: tuple[ClampEvent, ...] = (),
+        rejected: bool = False,
+    ) -> RiskResult:
+        return RiskResult(
+            symbol,
+            DecisionSource.RULE,
+            decision,
+            action,
+            target,
+            current,
+            plan[0],
+            plan[1],
+            "",
+            rejected,
+            events,
+            plan[2],
+        )
 
     problem = _screen_fields(decision, allowance, market, symbols, None) or _rule_problem(
-        decision, allowance, pos is not None, current)
+        decision, allowance, pos is not None, current
+    )
     if problem is not None:
         kind, field, before, detail = problem
         event = ClampEvent(kind, field, _shown(before), "hold", detail)

@@ -38,9 +38,7 @@ def vol_target_exposure(
     atr_a = np.asarray(atr_value, dtype=np.float64)
     with np.errstate(divide="ignore", invalid="ignore"):
         stop_fraction = stop_atr * atr_a / close_a
-        raw = np.where(
-            np.isfinite(stop_fraction) & (stop_fraction > 0), risk_per_trade / stop_fraction, 0.0
-        )
+        raw = np.where(np.isfinite(stop_fraction) & (stop_fraction > 0), risk_per_trade / stop_fraction, 0.0)
     return np.clip(raw, 0.0, cap)
 
 

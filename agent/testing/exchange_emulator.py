@@ -278,11 +278,17 @@ class ExchangeEmulator:
     def _ticker(self, symbol: str) -> dict[str, Any]:
         now = self._now
         series = self._series.get(symbol)
-        day = [] if series is None else [
-            self._kline(series, i, now)
-            for i in range(int(np.searchsorted(series.ts, now - _DAY_MS, side="right")),
-                           int(np.searchsorted(series.ts, now, side="right")))
-        ]
+        day = (
+            []
+            if series is None
+            else [
+                self._kline(series, i, now)
+                for i in range(
+                    int(np.searchsorted(series.ts, now - _DAY_MS, side="right")),
+                    int(np.searchsorted(series.ts, now, side="right")),
+                )
+            ]
+        )
         return wire.ticker_24hr(self._symbols[symbol], day, now)
 
 

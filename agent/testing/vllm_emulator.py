@@ -70,7 +70,14 @@ from aiohttp.typedefs import Handler
 
 _TOKEN = re.compile(r"\s?\w+|\s?[^\w\s]|\s+")
 __all__ = [
-    "FAULTS", "MODELS_FAULTS", "TOKENIZE_FAULTS", "Reply", "Responder", "VLLMEmulator", "fault", "tokenize"
+    "FAULTS",
+    "MODELS_FAULTS",
+    "TOKENIZE_FAULTS",
+    "Reply",
+    "Responder",
+    "VLLMEmulator",
+    "fault",
+    "tokenize",
 ]
 TOKENIZE_FAULTS = ("http_500", "garbage", "hang", "drip")
 MODELS_FAULTS = ("hang", "drip", "nan_max_model_len", "inf_max_model_len", "plain_strings")

@@ -91,8 +91,9 @@ def test_missing_bar_defers_the_order_to_the_next_bar_with_data() -> None:
     assert sim.equity[1] == 1000.0  # marked at the last close while the bar is missing
 
 
-def _plan(close: list[float], stop: float = math.nan, take: float = math.nan, trail: float = math.nan
-          ) -> np.ndarray:
+def _plan(
+    close: list[float], stop: float = math.nan, take: float = math.nan, trail: float = math.nan
+) -> np.ndarray:
     """Exit plans decided at each close: levels `stop` below, `take` above it, trailing distance `trail`."""
     c = np.asarray(close, dtype=np.float64)
     return np.stack([c - stop, c + take, np.full(len(c), trail)])
@@ -133,8 +134,13 @@ def test_exit_plan_is_the_one_decided_with_the_target() -> None:
 
 def test_exit_levels_are_anchored_at_the_deciding_close_not_at_the_fill() -> None:
     # decided at close 100 with a stop 5 below (95); the entry fills at a gapped-up open of 104
-    sim = run_bars([100, 104, 96, 96], [1, 1, 1, 1], close=[100, 104, 96, 96], low=[100, 104, 95.5, 96],
-                   plan=_plan([100, 104, 96, 96], stop=5.0))
+    sim = run_bars(
+        [100, 104, 96, 96],
+        [1, 1, 1, 1],
+        close=[100, 104, 96, 96],
+        low=[100, 104, 95.5, 96],
+        plan=_plan([100, 104, 96, 96], stop=5.0),
+    )
     assert len(sim.fill_bar) == 1  # a stop at 99 (the fill minus 5) would have been hit at 95.5
 
 
@@ -155,8 +161,10 @@ def test_trailing_stop_rises_with_the_high_but_not_within_the_same_bar() -> None
 
 def test_a_stopped_out_position_is_not_reentered_while_the_target_is_unchanged() -> None:
     sim = run_bars(
-        [100, 100, 90, 100, 100], [1, 1, 1, 1, 1], low=[100, 100, 89, 100, 100],
-        plan=_plan([100] * 5, stop=5.0)
+        [100, 100, 90, 100, 100],
+        [1, 1, 1, 1, 1],
+        low=[100, 100, 89, 100, 100],
+        plan=_plan([100] * 5, stop=5.0),
     )
     assert len(sim.fill_bar) == 2
 

@@ -20,17 +20,17 @@ BINANCE_STEPS = {"BTC/USDT": 1e-5, "ETH/USDT": 1e-4, "SOL/USDT": 1e-3}
 
 def rules_for(symbols: list[str], fee: float = 0.001, min_notional: float = 5.0) -> dict[str, MarketRules]:
     """Binance-like spot rules for the bundled symbols."""
-    return {
-        s: MarketRules(s, BINANCE_STEPS[s], BINANCE_STEPS[s], min_notional, fee, fee) for s in symbols
-    }
+    return {s: MarketRules(s, BINANCE_STEPS[s], BINANCE_STEPS[s], min_notional, fee, fee) for s in symbols}
 
 
 def load_frames(
     symbols: list[str], bars: int | None = None, timeframe: str = "1h"
 ) -> dict[str, pd.DataFrame]:
     """Bundled candles of `symbols` on their common bar times (the last `bars` of them)."""
-    frames = {s: read_feather(PROJECT_ROOT / "data/binance" / f"{s.replace('/', '_')}-{timeframe}.feather")
-              for s in symbols}
+    frames = {
+        s: read_feather(PROJECT_ROOT / "data/binance" / f"{s.replace('/', '_')}-{timeframe}.feather")
+        for s in symbols
+    }
     common = frames[symbols[0]].index
     for frame in frames.values():
         common = common.intersection(frame.index)
@@ -52,8 +52,11 @@ def sma_targets(frame: pd.DataFrame, fast: int = 20, slow: int = 50) -> np.ndarr
 
 def atr_of(frame: pd.DataFrame, period: int = 14) -> np.ndarray:
     """TA-Lib ATR of a candle frame."""
-    return np.asarray(talib.ATR(frame["high"].to_numpy(), frame["low"].to_numpy(), frame["close"].to_numpy(),
-                                timeperiod=period))
+    return np.asarray(
+        talib.ATR(
+            frame["high"].to_numpy(), frame["low"].to_numpy(), frame["close"].to_numpy(), timeperiod=period
+        )
+    )
 
 
 @dataclass

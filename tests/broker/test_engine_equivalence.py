@@ -23,18 +23,22 @@ from tests.broker.sim import bar_times, load_frames
 NO_BREAKERS = {"cooldown_bars": 0, "daily_loss_limit": 1.0, "max_drawdown": 1.0}
 
 
-def _engine(frames: dict[str, pd.DataFrame], targets: np.ndarray, dists: np.ndarray | None,
-            settings: Settings) -> SimResult:
+def _engine(
+    frames: dict[str, pd.DataFrame], targets: np.ndarray, dists: np.ndarray | None, settings: Settings
+) -> SimResult:
     symbols = list(frames)
     index = frames[symbols[0]].index
-    ohlcv = {c: np.column_stack([frames[s][c].to_numpy() for s in symbols]) for c in
-             ("open", "high", "low", "close", "volume")}
+    ohlcv = {
+        c: np.column_stack([frames[s][c].to_numpy() for s in symbols])
+        for c in ("open", "high", "low", "close", "volume")
+    }
     rules = rules_matrix([rules_for(s, settings) for s in symbols])
     return simulate(index, symbols, ohlcv, targets, rules, engine_config(settings), dists, settings.timeframe)
 
 
-def _broker(frames: dict[str, pd.DataFrame], targets: np.ndarray, dists: np.ndarray | None,
-            settings: Settings) -> list[BarOutcome]:
+def _broker(
+    frames: dict[str, pd.DataFrame], targets: np.ndarray, dists: np.ndarray | None, settings: Settings
+) -> list[BarOutcome]:
     """The raw target matrix fed to the broker every bar, as the engine reads it (in_force passed back)."""
     symbols = list(frames)
     rules = {s: rules_for(s, settings) for s in symbols}
@@ -58,15 +62,25 @@ def _broker(frames: dict[str, pd.DataFrame], targets: np.ndarray, dists: np.ndar
 
 def _compare(frames: dict[str, pd.DataFrame], sim: SimResult, outcomes: list[BarOutcome]) -> list[str]:
     symbols = list(frames)
-    engine_fills = [(int(b), symbols[int(s)], "buy" if side > 0 else "sell", a, p, f, REASONS[int(r)])
-                    for b, s, side, a, p, f, r in zip(sim.fill_bar, sim.fill_symbol, sim.fill_side,
-                                                       sim.fill_amount, sim.fill_price, sim.fill_fee,
-                                                       sim.fill_reason, strict=True)]
+    engine_fills = [
+        (int(b), symbols[int(s)], "buy" if side > 0 else "sell", a, p, f, REASONS[int(r)])
+        for b, s, side, a, p, f, r in zip(
+            sim.fill_bar,
+            sim.fill_symbol,
+            sim.fill_side,
+            sim.fill_amount,
+            sim.fill_price,
+            sim.fill_fee,
+            sim.fill_reason,
+            strict=True,
+        )
+    ]
     broker_fills = []
     for t, out in enumerate(outcomes):
         reasons = {o.client_order_id: o.reason for o in out.orders}
-        broker_fills += [(t, f.symbol, f.side, f.amount, f.price, f.fee, reasons[f.client_order_id])
-                         for f in out.fills]
+        broker_fills += [
+            (t, f.symbol, f.side, f.amount, f.price, f.fee, reasons[f.client_order_id]) for f in out.fills
+        ]
     assert broker_fills == engine_fills
     assert [o.equity for o in outcomes] == sim.equity.tolist()
     assert [o.state.cash for o in outcomes] == sim.cash.tolist()
@@ -93,8 +107,9 @@ def test_three_symbols_sharing_cash_fill_identically() -> None:
     symbols = ["BTC/USDT", "ETH/USDT", "SOL/USDT"]
     frames = load_frames(symbols, bars=3000)
     # A participation cap small enough to cut most fills: partial entries and exits must match too.
-    settings = Settings(symbols=symbols, broker={"slippage_bps": 10.0, "max_participation": 2e-5},
-                        risk=NO_BREAKERS)
+    settings = Settings(
+        symbols=symbols, broker={"slippage_bps": 10.0, "max_participation": 2e-5}, risk=NO_BREAKERS
+    )
     strategy = build_strategy("ema_cross", {"stop_atr": 1.5, "take_profit_atr": 3.0})
     targets = np.column_stack([strategy.exposure(frames[s]) * 0.4 for s in symbols])
     dists = np.stack([exit_plan(frames[s], strategy.params) for s in symbols], axis=-1)

@@ -23,8 +23,9 @@ def _settings(**risk: object) -> Settings:
 
 def _holding(stop: float | None, take: float | None, amount: float = 0.1) -> PortfolioState:
     position = Position(SYMBOL, amount, 60_000.0, T0 - HOUR, stop, take, "thesis")
-    return PortfolioState(cash=4_000.0, positions={SYMBOL: position}, peak_equity=10_000.0,
-                          day_start_equity=10_000.0, day=-1)
+    return PortfolioState(
+        cash=4_000.0, positions={SYMBOL: position}, peak_equity=10_000.0, day_start_equity=10_000.0, day=-1
+    )
 
 
 def _settle(state: PortfolioState, bar: Bar, settings: Settings | None = None):  # noqa: ANN202
@@ -84,8 +85,9 @@ def test_entry_then_stop_in_the_same_bar() -> None:
     assert out.state.positions == {}
     buy, sell = out.fills
     assert buy.amount == sell.amount
-    assert out.state.cash == pytest.approx(10_000.0 - buy.amount * buy.price - buy.fee
-                                           + sell.amount * sell.price - sell.fee)
+    assert out.state.cash == pytest.approx(
+        10_000.0 - buy.amount * buy.price - buy.fee + sell.amount * sell.price - sell.fee
+    )
 
 
 def test_entry_stores_the_exit_plan_and_an_add_keeps_it() -> None:
@@ -100,22 +102,33 @@ def test_entry_stores_the_exit_plan_and_an_add_keeps_it() -> None:
     out2 = process_bar(out.state, {SYMBOL: bar}, add, T0 + HOUR, RULES, _settings(), "r1", out.in_force)
     pos2 = out2.state.positions[SYMBOL]
     assert out2.orders[0].reason == "increase"
-    assert (pos2.stop_loss, pos2.take_profit, pos2.invalidation, pos2.entry_ts) == (55_000.0, 70_000.0,
-                                                                                    "below 55k", T0)
+    assert (pos2.stop_loss, pos2.take_profit, pos2.invalidation, pos2.entry_ts) == (
+        55_000.0,
+        70_000.0,
+        "below 55k",
+        T0,
+    )
     buys = [out.fills[0], out2.fills[0]]
     cost = sum(f.amount * f.price for f in buys)
     assert pos2.avg_price == pytest.approx(cost / sum(f.amount for f in buys))
 
 
 def test_a_trailing_distance_raises_the_stop_from_the_fill_and_follows_the_high() -> None:
-    pending = {SYMBOL: PendingTarget(SYMBOL, 0.5, T0 - HOUR, stop_loss=58_000.0, take_profit=70_000.0,
-                                     trailing_stop=1_200.0)}
+    pending = {
+        SYMBOL: PendingTarget(
+            SYMBOL, 0.5, T0 - HOUR, stop_loss=58_000.0, take_profit=70_000.0, trailing_stop=1_200.0
+        )
+    }
     entry = Bar(60_000.0, 60_100.0, 59_900.0, 60_000.0, 100.0)
     out = process_bar(initial_state(10_000.0), {SYMBOL: entry}, pending, T0, RULES, _settings(), "r1")
     pos = out.state.positions[SYMBOL]
     # the fill (60,060 with slippage) minus 1,200 is above the planned stop; then the bar's high lifts it
-    assert (pos.stop_loss, pos.take_profit, pos.trailing_stop, pos.trailing) == (58_900.0, 70_000.0, 1_200.0,
-                                                                                  True)
+    assert (pos.stop_loss, pos.take_profit, pos.trailing_stop, pos.trailing) == (
+        58_900.0,
+        70_000.0,
+        1_200.0,
+        True,
+    )
     up = Bar(60_000.0, 62_000.0, 59_000.0, 61_500.0, 100.0)  # 59,000 > 58,900: held; the high lifts the stop
     out2 = process_bar(out.state, {SYMBOL: up}, {}, T0 + HOUR, RULES, _settings(), "r1")
     assert out2.fills == () and out2.state.positions[SYMBOL].stop_loss == 60_800.0

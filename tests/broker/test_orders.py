@@ -64,8 +64,9 @@ def test_dust_and_unfillable_orders_are_recorded_not_filled() -> None:
     assert order.status == "rejected" and order.reason == "entry: dust"
     assert [e.kind for e in out.events] == ["dust"]
     broke = PortfolioState(cash=0.0, positions={ETH: Position(ETH, 1.0, 100.0, T0)}, peak_equity=100.0)
-    out2 = process_bar(broke, {BTC: FLAT, ETH: FLAT}, {BTC: PendingTarget(BTC, 0.5, T0 - HOUR)}, T0, RULES,
-                       SETTINGS, "r1")
+    out2 = process_bar(
+        broke, {BTC: FLAT, ETH: FLAT}, {BTC: PendingTarget(BTC, 0.5, T0 - HOUR)}, T0, RULES, SETTINGS, "r1"
+    )
     assert out2.orders[0].status == "rejected" and out2.orders[0].reason == "entry: nothing fillable"
     assert [e.kind for e in out2.events] == ["zero"]
 
@@ -84,8 +85,9 @@ def test_dust_count_over_a_run_with_a_large_minimum_notional() -> None:
 def test_participation_cap_limits_the_fill() -> None:
     settings = Settings(symbols=[BTC], broker={"slippage_bps": 0.0, "max_participation": 0.1})
     bar = {BTC: Bar(100.0, 100.0, 100.0, 100.0, 20.0)}
-    out = process_bar(initial_state(10_000.0), bar, {BTC: PendingTarget(BTC, 1.0, T0 - HOUR)}, T0, RULES,
-                      settings, "r1")
+    out = process_bar(
+        initial_state(10_000.0), bar, {BTC: PendingTarget(BTC, 1.0, T0 - HOUR)}, T0, RULES, settings, "r1"
+    )
     assert out.fills[0].amount == pytest.approx(2.0)
 
 
@@ -108,8 +110,13 @@ def test_missing_or_invalid_inputs_fail_loudly() -> None:
 
 
 def test_peak_and_day_start_follow_the_close_in_utc_days() -> None:
-    state = PortfolioState(cash=0.0, positions={BTC: Position(BTC, 1.0, 100.0, T0)}, peak_equity=100.0,
-                           day_start_equity=100.0, day=-1)
+    state = PortfolioState(
+        cash=0.0,
+        positions={BTC: Position(BTC, 1.0, 100.0, T0)},
+        peak_equity=100.0,
+        day_start_equity=100.0,
+        day=-1,
+    )
     times = [T0 + h * HOUR for h in range(22, 26)]  # bars closing 23:00, 00:00 (new day), 01:00, 02:00
     closes = [110.0, 90.0, 95.0, 120.0]
     days, starts, peaks = [], [], []

@@ -43,8 +43,12 @@ def data_dir(tmp_path: Path) -> Path:
 def settings(folder: Path, db_url: str | None = None, **overrides: Any) -> Settings:
     """Rule-strategy settings over the bundled BTC and ETH 1h candles; no LLM, no network."""
     values: dict[str, Any] = {
-        "symbols": ["BTC/USDT", "ETH/USDT"], "strategy": "sma_cross", "timeframe": "1h",
-        "data_dir": folder, "database_url": db_url, "risk": {"cooldown_bars": 1},
+        "symbols": ["BTC/USDT", "ETH/USDT"],
+        "strategy": "sma_cross",
+        "timeframe": "1h",
+        "data_dir": folder,
+        "database_url": db_url,
+        "risk": {"cooldown_bars": 1},
     }
     values.update(overrides)
     return Settings(**values)
@@ -104,19 +108,58 @@ def ledger(url: str, run_id: str) -> dict[str, list[tuple[Any, ...]]]:
     engine = create_engine(url)
     try:
         with Session(engine) as session:
-            balances = session.execute(
-                select(BalanceSnapshot.bar_ts, BalanceSnapshot.cash, BalanceSnapshot.equity,
-                       BalanceSnapshot.fees_paid)
-                .where(BalanceSnapshot.run_id == run_id).order_by(BalanceSnapshot.bar_ts)).tuples().all()
-            orders = session.execute(
-                select(Order.client_order_id, Order.symbol, Order.bar_ts, Order.side, Order.type,
-                       Order.amount, Order.price, Order.status, Order.reason)
-                .where(Order.run_id == run_id).order_by(Order.client_order_id)).tuples().all()
-            fills = session.execute(
-                select(Order.client_order_id, Fill.symbol, Fill.bar_ts, Fill.side, Fill.amount, Fill.price,
-                       Fill.fee, Fill.fee_currency)
-                .join(Order, Fill.order_id == Order.id)
-                .where(Fill.run_id == run_id).order_by(Order.client_order_id, Fill.bar_ts)).tuples().all()
+            balances = (
+                session.execute(
+                    select(
+                        BalanceSnapshot.bar_ts,
+                        BalanceSnapshot.cash,
+                        BalanceSnapshot.equity,
+                        BalanceSnapshot.fees_paid,
+                    )
+                    .where(BalanceSnapshot.run_id == run_id)
+                    .order_by(BalanceSnapshot.bar_ts)
+                )
+                .tuples()
+                .all()
+            )
+            orders = (
+                session.execute(
+                    select(
+                        Order.client_order_id,
+                        Order.symbol,
+                        Order.bar_ts,
+                        Order.side,
+                        Order.type,
+                        Order.amount,
+                        Order.price,
+                        Order.status,
+                        Order.reason,
+                    )
+                    .where(Order.run_id == run_id)
+                    .order_by(Order.client_order_id)
+                )
+                .tuples()
+                .all()
+            )
+            fills = (
+                session.execute(
+                    select(
+                        Order.client_order_id,
+                        Fill.symbol,
+                        Fill.bar_ts,
+                        Fill.side,
+                        Fill.amount,
+                        Fill.price,
+                        Fill.fee,
+                        Fill.fee_currency,
+                    )
+                    .join(Order, Fill.order_id == Order.id)
+                    .where(Fill.run_id == run_id)
+                    .order_by(Order.client_order_id, Fill.bar_ts)
+                )
+                .tuples()
+                .all()
+            )
     finally:
         engine.dispose()
     return {"balances": list(balances), "orders": list(orders), "fills": list(fills)}
@@ -127,8 +170,15 @@ def journal_rows(url: str, run_id: str) -> list[tuple[int, str, str | None]]:
     engine = create_engine(url)
     try:
         with Session(engine) as session:
-            rows = session.execute(select(DaemonTick.bar_ts, DaemonTick.status, DaemonTick.reason)
-                                   .where(DaemonTick.run_id == run_id).order_by(DaemonTick.id)).tuples().all()
+            rows = (
+                session.execute(
+                    select(DaemonTick.bar_ts, DaemonTick.status, DaemonTick.reason)
+                    .where(DaemonTick.run_id == run_id)
+                    .order_by(DaemonTick.id)
+                )
+                .tuples()
+                .all()
+            )
     finally:
         engine.dispose()
     return [(int(b), s, r) for b, s, r in rows]
@@ -142,21 +192,40 @@ def bars(url: str, run_id: str) -> list[int]:
 def subprocess_env(folder: Path, db_url: str, symbols: Sequence[str] = ("BTC/USDT",)) -> dict[str, str]:
     """The environment of a daemon subprocess: rule strategy on the bundled 1h candles, database `db_url`."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("TRADEGRAPH_")}
-    env.update({
-        "TRADEGRAPH_SYMBOLS": ",".join(symbols), "TRADEGRAPH_STRATEGY": "sma_cross",
-        "TRADEGRAPH_TIMEFRAME": "1h", "TRADEGRAPH_DATA_DIR": str(folder), "TRADEGRAPH_DATABASE_URL": db_url,
-        "TRADEGRAPH_RISK__COOLDOWN_BARS": "1", "PGAPPNAME": DAEMON_APP,
-    })
+    env.update(
+        {
+            "TRADEGRAPH_SYMBOLS": ",".join(symbols),
+            "TRADEGRAPH_STRATEGY": "sma_cross",
+            "TRADEGRAPH_TIMEFRAME": "1h",
+            "TRADEGRAPH_DATA_DIR": str(folder),
+            "TRADEGRAPH_DATABASE_URL": db_url,
+            "TRADEGRAPH_RISK__COOLDOWN_BARS": "1",
+            "PGAPPNAME": DAEMON_APP,
+        }
+    )
     return env
 
 
 def start_daemon(folder: Path, db_url: str, log: Path, *args: str) -> subprocess.Popen[bytes]:
     """`tradegraph run --replay <args>` in a subprocess (SMA 5/20, JSON logs appended to `log`)."""
-    command = [sys.executable, "-m", "agent.cli.main", "run", "--replay", "-p", f"fast={SMA['fast']}",
-               "-p", f"slow={SMA['slow']}", "--log-format", "json", *args]
+    command = [
+        sys.executable,
+        "-m",
+        "agent.cli.main",
+        "run",
+        "--replay",
+        "-p",
+        f"fast={SMA['fast']}",
+        "-p",
+        f"slow={SMA['slow']}",
+        "--log-format",
+        "json",
+        *args,
+    ]
     with log.open("ab") as err:
-        return subprocess.Popen(command, cwd=folder.parent, env=subprocess_env(folder, db_url), stdout=err,
-                                stderr=err)
+        return subprocess.Popen(
+            command, cwd=folder.parent, env=subprocess_env(folder, db_url), stdout=err, stderr=err
+        )
 
 
 def running(proc: subprocess.Popen[bytes], log: Path) -> bool:

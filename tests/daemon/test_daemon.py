@@ -89,8 +89,11 @@ def test_live_mode_over_ccxt_ticks_the_last_closed_bar_and_skips_a_failing_wake_
             bars = wait_for(lambda: [b[0] for b in ledger(url, "live")["balances"]], 60, "the tick")
             assert bars == [start + 4 * HOUR]  # the last closed bar, never the open one
             # the failed wake-up's retry (0.2 s later) finds nothing due; then the cron trigger plans the next
-            lease = wait_for(lambda: (x := _lease(url)) and x.next_tick_ms
-                             and _at_candle_close(x.next_tick_ms) and x, 30, "a wake-up at a candle close")
+            lease = wait_for(
+                lambda: (x := _lease(url)) and x.next_tick_ms and _at_candle_close(x.next_tick_ms) and x,
+                30,
+                "a wake-up at a candle close",
+            )
         finally:
             daemon.stop.request("test over")
             result = bg.join()
@@ -255,18 +258,34 @@ def test_an_unreachable_exchange_at_start_is_one_line_and_frees_the_lease(tmp_pa
 @pytest.mark.timeout(180)
 def test_a_replay_over_an_earlier_window_fills_the_stores_hole(tmp_path: Path) -> None:
     folder = data_dir(tmp_path)
-    later = DaemonOptions(replay=True, speed=3600 * 50, start=iso(DATA_END - 20 * HOUR), params=SMA,
-                          run_id="later", history_bars=30)
+    later = DaemonOptions(
+        replay=True,
+        speed=3600 * 50,
+        start=iso(DATA_END - 20 * HOUR),
+        params=SMA,
+        run_id="later",
+        history_bars=30,
+    )
     assert Daemon(settings(folder, f"sqlite:///{tmp_path / 'later.db'}"), later).run().finished
     # the store now holds DATA_END-50h .. DATA_END-1h; the earlier run needs DATA_END-150h .. DATA_END-101h
     start, end = DATA_END - 120 * HOUR, DATA_END - 100 * HOUR
-    earlier = DaemonOptions(replay=True, speed=3600 * 50, start=iso(start), end=iso(end), params=SMA,
-                            run_id="earlier", history_bars=30)
+    earlier = DaemonOptions(
+        replay=True,
+        speed=3600 * 50,
+        start=iso(start),
+        end=iso(end),
+        params=SMA,
+        run_id="earlier",
+        history_bars=30,
+    )
     url = f"sqlite:///{tmp_path / 'earlier.db'}"
     bg = Background(Daemon(settings(folder, url), earlier))
     try:
-        wait_for(lambda: bg.result is not None or len(ledger(url, "earlier")["balances"]) >= 20, 120,
-                 "the earlier window's bars")
+        wait_for(
+            lambda: bg.result is not None or len(ledger(url, "earlier")["balances"]) >= 20,
+            120,
+            "the earlier window's bars",
+        )
     finally:
         bg.daemon.stop.request("test over")
         result = bg.join()

@@ -29,8 +29,14 @@ BARS = 48
 
 def _run(folder: Path, url: str, exchange: object) -> tuple[str, object]:
     cfg = settings(folder, url, exchange={"max_retries": 1, "backoff_base_s": 0.0, "backoff_max_s": 0.0})
-    options = DaemonOptions(replay=True, speed=3600 * 40, start=iso(DATA_END - BARS * HOUR), params=SMA,
-                            run_id="faults", lease_ttl_s=10)
+    options = DaemonOptions(
+        replay=True,
+        speed=3600 * 40,
+        start=iso(DATA_END - BARS * HOUR),
+        params=SMA,
+        run_id="faults",
+        lease_ttl_s=10,
+    )
     result = Daemon(cfg, options, exchange=exchange).run()
     return url, result
 

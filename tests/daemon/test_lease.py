@@ -32,8 +32,9 @@ def factory(db_url: str) -> Iterator[sessionmaker[Session]]:
     engine.dispose()
 
 
-def _lease(factory: sessionmaker[Session], n: int, *, host: str = "h1", alive: bool = True,
-           ttl: float = 30.0) -> Lease:
+def _lease(
+    factory: sessionmaker[Session], n: int, *, host: str = "h1", alive: bool = True, ttl: float = 30.0
+) -> Lease:
     return Lease(factory, Holder(f"{host}:{100 + n}:x", host, 100 + n), ttl, is_alive=lambda _pid: alive)
 
 
@@ -224,17 +225,34 @@ def _daemon_rig(
     folder = data_dir(tmp_path)
     cfg = settings(folder, db_url)
     engine, factory = open_db(db_url)
-    service = MarketDataService(ReplayExchange(folder), CachedStore(folder),
-                                RetryPolicy(max_retries=0, sleep=lambda _s: None))
+    service = MarketDataService(
+        ReplayExchange(folder), CachedStore(folder), RetryPolicy(max_retries=0, sleep=lambda _s: None)
+    )
     feed = CandleFeed(service, cfg.symbols, "1h", start - 100 * HOUR, set_exchange_clock=True)
     clock = ManualClock(start)
     lease = Lease(factory, Holder("h1:101:x", "h1", 101), 30)
     lease.acquire("fenced", "replay")
     try:
-        with open_agent(cfg, run_id="fenced", kind="daemon", strategy="sma_cross", params=SMA,
-                        source=feed.source, factory=factory) as runner:
-            job = TickJob(runner, feed, clock, Window(start), factory=factory, stale_after_bars=2,
-                          max_bars=10, stop=StopSignal(), lease=lease)
+        with open_agent(
+            cfg,
+            run_id="fenced",
+            kind="daemon",
+            strategy="sma_cross",
+            params=SMA,
+            source=feed.source,
+            factory=factory,
+        ) as runner:
+            job = TickJob(
+                runner,
+                feed,
+                clock,
+                Window(start),
+                factory=factory,
+                stale_after_bars=2,
+                max_bars=10,
+                stop=StopSignal(),
+                lease=lease,
+            )
             yield job, clock, lease, factory
     finally:
         engine.dispose()

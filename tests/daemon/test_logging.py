@@ -18,7 +18,8 @@ DB_PASSWORD = "db-s3cr3t/pw"
 
 def _settings() -> Settings:
     return Settings(
-        exchange={"id": "binance", **SECRETS}, llm={"api_key": LLM_KEY},
+        exchange={"id": "binance", **SECRETS},
+        llm={"api_key": LLM_KEY},
         database_url="postgresql+psycopg://tg:db-s3cr3t%2Fpw@127.0.0.1:5432/tradegraph",
     )
 
@@ -33,10 +34,15 @@ def test_json_lines_carry_extra_fields_and_no_secret(tmp_path: Path) -> None:
     stream = io.StringIO()
     setup_logging("json", tmp_path / "logs", configured_secrets(_settings()), stream=stream)
     log = logging.getLogger("tradegraph.daemon.test")
-    log.info("tick %s done", "2025-09-19 22:00",
-             extra={"event": "tick", "run_id": "r1", "bar_ts": 1758319200000})
-    log.warning("exchange said %s with key %s", SECRETS["secret"], SECRETS["api_key"],
-                extra={"event": "skip", "detail": {"url": f"https://x/?apiKey={SECRETS['api_key']}"}})
+    log.info(
+        "tick %s done", "2025-09-19 22:00", extra={"event": "tick", "run_id": "r1", "bar_ts": 1758319200000}
+    )
+    log.warning(
+        "exchange said %s with key %s",
+        SECRETS["secret"],
+        SECRETS["api_key"],
+        extra={"event": "skip", "detail": {"url": f"https://x/?apiKey={SECRETS['api_key']}"}},
+    )
     try:
         raise RuntimeError(f"auth failed for {LLM_KEY} and {DB_PASSWORD} (postgresql://tg:db-s3cr3t%2Fpw@h)")
     except RuntimeError:
@@ -46,9 +52,15 @@ def test_json_lines_carry_extra_fields_and_no_secret(tmp_path: Path) -> None:
     for text in (stream.getvalue(), (tmp_path / "logs" / LOG_FILE).read_text()):
         lines = [json.loads(line) for line in text.strip().splitlines()]
         assert [line["event"] for line in lines] == ["tick", "skip", "error"]
-        assert lines[0] | {"ts": None} == {"ts": None, "level": "INFO", "logger": "tradegraph.daemon.test",
-                                           "msg": "tick 2025-09-19 22:00 done", "event": "tick",
-                                           "run_id": "r1", "bar_ts": 1758319200000}
+        assert lines[0] | {"ts": None} == {
+            "ts": None,
+            "level": "INFO",
+            "logger": "tradegraph.daemon.test",
+            "msg": "tick 2025-09-19 22:00 done",
+            "event": "tick",
+            "run_id": "r1",
+            "bar_ts": 1758319200000,
+        }
         assert lines[1]["msg"] == "exchange said *** with key ***"
         assert lines[1]["detail"] == {"url": "https://x/?apiKey=***"}
         assert "RuntimeError: auth failed for *** and ***" in lines[2]["exc"]

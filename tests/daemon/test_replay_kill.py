@@ -44,18 +44,38 @@ SYMBOLS = ["BTC/USDT"]  # one symbol keeps the 2 x 300 ticks cheap; process star
 
 def _env(folder: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("TRADEGRAPH_")}
-    env.update({
-        "TRADEGRAPH_SYMBOLS": ",".join(SYMBOLS), "TRADEGRAPH_STRATEGY": "sma_cross",
-        "TRADEGRAPH_TIMEFRAME": "1h", "TRADEGRAPH_DATA_DIR": str(folder),
-        "TRADEGRAPH_RISK__COOLDOWN_BARS": "1",
-    })
+    env.update(
+        {
+            "TRADEGRAPH_SYMBOLS": ",".join(SYMBOLS),
+            "TRADEGRAPH_STRATEGY": "sma_cross",
+            "TRADEGRAPH_TIMEFRAME": "1h",
+            "TRADEGRAPH_DATA_DIR": str(folder),
+            "TRADEGRAPH_RISK__COOLDOWN_BARS": "1",
+        }
+    )
     return env
 
 
 def _start(folder: Path, log: Path) -> subprocess.Popen[bytes]:
-    command = [sys.executable, "-m", "agent.cli.main", "run", "--replay", "--speed", str(SPEED),
-               "--start", iso(START), "-p", f"fast={SMA['fast']}", "-p", f"slow={SMA['slow']}",
-               "--run-id", RUN_ID, "--log-format", "json"]
+    command = [
+        sys.executable,
+        "-m",
+        "agent.cli.main",
+        "run",
+        "--replay",
+        "--speed",
+        str(SPEED),
+        "--start",
+        iso(START),
+        "-p",
+        f"fast={SMA['fast']}",
+        "-p",
+        f"slow={SMA['slow']}",
+        "--run-id",
+        RUN_ID,
+        "--log-format",
+        "json",
+    ]
     with log.open("ab") as err:
         return subprocess.Popen(command, cwd=folder.parent, env=_env(folder), stdout=err, stderr=err)
 

@@ -24,15 +24,36 @@ STOP_BOUND_S = 30.0
 
 
 def _command() -> list[str]:
-    return [sys.executable, "-m", "agent.cli.main", "run", "--replay", "--speed", str(SPEED), "--start",
-            iso(START), "-p", f"fast={SMA['fast']}", "-p", f"slow={SMA['slow']}", "--run-id", "stop-test",
-            "--lease-ttl", "60"]
+    return [
+        sys.executable,
+        "-m",
+        "agent.cli.main",
+        "run",
+        "--replay",
+        "--speed",
+        str(SPEED),
+        "--start",
+        iso(START),
+        "-p",
+        f"fast={SMA['fast']}",
+        "-p",
+        f"slow={SMA['slow']}",
+        "--run-id",
+        "stop-test",
+        "--lease-ttl",
+        "60",
+    ]
 
 
 def _start(folder: Path, out: Path, err: Path) -> subprocess.Popen[bytes]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("TRADEGRAPH_")}
-    env.update({"TRADEGRAPH_SYMBOLS": "BTC/USDT,ETH/USDT", "TRADEGRAPH_STRATEGY": "sma_cross",
-                "TRADEGRAPH_DATA_DIR": str(folder)})
+    env.update(
+        {
+            "TRADEGRAPH_SYMBOLS": "BTC/USDT,ETH/USDT",
+            "TRADEGRAPH_STRATEGY": "sma_cross",
+            "TRADEGRAPH_DATA_DIR": str(folder),
+        }
+    )
     with out.open("wb") as o, err.open("wb") as e:
         return subprocess.Popen(_command(), cwd=folder.parent, env=env, stdout=o, stderr=e)
 

@@ -58,10 +58,25 @@ def rig(tmp_path: Path, frames: dict[tuple[str, str], Any] | None = None, max_ba
     feed = CandleFeed(service, cfg.symbols, "1h", START - 200 * HOUR, set_exchange_clock=True)
     clock = ManualClock(START)
     try:
-        with open_agent(cfg, run_id="tj", kind="daemon", strategy="sma_cross", params=SMA, source=feed.source,
-                        factory=factory) as runner:
-            job = TickJob(runner, feed, clock, Window(START), factory=factory, stale_after_bars=2,
-                          max_bars=max_bars, stop=StopSignal())
+        with open_agent(
+            cfg,
+            run_id="tj",
+            kind="daemon",
+            strategy="sma_cross",
+            params=SMA,
+            source=feed.source,
+            factory=factory,
+        ) as runner:
+            job = TickJob(
+                runner,
+                feed,
+                clock,
+                Window(START),
+                factory=factory,
+                stale_after_bars=2,
+                max_bars=max_bars,
+                stop=StopSignal(),
+            )
             yield Rig(job, clock, url, exchange, factory)
     finally:
         engine.dispose()

@@ -36,8 +36,13 @@ def pipeline_settings() -> Settings:
     """Settings of the test runs: small caps, a short cooldown, tight ATR stops so exits happen."""
     return Settings(
         symbols=SYMBOLS,
-        risk={"max_position_exposure": 0.45, "cooldown_bars": 2, "default_stop_atr": 1.0,
-              "default_take_profit_atr": 2.5, "risk_per_trade": 0.01},
+        risk={
+            "max_position_exposure": 0.45,
+            "cooldown_bars": 2,
+            "default_stop_atr": 1.0,
+            "default_take_profit_atr": 2.5,
+            "risk_per_trade": 0.01,
+        },
         broker={"slippage_bps": 5.0, "initial_cash": 10_000.0},
     )
 
@@ -84,8 +89,15 @@ class Pipeline:
             previous = float(self.targets[s][i - 1]) if i > 0 else 0.0
             target_now = float(self.targets[s][i])
             close = outcome.marks[s]  # a rule's own exit plan, as `agent.backtest.plan.exit_plan` decides it
-            proposal = rule_decision(s, target_now, previous, allowed.current_exposure, "sma_cross",
-                                     close - 1.0 * atr, close + 2.5 * atr)
+            proposal = rule_decision(
+                s,
+                target_now,
+                previous,
+                allowed.current_exposure,
+                "sma_cross",
+                close - 1.0 * atr,
+                close + 2.5 * atr,
+            )
             rule = Proposal(proposal, source="rule", trailing_stop=3.0 * atr)
             result = apply_limits(rule, allowed, market, outcome.state, risk, self.settings.symbols)
             entries.append(DecisionEntry(result, None, allowed))
@@ -113,30 +125,64 @@ def ledger_rows(session: Session, run_id: str) -> dict[str, list[tuple[Any, ...]
     """A run's ledger without ids, run ids and wall-clock times, for comparing two runs."""
 
     def strip(coid: str) -> str:
-        return coid[len(run_id):]
+        return coid[len(run_id) :]
 
     decided = session.scalars(select(Decision).where(Decision.run_id == run_id))
     decisions = {d.id: (d.symbol, d.bar_ts) for d in decided}
     orders = session.scalars(select(Order).where(Order.run_id == run_id))
     order_keys = {}
-    rows: dict[str, list[tuple[Any, ...]]] = {"orders": [], "fills": [], "decisions": [], "balances": [],
-                                                 "positions": [], "events": []}
+    rows: dict[str, list[tuple[Any, ...]]] = {
+        "orders": [],
+        "fills": [],
+        "decisions": [],
+        "balances": [],
+        "positions": [],
+        "events": [],
+    }
     for o in orders:
         order_keys[o.id] = strip(o.client_order_id)
-        rows["orders"].append((strip(o.client_order_id), decisions.get(o.decision_id), o.symbol, o.bar_ts,
-                               o.side, o.type, o.amount, o.price, o.status, o.reason))
+        rows["orders"].append(
+            (
+                strip(o.client_order_id),
+                decisions.get(o.decision_id),
+                o.symbol,
+                o.bar_ts,
+                o.side,
+                o.type,
+                o.amount,
+                o.price,
+                o.status,
+                o.reason,
+            )
+        )
     for f in session.scalars(select(Fill).where(Fill.run_id == run_id)):
-        rows["fills"].append((order_keys[f.order_id], f.symbol, f.bar_ts, f.side, f.amount, f.price, f.fee,
-                              f.fee_currency))
+        rows["fills"].append(
+            (order_keys[f.order_id], f.symbol, f.bar_ts, f.side, f.amount, f.price, f.fee, f.fee_currency)
+        )
     for d in session.scalars(select(Decision).where(Decision.run_id == run_id)):
-        rows["decisions"].append((d.symbol, d.bar_ts, d.source, d.action, d.target_exposure, d.final_exposure,
-                                  d.confidence, d.stop_loss, d.take_profit, d.invalidation, d.rationale,
-                                  d.abstained, d.clamps))
+        rows["decisions"].append(
+            (
+                d.symbol,
+                d.bar_ts,
+                d.source,
+                d.action,
+                d.target_exposure,
+                d.final_exposure,
+                d.confidence,
+                d.stop_loss,
+                d.take_profit,
+                d.invalidation,
+                d.rationale,
+                d.abstained,
+                d.clamps,
+            )
+        )
     for b in session.scalars(select(BalanceSnapshot).where(BalanceSnapshot.run_id == run_id)):
         rows["balances"].append((b.bar_ts, b.cash, b.equity, b.fees_paid))
     for p in session.scalars(select(PositionSnapshot).where(PositionSnapshot.run_id == run_id)):
-        rows["positions"].append((p.bar_ts, p.symbol, p.amount, p.avg_price, p.mark_price, p.stop_loss,
-                                  p.take_profit))
+        rows["positions"].append(
+            (p.bar_ts, p.symbol, p.amount, p.avg_price, p.mark_price, p.stop_loss, p.take_profit)
+        )
     for e in session.scalars(select(RiskEvent).where(RiskEvent.run_id == run_id)):
         rows["events"].append((e.bar_ts, e.symbol, e.kind, e.detail, decisions.get(e.decision_id)))
     return {k: sorted(v, key=repr) for k, v in rows.items()}

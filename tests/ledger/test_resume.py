@@ -45,7 +45,8 @@ def test_a_new_run_resumes_from_the_initial_state(db: tuple, pipe: Pipeline) -> 
 
 
 def test_resuming_from_the_ledger_at_every_bar_gives_the_uninterrupted_run(
-    db: tuple, pipe: Pipeline  # type: ignore[type-arg]
+    db: tuple,
+    pipe: Pipeline,  # type: ignore[type-arg]
 ) -> None:
     """Run B restarts from the database before every bar (state read back must equal the state in
     memory), loses one computed tick before writing it and retries an old one; its ledger equals run A's."""
@@ -82,7 +83,8 @@ def test_resuming_from_the_ledger_at_every_bar_gives_the_uninterrupted_run(
 
 
 def test_sigkill_inside_a_tick_leaves_no_partial_tick_and_resume_completes_the_run(
-    db: tuple, pipe: Pipeline  # type: ignore[type-arg]
+    db: tuple,
+    pipe: Pipeline,  # type: ignore[type-arg]
 ) -> None:
     _, factory, url = db
     bars, kill_at = 90, 50
@@ -95,8 +97,14 @@ def test_sigkill_inside_a_tick_leaves_no_partial_tick_and_resume_completes_the_r
     short = Pipeline(bars)
     with factory() as session:
         assert last_processed_bar(session, "killed") == short.times[kill_at - 1]
-        assert session.scalar(select(func.count()).select_from(Order).where(
-            Order.run_id == "killed", Order.bar_ts >= short.times[kill_at])) == 0
+        assert (
+            session.scalar(
+                select(func.count())
+                .select_from(Order)
+                .where(Order.run_id == "killed", Order.bar_ts >= short.times[kill_at])
+            )
+            == 0
+        )
         point = load_state(session, "killed", pipe.settings)
     short.play(factory, "killed", short.index_of(point.bar_ts), bars, Carry.resume(point))
     with factory() as session:

@@ -56,20 +56,29 @@ def test_ticks_round_trip_into_every_table(factory: sessionmaker[Session]) -> No
         for key in expected:
             expected[key] += summary.counts[key]
         records.append(record)
-    assert _counts(factory) == {"decisions": 240, "orders": expected["orders"], "fills": expected["fills"],
-                                "balance_snapshots": 120, "position_snapshots": expected["positions"],
-                                "risk_events": expected["risk_events"]}
+    assert _counts(factory) == {
+        "decisions": 240,
+        "orders": expected["orders"],
+        "fills": expected["fills"],
+        "balance_snapshots": 120,
+        "position_snapshots": expected["positions"],
+        "risk_events": expected["risk_events"],
+    }
     assert expected["fills"] > 0 and expected["risk_events"] > 0
     with factory() as session:
         for record in records:
             out = record.outcome
             query = select(BalanceSnapshot).where(BalanceSnapshot.bar_ts == record.bar_ts)
             balance = session.scalars(query).one()
-            assert (balance.cash, balance.equity, balance.fees_paid) == (out.state.cash, out.equity,
-                                                                          out.state.fees_paid)
+            assert (balance.cash, balance.equity, balance.fees_paid) == (
+                out.state.cash,
+                out.equity,
+                out.state.fees_paid,
+            )
             for fill in out.fills:
-                row = session.scalars(select(Fill).join(Order).where(
-                    Order.client_order_id == fill.client_order_id)).one()
+                row = session.scalars(
+                    select(Fill).join(Order).where(Order.client_order_id == fill.client_order_id)
+                ).one()
                 assert (row.amount, row.price, row.fee) == (fill.amount, fill.price, fill.fee)
             for order in out.orders:
                 query = select(Order).where(Order.client_order_id == order.client_order_id)
@@ -80,8 +89,11 @@ def test_ticks_round_trip_into_every_table(factory: sessionmaker[Session]) -> No
                     assert linked is not None
                     assert (linked.symbol, linked.bar_ts) == (order.symbol, order.decided_ts)
             for entry in record.decisions:
-                row = session.scalars(select(Decision).where(Decision.bar_ts == record.bar_ts,
-                                                             Decision.symbol == entry.result.symbol)).one()
+                row = session.scalars(
+                    select(Decision).where(
+                        Decision.bar_ts == record.bar_ts, Decision.symbol == entry.result.symbol
+                    )
+                ).one()
                 assert row.clamps == [e.to_dict() for e in entry.events]
                 assert row.final_exposure == (entry.result.target_exposure if entry.result.changes else None)
                 assert row.source == "rule" and row.action == entry.result.proposed.action.value
@@ -147,8 +159,14 @@ def test_llm_fields_and_abstentions_are_recorded(factory: sessionmaker[Session])
     assert ledger.start_run("llm", kind="paper", strategy="llm", symbols=[BTC], timeframe="1h")
     assert not ledger.start_run("llm", kind="paper", strategy="llm", symbols=[BTC], timeframe="1h")
     with factory() as session, session.begin():
-        call = LLMCall(run_id="llm", request_hash="r" * 64, prompt_hash="p" * 64, endpoint="http://x/v1",
-                       profile="vllm", model="nemotron")
+        call = LLMCall(
+            run_id="llm",
+            request_hash="r" * 64,
+            prompt_hash="p" * 64,
+            endpoint="http://x/v1",
+            profile="vllm",
+            model="nemotron",
+        )
         session.add(call)
         session.flush()
         call_id = call.id
@@ -156,22 +174,42 @@ def test_llm_fields_and_abstentions_are_recorded(factory: sessionmaker[Session])
     proposal = decision("buy", 0.3, invalidation="closes below 57k")
     result = world.limit(proposal)
     request = DecisionRequest(symbol=BTC, messages=(), prompt_hash="p" * 64)
-    llm = DecisionResult(request=request, decision=proposal, abstained=False, llm_call_id=call_id,
-                         model="nemotron", reasoning="thinking...", prompt_tokens=1200, completion_tokens=80,
-                         latency_ms=512.5)
+    llm = DecisionResult(
+        request=request,
+        decision=proposal,
+        abstained=False,
+        llm_call_id=call_id,
+        model="nemotron",
+        reasoning="thinking...",
+        prompt_tokens=1200,
+        completion_tokens=80,
+        latency_ms=512.5,
+    )
     abstained_result = world.limit(decision("hold", 0.0, symbol="ETH/USDT"), symbol="ETH/USDT")
-    abstained = DecisionResult(request=request, decision=abstained_result.proposed, abstained=True,
-                               reason="schema: target_exposure > 1")
+    abstained = DecisionResult(
+        request=request,
+        decision=abstained_result.proposed,
+        abstained=True,
+        reason="schema: target_exposure > 1",
+    )
     out = _settled(world)
     entries = (DecisionEntry(result, llm, world.allowance()), DecisionEntry(abstained_result, abstained))
     assert ledger.write_tick(TickRecord("llm", T0, out, entries)).written
     with factory() as session:
         row = session.scalars(select(Decision).where(Decision.symbol == BTC)).one()
-        assert (row.llm_call_id, row.prompt_hash, row.model, row.reasoning) == (call_id, "p" * 64, "nemotron",
-                                                                               "thinking...")
+        assert (row.llm_call_id, row.prompt_hash, row.model, row.reasoning) == (
+            call_id,
+            "p" * 64,
+            "nemotron",
+            "thinking...",
+        )
         assert (row.prompt_tokens, row.completion_tokens, row.latency_ms) == (1200, 80, 512.5)
-        assert (row.action, row.final_exposure, row.invalidation, row.abstained) == ("buy", 0.3,
-                                                                                    "closes below 57k", False)
+        assert (row.action, row.final_exposure, row.invalidation, row.abstained) == (
+            "buy",
+            0.3,
+            "closes below 57k",
+            False,
+        )
         other = session.scalars(select(Decision).where(Decision.symbol == "ETH/USDT")).one()
         assert other.abstained and other.abstain_reason == "schema: target_exposure > 1"
         assert other.final_exposure is None
@@ -183,8 +221,12 @@ def test_every_hostile_proposal_is_recorded_with_its_reason(factory: sessionmake
     for i, (case, proposal) in enumerate(HOSTILE.items()):
         bar_ts = T0 + i * 3_600_000
         result = world.limit(proposal)
-        write_tick(factory, TickRecord("hostile", bar_ts, _settled(world, bar_ts),
-                                       (DecisionEntry(result, None, world.allowance()),)))
+        write_tick(
+            factory,
+            TickRecord(
+                "hostile", bar_ts, _settled(world, bar_ts), (DecisionEntry(result, None, world.allowance()),)
+            ),
+        )
         with factory() as session:
             row = session.scalars(select(Decision).where(Decision.bar_ts == bar_ts)).one()
             events = session.scalars(select(RiskEvent).where(RiskEvent.decision_id == row.id)).all()

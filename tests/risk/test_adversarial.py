@@ -36,8 +36,9 @@ HOSTILE: dict[str, TradeDecision] = {
     "stop above price": decision("buy", 0.4, stop_loss=PRICE * 2),
     "stop at zero-ish": decision("buy", 0.4, stop_loss=0.01),
     "take-profit below price": decision("buy", 0.4, take_profit=PRICE / 2),
-    "injection at max size": decision("buy", 1.0, stop_loss=None, take_profit=None, rationale=INJECTION,
-                                      invalidation=INJECTION * 20),
+    "injection at max size": decision(
+        "buy", 1.0, stop_loss=None, take_profit=None, rationale=INJECTION, invalidation=INJECTION * 20
+    ),
     "sell more than held": decision("sell", 0.0),
     "close when flat": decision("close", 0.0),
     "confidence 3": decision("buy", 0.3, confidence=3.0),
@@ -114,7 +115,11 @@ def test_instructions_in_the_rationale_change_nothing() -> None:
     r = World().limit(HOSTILE["injection at max size"])
     plain = World().limit(decision("buy", 1.0, stop_loss=None, take_profit=None))
     assert (r.target_exposure, r.stop_loss, r.take_profit, r.events) == (
-        plain.target_exposure, plain.stop_loss, plain.take_profit, plain.events)
+        plain.target_exposure,
+        plain.stop_loss,
+        plain.take_profit,
+        plain.events,
+    )
     assert r.target_exposure == 0.5 and len(r.invalidation) <= 300
 
 
@@ -128,8 +133,15 @@ def test_what_passes_the_risk_layer_fills_within_its_limits() -> None:
                 continue
             portfolio = world.portfolio
             bars = {s: Bar(m, m * 1.001, m * 0.999, m, 1e6) for s, m in world.marks.items()}
-            out = process_bar(portfolio, bars, {BTC: pending}, T0 + 3_600_000, {BTC: RULES, ETH: RULES},
-                              world.settings, "adv")
+            out = process_bar(
+                portfolio,
+                bars,
+                {BTC: pending},
+                T0 + 3_600_000,
+                {BTC: RULES, ETH: RULES},
+                world.settings,
+                "adv",
+            )
             assert out.state.cash >= -1e-9
             assert all(p.amount > 0 for p in out.state.positions.values())
             exposure = out.state.exposure(BTC, dict(out.marks))

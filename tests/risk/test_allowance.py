@@ -93,8 +93,13 @@ def test_breakers_block_entries_but_not_exits(world: World, kind: str) -> None:
 
 
 def test_breakers_below_their_thresholds_do_not_trip() -> None:
-    near = World(state_extra={"day_start_equity": 10_400.0, "peak_equity": 13_000.0,
-                              "cooldown_until": {"BTC/USDT": T0}})
+    near = World(
+        state_extra={
+            "day_start_equity": 10_400.0,
+            "peak_equity": 13_000.0,
+            "cooldown_until": {"BTC/USDT": T0},
+        }
+    )
     assert near.allowance().actions == BUY_HOLD
 
 

@@ -132,7 +132,8 @@ def test_an_add_keeps_the_position_exit_plan_and_records_the_ignored_levels() ->
         ("exit_plan_kept", "take_profit", PRICE * 1.06, 66_000.0),
     ]
     same = World(cash=7_000.0, positions=btc_held()).limit(
-        decision("buy", 0.35, stop_loss=57_000.0, take_profit=None))
+        decision("buy", 0.35, stop_loss=57_000.0, take_profit=None)
+    )
     assert same.changes and same.events == ()
     bare = World(cash=7_000.0, positions=btc_held(stop=None)).limit(decision("buy", 0.35))
     assert bare.rejected and kinds(bare) == ["no_exit_plan"]
@@ -147,8 +148,11 @@ def test_unknown_and_unconfigured_symbols_are_refused() -> None:
 
 
 def test_alias_and_price_scale_of_a_rebased_prompt() -> None:
-    r = World().limit(decision("buy", 0.3, symbol="ASSET_A", stop_loss=97.0, take_profit=106.0),
-                      alias="ASSET_A", price_scale=PRICE / 100.0)
+    r = World().limit(
+        decision("buy", 0.3, symbol="ASSET_A", stop_loss=97.0, take_profit=106.0),
+        alias="ASSET_A",
+        price_scale=PRICE / 100.0,
+    )
     assert not r.rejected and r.stop_loss == pytest.approx(PRICE * 0.97) and r.events == ()
 
 

@@ -126,8 +126,14 @@ def _risk_node(tick: Tick) -> dict[str, RiskResult]:
     settings = tick.settings
     for symbol, proposal in tick.proposals.items():
         rules = tick.rules[symbol]
-        market = Market(symbol, T0, tick.prices[symbol], tick.atrs[symbol], rules,
-                        TradeCosts.of_market(rules, settings.broker))
+        market = Market(
+            symbol,
+            T0,
+            tick.prices[symbol],
+            tick.atrs[symbol],
+            rules,
+            TradeCosts.of_market(rules, settings.broker),
+        )
         allowed = allowance(market, tick.book, tick.prices, settings.risk, False)
         decision = proposal if allowed.llm_needed else no_call_decision(allowed)
         results[symbol] = apply_limits(

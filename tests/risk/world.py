@@ -61,8 +61,14 @@ class World:
 
     def limit(self, decision: TradeDecision, symbol: str = BTC, **kwargs: Any) -> RiskResult:
         """`decision` through `apply_limits`; `kwargs` are the `Proposal`'s other fields (source...)."""
-        return apply_limits(Proposal(decision, **kwargs), self.allowance(symbol), self.market(symbol),
-                            self.portfolio, self.settings.risk, self.settings.symbols)
+        return apply_limits(
+            Proposal(decision, **kwargs),
+            self.allowance(symbol),
+            self.market(symbol),
+            self.portfolio,
+            self.settings.risk,
+            self.settings.symbols,
+        )
 
 
 def decision(action: str = "buy", target: Any = 0.3, **fields: Any) -> TradeDecision:

@@ -19,7 +19,11 @@ target_metadata = Base.metadata
 
 _FOREIGN_TABLES = {
     # owned by LangGraph's checkpointers and APScheduler's job store, not by these migrations
-    "checkpoints", "writes", "checkpoint_blobs", "checkpoint_writes", "checkpoint_migrations",
+    "checkpoints",
+    "writes",
+    "checkpoint_blobs",
+    "checkpoint_writes",
+    "checkpoint_migrations",
     "apscheduler_jobs",
 }
 
