@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Literal
+from typing import Literal, get_args
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
@@ -108,13 +108,21 @@ def recent(
         JournalEntry(
             r.run_id,
             int(r.bar_ts),
-            r.status,
+            _status(r.status),
             r.reason,
             r.orders,
             r.fills,
-            r.equity,  # type: ignore[arg-type]
+            r.equity,
             r.started_at,
             r.finished_at,
         )
         for r in rows
     ]
+
+
+def _status(value: str) -> TickStatus:
+    """A stored status as the closed set it belongs to (a value outside it is a corrupt journal)."""
+    for status in get_args(TickStatus):
+        if value == status:
+            return status  # type: ignore[no-any-return]
+    raise ValueError(f"unknown tick status in the journal: {value!r}")
