@@ -51,6 +51,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from agent.db.models import Run, utcnow
 from agent.db.session import transaction
 from agent.errors import ConfigError
+from agent.redact import mask_url_credentials
 from agent.textsafe import for_storage
 
 RUN_ID = re.compile(r"^[A-Za-z0-9_.-]{1,32}$")
@@ -203,12 +204,12 @@ def fail_run(factory: sessionmaker[Session], run_id: str, error: str | BaseExcep
 
 
 def error_line(error: str | BaseException | None) -> str:
-    """The stored form of a run's error: `Type: message` for an exception, on one line, cut, storable."""
+    """The stored form of a run's error: `Type: message`, one line, URL credentials masked, cut, storable."""
     if isinstance(error, BaseException):
         text = f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
     else:
         text = error or ""
-    flat = " ".join(text.split()) or RunStatus.FAILED.value
+    flat = " ".join(mask_url_credentials(text).split()) or RunStatus.FAILED.value
     if len(flat) > MAX_ERROR:
         flat = flat[: MAX_ERROR - 3] + "..."
     return for_storage(flat)

@@ -199,3 +199,9 @@ def test_json_safe_makes_plain_data() -> None:
         "b": [2, None],
         "c": [1, None],
     }
+
+
+def test_a_run_error_never_stores_credentials_from_a_url() -> None:
+    error = ConnectionError("cannot reach http://alice:s3cret@gpu-host:8000/v1/models")
+    line = lc.error_line(error)
+    assert "s3cret" not in line and "gpu-host:8000" in line
