@@ -206,22 +206,15 @@ def subprocess_env(folder: Path, db_url: str, symbols: Sequence[str] = ("BTC/USD
     return env
 
 
+def replay_command(*args: str) -> list[str]:
+    """The command line of `tradegraph run --replay` with SMA 5/20, then `args`."""
+    sma = ["-p", f"fast={SMA['fast']}", "-p", f"slow={SMA['slow']}"]
+    return [sys.executable, "-m", "agent.cli.main", "run", "--replay", *sma, *args]
+
+
 def start_daemon(folder: Path, db_url: str, log: Path, *args: str) -> subprocess.Popen[bytes]:
     """`tradegraph run --replay <args>` in a subprocess (SMA 5/20, JSON logs appended to `log`)."""
-    command = [
-        sys.executable,
-        "-m",
-        "agent.cli.main",
-        "run",
-        "--replay",
-        "-p",
-        f"fast={SMA['fast']}",
-        "-p",
-        f"slow={SMA['slow']}",
-        "--log-format",
-        "json",
-        *args,
-    ]
+    command = replay_command("--log-format", "json", *args)
     with log.open("ab") as err:
         return subprocess.Popen(
             command, cwd=folder.parent, env=subprocess_env(folder, db_url), stdout=err, stderr=err

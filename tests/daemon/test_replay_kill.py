@@ -13,7 +13,6 @@ import random
 import signal
 import sqlite3
 import subprocess
-import sys
 import threading
 from collections import Counter
 from pathlib import Path
@@ -29,6 +28,7 @@ from tests.daemon.helpers import (
     iso,
     journal_rows,
     ledger,
+    replay_command,
     settings,
     wait_for,
 )
@@ -57,25 +57,9 @@ def _env(folder: Path) -> dict[str, str]:
 
 
 def _start(folder: Path, log: Path) -> subprocess.Popen[bytes]:
-    command = [
-        sys.executable,
-        "-m",
-        "agent.cli.main",
-        "run",
-        "--replay",
-        "--speed",
-        str(SPEED),
-        "--start",
-        iso(START),
-        "-p",
-        f"fast={SMA['fast']}",
-        "-p",
-        f"slow={SMA['slow']}",
-        "--run-id",
-        RUN_ID,
-        "--log-format",
-        "json",
-    ]
+    command = replay_command(
+        "--speed", str(SPEED), "--start", iso(START), "--run-id", RUN_ID, "--log-format", "json"
+    )
     with log.open("ab") as err:
         return subprocess.Popen(command, cwd=folder.parent, env=_env(folder), stdout=err, stderr=err)
 

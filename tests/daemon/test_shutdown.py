@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -14,7 +13,7 @@ import pytest
 
 from agent.daemon.lease import LeaseInfo, read_lease
 from agent.db.session import make_engine
-from tests.daemon.helpers import DATA_END, HOUR, SMA, data_dir, iso, ledger, wait_for
+from tests.daemon.helpers import DATA_END, HOUR, data_dir, iso, ledger, replay_command, wait_for
 
 SPEED = 3600 * 20
 START = DATA_END - 3000 * HOUR  # far more bars than the test lets the daemon reach
@@ -24,25 +23,9 @@ STOP_BOUND_S = 30.0
 
 
 def _command() -> list[str]:
-    return [
-        sys.executable,
-        "-m",
-        "agent.cli.main",
-        "run",
-        "--replay",
-        "--speed",
-        str(SPEED),
-        "--start",
-        iso(START),
-        "-p",
-        f"fast={SMA['fast']}",
-        "-p",
-        f"slow={SMA['slow']}",
-        "--run-id",
-        "stop-test",
-        "--lease-ttl",
-        "60",
-    ]
+    return replay_command(
+        "--speed", str(SPEED), "--start", iso(START), "--run-id", "stop-test", "--lease-ttl", "60"
+    )
 
 
 def _start(folder: Path, out: Path, err: Path) -> subprocess.Popen[bytes]:
