@@ -273,13 +273,9 @@ def _screen_action(
     decision: TradeDecision, allowance: Allowance, symbol: str, held: bool, minimum: float
 ) -> Rejection | None:
     """Whether the action may be taken now: the first reason to reject, or None."""
-    try:
-        action = Action(decision.action)
-    except ValueError:
-        why = f"unknown action {decision.action!r}"
-        return Rejection(m.ACTION_NOT_ALLOWED, "action", decision.action, why)
-    if action in (Action.SELL, Action.CLOSE) and not held:
-        return Rejection(m.NOTHING_TO_SELL, "action", action.value, f"{action.value} with no {symbol} held")
+    action = _known_action(decision, symbol, held)
+    if isinstance(action, Rejection):
+        return action
     if action not in allowance.actions:
         why = "; ".join(e.detail for e in allowance.events) or f"binding: {allowance.binding}"
         allowed = "/".join(a.value for a in allowance.actions)
@@ -417,17 +413,25 @@ def rule_limits(
     return result(action, target, plan)
 
 
-def _rule_problem(
-    decision: TradeDecision, allowance: Allowance, held: bool, current: float
-) -> Rejection | None:
-    """Why a rule's decision is refused (unknown action, a sale of nothing, a blocked increase), or None."""
+def _known_action(decision: TradeDecision, symbol: str, held: bool) -> Action | Rejection:
+    """The decision's action, or why it is refused: not an action at all, or a sale with nothing held."""
     try:
         action = Action(decision.action)
     except ValueError:
         why = f"unknown action {decision.action!r}"
         return Rejection(m.ACTION_NOT_ALLOWED, "action", decision.action, why)
     if action in (Action.SELL, Action.CLOSE) and not held:
-        return Rejection(m.NOTHING_TO_SELL, "action", action.value, f"{action.value} with nothing held")
+        return Rejection(m.NOTHING_TO_SELL, "action", action.value, f"{action.value} with no {symbol} held")
+    return action
+
+
+def _rule_problem(
+    decision: TradeDecision, allowance: Allowance, held: bool, current: float
+) -> Rejection | None:
+    """Why a rule's decision is refused (unknown action, a sale of nothing, a blocked increase), or None."""
+    action = _known_action(decision, allowance.symbol, held)
+    if isinstance(action, Rejection):
+        return action
     blocked = allowance.entries_blocked or allowance.binding == m.BAD_MARKET_DATA
     if action is Action.BUY and float(decision.target_exposure) > current and blocked:
         why = "; ".join(e.detail for e in allowance.events) or f"binding: {allowance.binding}"
