@@ -4,7 +4,12 @@ Contracts:
 - Downloads live at `<data_dir>/store/<exchange>/{BASE}_{QUOTE}-{timeframe}.feather`; the bundled sample
   is read from `sample_dirs(data_dir)`: `<data_dir>/binance/` first, then the sample shipped with tradegraph
   (`BUNDLED_DIR`), so every path (`tradegraph data list`, backtests, the agent, `--replay`) sees the
-  sample through the same fallback whatever `data_dir` is. The sample is read-only.
+  sample through the same fallback whatever `data_dir` is and wherever tradegraph is installed. The sample
+  is read-only.
+- Where the shipped sample is (`bundled_dir`): an installed wheel carries the checkout's `data/binance/`
+  (and `data/README.md`, its provenance and license) as the package data `agent/market/sample/`, found
+  through `importlib.resources`; a checkout (editable install, or the sources on `sys.path`) has no such
+  folder and reads `data/binance/` beside `agent/`.
 - `load_candles` looks in the download store first, then in the sample folders. In each folder it takes
   the file of the timeframe asked for, else builds the timeframe from a shorter one stored there
   (`agent.market.resample`: complete buckets only). Nothing found raises `DataError` whose hint is a
@@ -19,6 +24,7 @@ Contracts:
 
 from __future__ import annotations
 
+import importlib.resources
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -41,7 +47,25 @@ from agent.market.validate import check_candles
 BUNDLED_EXCHANGE = "binance"
 """The exchange the bundled sample comes from (and the store folder replay data is looked up in)."""
 
-BUNDLED_DIR = Path(__file__).resolve().parents[2] / "data" / BUNDLED_EXCHANGE
+SAMPLE_PACKAGE = "agent.market"
+SAMPLE_FOLDER = "sample"
+"""The wheel installs the sample as `agent/market/sample/binance/` (pyproject: `agent.market.sample` is the
+checkout's `data/`, with its `README.md` and `binance/*.feather` as package data)."""
+
+CHECKOUT_SAMPLE_DIR = Path(__file__).resolve().parents[2] / "data" / BUNDLED_EXCHANGE
+"""The sample in a checkout: `data/binance/` beside `agent/`."""
+
+
+def bundled_dir() -> Path:
+    """The sample shipped with tradegraph: the installed package's `sample/binance/` when it has one (a wheel
+    install), else the checkout's `data/binance/` (editable install or sources on `sys.path`)."""
+    packaged = importlib.resources.files(SAMPLE_PACKAGE).joinpath(SAMPLE_FOLDER, BUNDLED_EXCHANGE)
+    if isinstance(packaged, Path) and packaged.is_dir():
+        return packaged
+    return CHECKOUT_SAMPLE_DIR
+
+
+BUNDLED_DIR = bundled_dir()
 """The sample shipped with tradegraph; always a fallback, whatever `data_dir` is."""
 
 
