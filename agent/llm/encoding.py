@@ -25,10 +25,9 @@ from functools import lru_cache
 
 import numpy as np
 import pandas as pd
-import talib
 
 from agent.llm.leakage import Disclosure
-from agent.market.indicators import atr as atr_indicator
+from agent.market.indicators import indicators
 
 PRICE_DIGITS = 5
 NA = "na"
@@ -116,19 +115,14 @@ def _two_sig(x: float) -> str:
 
 def indicator_frame(candles: pd.DataFrame, atr_period: int = 14) -> pd.DataFrame:
     """Candles plus ema20, ema50, rsi, macd, macd_signal, macd_hist, atr and vol_mean (TA-Lib, causal)."""
-    close = np.ascontiguousarray(candles["close"].to_numpy(dtype=np.float64))
-    high = np.ascontiguousarray(candles["high"].to_numpy(dtype=np.float64))
-    low = np.ascontiguousarray(candles["low"].to_numpy(dtype=np.float64))
-    volume = np.ascontiguousarray(candles["volume"].to_numpy(dtype=np.float64))
-    macd, signal, hist = talib.MACD(close, fastperiod=12, slowperiod=26, signalperiod=9)
-    out = candles.copy()
-    out["ema20"] = talib.EMA(close, timeperiod=20)
-    out["ema50"] = talib.EMA(close, timeperiod=50)
-    out["rsi"] = talib.RSI(close, timeperiod=14)
-    out["macd"], out["macd_signal"], out["macd_hist"] = macd, signal, hist
-    out["atr"] = atr_indicator(high, low, close, atr_period)
-    out["vol_mean"] = talib.SMA(volume, timeperiod=20)
-    return out
+    values = indicators(
+        candles["high"].to_numpy(dtype=np.float64),
+        candles["low"].to_numpy(dtype=np.float64),
+        candles["close"].to_numpy(dtype=np.float64),
+        candles["volume"].to_numpy(dtype=np.float64),
+        atr_period,
+    )
+    return pd.concat([candles, pd.DataFrame(values, index=candles.index)], axis=1)
 
 
 # --- rows ----------------------------------------------------------------------------------------
