@@ -16,7 +16,8 @@ Contracts shared by all functions:
 - `settings` is a `Settings`, a dict of overrides for `load_settings`, e.g. `{"llm": {"max_tokens": 160}}`,
   or None: tradegraph.toml, then `TRADEGRAPH_*` variables, then defaults.
 - Backtests, sweeps, decisions and agent runs are recorded in the configured database like their CLI twins
-  (principle 4). Reports go to `reports_dir` (relative paths are relative to the working directory).
+  (principle 4). Reports go to `reports_dir` (relative paths are relative to the working directory);
+  `run_agent` without one writes where the CLI does, `<data_dir>/reports/`.
 - `at`, `start`, `end` are UTC dates or timestamps (naive = UTC).
 - Bad input raises a `TradegraphError` subclass with a one-line message, before anything is recorded.
 - Figures stay inline: the report code draws on `matplotlib.figure.Figure` objects and never switches the

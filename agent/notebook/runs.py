@@ -3,8 +3,15 @@
 Contracts:
 - `run_agent` is `agent.graph.backtest.run_agent_backtest` (what `tradegraph demo` and agent backtests run):
   the graph over `bars` bars of `symbols` on a simulated clock, recorded as a run of kind
-  `agent_backtest`, with its report under `reports_dir/<run id>/`. Answers are served from the response
-  cache when the same request was answered before (a rerun makes no model call).
+  `agent_backtest`, with its report under `reports_dir/<run id>/` (default `<data_dir>/reports/`). Answers
+  are served from the response cache when the same request was answered before (a rerun makes no model
+  call).
+- History (`history_bars=None`) is what the command-line twin reads for the same window. A rule strategy
+  (a name, `file.py:Class`, or a `Strategy` class or instance, with its parameters as keywords) sees the
+  bars from `HISTORY_BARS` before the first bar on (more when it declares a longer warm-up): the history of
+  `tradegraph backtest` (`agent.backtest.service`) and of `tradegraph run --replay` (`--history-bars`), so
+  the three fill alike bar for bar. `llm` and `hybrid` see every stored bar, as `tradegraph backtest
+  --strategy llm` and `tradegraph demo` do. A number keeps that many bars before the first bar.
 - `read_decisions` / `read_equity` are `agent.evaluation.frames.decisions_frame` / `equity_frame` of a run
   (default: the most recent run in the database).
 - `calibration` is the run report's table (`agent.evaluation.agent_report.calibration`): active decisions
@@ -15,9 +22,10 @@ Contracts:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
@@ -30,10 +38,19 @@ from agent.notebook.common import (
     parse_symbols,
     resolve_settings,
     run_or_latest,
+    strategy_spec,
     text,
     to_ms,
     to_ts,
 )
+
+if TYPE_CHECKING:
+    from strategies.base import Strategy
+
+    StrategyLike = str | Strategy | type[Strategy]
+
+MODEL_STRATEGIES = ("llm", "hybrid")
+"""The strategies that ask the model; any other is a rule strategy."""
 
 PER_DECISION = ["date", "symbol", "action", "confidence", "next_return", "directional_return"]
 
@@ -53,13 +70,14 @@ class AgentRun:
 def run_agent(
     symbols: str | Sequence[str],
     bars: int,
-    strategy: str = "llm",
+    strategy: StrategyLike = "llm",
     *,
     start: When = None,
     end: When = None,
     history_bars: int | None = None,
     settings: SettingsLike = None,
-    reports_dir: Path | str = "reports",
+    reports_dir: Path | str | None = None,
+    **params: Any,
 ) -> AgentRun:
     """A short agent backtest: `bars` bars from `start`, or the last `bars` bars before `end` (default: the
     end of the data).
@@ -67,13 +85,16 @@ def run_agent(
     Args:
         symbols: The symbols the agent trades (they share the cash).
         bars: How many bars to tick.
-        strategy: `llm`, `hybrid` or a rule strategy's name (run through the same graph).
+        strategy: `llm`, `hybrid`, or a rule strategy (run through the same graph): a built-in name,
+            `path/to/file.py:Class`, or a `Strategy` class or instance defined at module level.
         start: First bar (inclusive); give `start` or `end`, not both.
         end: End of the window (exclusive).
-        history_bars: Bars of history kept before the first bar (None = all stored), as the daemon's
-            `--history-bars`: faster prompts on long histories.
+        history_bars: Bars of history kept before the first bar, as the daemon's `--history-bars`; None =
+            what the command-line twin reads (see the module contract): the backtest's history for a rule
+            strategy, every stored bar for `llm` and `hybrid`. Fewer bars build prompts faster.
         settings: Configuration (see the package docstring).
-        reports_dir: Folder for the run report.
+        reports_dir: Folder for the run report; None = `<data_dir>/reports/`, where the CLI writes them.
+        **params: A rule strategy's parameters (exit plan included: `stop_atr`, `trailing_atr`, ...).
 
     Example:
         >>> run = tg.run_agent("BTC/USDT", bars=3, end="2025-09-18 15:00")  # doctest: +SKIP
@@ -88,6 +109,7 @@ def run_agent(
         raise ConfigError(f"bars={bars}: must be >= 1")
     if start is not None and end is not None:
         raise ConfigError("give start or end, not both: bars count forward from start or back from end")
+    spec, values, needed = _strategy(strategy, params)
     s = resolve_settings(settings, symbols=parse_symbols(symbols))
     if start is not None:
         end = to_ts(to_ms(start) + bars * timeframe_ms(s.timeframe))
@@ -95,16 +117,17 @@ def run_agent(
     times = full.bar_times(None if start is None else to_ms(start), None if end is None else to_ms(end))
     if not times:
         raise DataError(f"no {s.timeframe} bars for {', '.join(s.symbols)} in [{start}, {end})")
-    source = cut_history(full, s, history_bars, times[-bars:][0])
+    source = cut_history(full, s, needed if history_bars is None else history_bars, times[-bars:][0])
     out = run_agent_backtest(
         s,
-        strategy=strategy,
+        strategy=spec,
         start=text(start),
         end=text(end),
         last_bars=bars,
-        reports_dir=Path(reports_dir),
+        reports_dir=None if reports_dir is None else Path(reports_dir),
         show_progress=False,
         source=source,
+        params=values or None,
     )
     m = out.metrics
     metrics = pd.DataFrame(
@@ -124,6 +147,20 @@ def run_agent(
         ]
     )
     return AgentRun(out.run_id, metrics, out.report, ticks)
+
+
+def _strategy(strategy: StrategyLike, params: Mapping[str, Any]) -> tuple[str, dict[str, Any], int | None]:
+    """(registry spec, parameter values, default history bars) of a run's strategy; a rule strategy is built
+    here, so an unknown one or a bad parameter fails before anything is recorded."""
+    if isinstance(strategy, str) and strategy in MODEL_STRATEGIES:
+        if params:
+            raise ConfigError(f"parameters {sorted(params)} apply to a rule strategy, not to {strategy!r}")
+        return strategy, {}, None
+    from agent.backtest.service import HISTORY_BARS
+    from strategies.registry import build_strategy
+
+    spec, values = strategy_spec(strategy, params)
+    return spec, values, max(HISTORY_BARS, build_strategy(spec, values).warmup_bars())
 
 
 def read_decisions(run_id: str | None = None, *, settings: SettingsLike = None) -> pd.DataFrame:

@@ -44,5 +44,5 @@ def test_03_agent(tmp_path: Path) -> None:
     assert images(nb) >= 2, "equity and calibration figures"
     runs = _runs(tmp_path)
     assert runs == {"notebook": 1, "agent_backtest": 1}, runs
-    reports = list((tmp_path / "reports").glob("*/report.html"))
-    assert len(reports) == 1, "the run report is written under the working directory"
+    reports = list((tmp_path / "data" / "reports").glob("*/report.html"))
+    assert len(reports) == 1, "the run report is written under the working directory's data/"
