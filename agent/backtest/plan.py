@@ -70,11 +70,19 @@ def _hold_from_changes(signal: FloatArray, value: FloatArray) -> FloatArray:
 def exit_plan(candles: pd.DataFrame, params: StrategyParams) -> FloatArray | None:
     """(3, n) stop-loss level, take-profit level and trailing distance decided at each close (module
     contract), or None when the strategy has no exit plan."""
-    multiples = (params.stop_atr, params.take_profit_atr, params.trailing_atr)
-    if all(m is None for m in multiples):
+    if all(m is None for m in (params.stop_atr, params.take_profit_atr, params.trailing_atr)):
         return None
-    close = prices(candles)
-    value = atr(prices(candles, "high"), prices(candles, "low"), close, params.atr_period)
+    return exit_levels(prices(candles, "high"), prices(candles, "low"), prices(candles), params)
+
+
+def exit_levels(
+    high: FloatArray, low: FloatArray, close: FloatArray, params: StrategyParams
+) -> FloatArray | None:
+    """`exit_plan` on price arrays (`exit_plan` is this on the frame's columns; the look-ahead check calls
+    it on prefixes of them)."""
+    if all(m is None for m in (params.stop_atr, params.take_profit_atr, params.trailing_atr)):
+        return None
+    value = atr(high, low, close, params.atr_period)
     off = np.full(len(value), np.nan)
     stop = close - value * params.stop_atr if params.stop_atr is not None else off
     take = close + value * params.take_profit_atr if params.take_profit_atr is not None else off

@@ -45,6 +45,8 @@ class SweepRequest:
     workers: int | None = None
     fee: float | None = None
     max_position: float | None = None
+    warmup: int | None = None
+    """Bars of history before the first traded bar; None: as a backtest of the most demanding trial."""
 
 
 @dataclass(frozen=True)
@@ -82,7 +84,9 @@ def prepare_sweep(request: SweepRequest, settings: Settings) -> SweepJob:
     valid, skipped, reason = trials(request.strategy, grid)
     if not valid:
         raise StrategyError(f"all {skipped} parameter combinations are invalid, e.g. {reason}")
-    warmup = max([HISTORY_BARS] + [cls(cls.make_params(v)).warmup_bars() for v in valid])  # as a backtest
+    warmup = request.warmup
+    if warmup is None:  # as a backtest of the most demanding trial
+        warmup = max([HISTORY_BARS] + [cls(cls.make_params(v)).warmup_bars() for v in valid])
     prepared = prepare(
         BacktestRequest(
             strategy=request.strategy,

@@ -5,7 +5,7 @@ Contracts:
   (pandas, numba, matplotlib) happen inside the commands so `--help` stays fast.
 - Bad input (unknown strategy, bad parameter, empty date range, missing data) raises a `TradegraphError`
   before anything is written; `agent.cli.main` prints it as one line and exits 1.
-- `check-lookahead` exits 1 when any signal changes with later bars removed.
+- `check-lookahead` exits 1 when any decision changes with later bars removed, and 2 when no bar can be cut.
 """
 
 from __future__ import annotations
@@ -115,6 +115,7 @@ def sweep(
     max_position: float | None = typer.Option(
         None, "--max-position", help="per-symbol cap; default risk config"
     ),
+    warmup: int | None = typer.Option(None, "--warmup", help="bars of history before --start; default auto"),
 ) -> None:
     """Backtest every combination of a parameter grid across all cores and rank them."""
     from rich.console import Console
@@ -138,6 +139,7 @@ def sweep(
         workers=workers,
         fee=fee,
         max_position=max_position,
+        warmup=warmup,
     )
     job = prepare_sweep(request, settings)
     console = Console()
@@ -173,41 +175,64 @@ def check_lookahead(
     start: str | None = _START,
     end: str | None = _END,
     param: list[str] | None = _PARAM,
-    samples: int = typer.Option(20, "--samples", help="cut points per symbol"),
+    samples: int | None = typer.Option(
+        None, "--samples", help="most cut points per symbol; default: every bar after the warm-up, up to 2500"
+    ),
+    warmup: int | None = typer.Option(
+        None, "--warmup", help="bars of history before --start; default: the strategy's warm-up"
+    ),
 ) -> None:
-    """Re-run a strategy on data cut at sample bars; exit 1 if any signal changes (look-ahead bias)."""
+    """Re-run a strategy on data cut after each sampled bar and compare every earlier decision (targets and
+    exit plans); exit 1 if any changes (look-ahead bias), 2 if no bar can be cut."""
+    import sys
+
     from rich.console import Console
 
     from agent.backtest.data import load_window
-    from agent.backtest.lookahead import check_lookahead as check
+    from agent.backtest.lookahead import NoCutPoint, check_window, history_bars
     from agent.backtest.service import parse_symbols
     from agent.backtest.tables import lookahead_table
     from agent.config import load_settings
     from agent.errors import ConfigError
+    from agent.textsafe import for_plain_terminal
     from strategies.registry import build_strategy, parse_params
 
-    if samples < 1:
+    if samples is not None and samples < 1:
         raise ConfigError(f"--samples {samples}: must be >= 1")
     settings = load_settings()
     strat = build_strategy(strategy, parse_params(param or []))
+    history = history_bars([strat], warmup)
     chosen = parse_symbols(symbol, symbols, list(settings.symbols)[:1])
     exchange = "binance" if settings.exchange.id == "replay" else settings.exchange.id
-    window = load_window(chosen, timeframe or settings.timeframe, settings.data_dir, start, end, 0, exchange)
-    findings, cuts = [], 0
-    for name, frame in window.frames.items():
-        found, checked = check(strat, frame, name, samples)
-        findings += found
-        cuts += checked
+    window = load_window(
+        chosen, timeframe or settings.timeframe, settings.data_dir, start, end, history, exchange
+    )
+    try:
+        checks = check_window(strat, window, samples)
+    except NoCutPoint as e:  # the check compared nothing: not a pass (exit 2, like a usage error)
+        print(f"error: {for_plain_terminal(str(e))}", file=sys.stderr)
+        raise typer.Exit(2) from None
+    findings = [f for check in checks for f in check.findings]
+    cuts = sum(check.cuts for check in checks)
+    usable = sum(check.usable for check in checks)
+    coverage = (
+        "every usable bar"
+        if cuts == usable
+        else f"{cuts} of {usable} usable bars; --samples {max(c.usable for c in checks)} checks them all"
+    )
     console = Console()
     if findings:
-        console.print(lookahead_table(findings))
+        console.print(lookahead_table([f.row() for f in findings]))
+        first = findings[0]
         console.print(
-            f"[red]look-ahead detected[/]: {strat.describe()} changed {len(findings)} of {cuts} "
-            "sampled signals when later bars were removed"
+            f"[red]look-ahead detected[/]: {strat.describe()} changed its decisions at {len(findings)} of "
+            f"{cuts} cut points when later bars were removed (first: {first.decision} of {first.symbol} at "
+            f"{first.bar}, cut after {first.cut}; {coverage})"
         )
         raise typer.Exit(1)
     console.print(
-        f"no look-ahead: {strat.describe()} gave the same signals at {cuts} cut points on {', '.join(chosen)}"
+        f"no look-ahead: {strat.describe()} made the same decisions at every bar up to each of {cuts} cut "
+        f"points on {', '.join(chosen)} ({coverage})"
     )
 
 

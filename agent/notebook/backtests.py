@@ -8,8 +8,8 @@ Contracts:
 - `sweep` is `tradegraph sweep` (`agent.backtest.sweep_job`): every valid combination of `grid` is run and
   recorded as a `sweep` run; the table is best first by `metric`. `workers=1` runs in this process.
 - `check_lookahead` is `tradegraph check-lookahead` (`agent.backtest.lookahead`) for several strategies at
-  once: one row per strategy and symbol; `lookahead` is True when any sampled signal changed once the later
-  bars were cut off.
+  once: one row per strategy and symbol; `lookahead` is True when any decision (target or exit plan) at a
+  bar up to a cut changed once the later bars were cut off; no usable cut point raises `NoCutPoint`.
 - A strategy is a built-in name, `path/to/file.py:Class`, or a `Strategy` class or instance defined at module
   level (a notebook cell counts: it lives in `__main__`); see `common.strategy_spec`.
 """
@@ -173,40 +173,53 @@ def check_lookahead(
     start: When = None,
     end: When = None,
     *,
-    samples: int = 20,
+    samples: int | None = None,
+    warmup: int | None = None,
     settings: SettingsLike = None,
 ) -> pd.DataFrame:
     """The truncation test for each strategy and symbol; any finding means the strategy sees the future.
+
+    Args:
+        samples: Most cut points per symbol; None = every bar after the warm-up, up to
+            `agent.backtest.lookahead.DEFAULT_CUTS`.
+        warmup: Bars of history loaded before `start`; None = the longest warm-up the strategies declare,
+            so the check cuts from the window's first bar.
+
+    One row per strategy and symbol: `cuts` checked of `usable`, `findings`, `lookahead`, and the first
+    finding's `first_cut`, `first_bar` and `first_decision` (target, stop_loss, take_profit or trailing).
+    A symbol without a usable cut point raises `agent.backtest.lookahead.NoCutPoint` (a `DataError`).
 
     Example:
         >>> tg.check_lookahead(["sma_cross", "macd"], "BTC/USDT")  # doctest: +SKIP
     """
     from agent.backtest.data import load_window
-    from agent.backtest.lookahead import check_lookahead as truncation_check
+    from agent.backtest.lookahead import check_window, history_bars
     from strategies.base import Strategy
     from strategies.registry import build_strategy
 
-    if samples < 1:
+    if samples is not None and samples < 1:
         raise ConfigError(f"samples={samples}: must be >= 1")
     s = resolve_settings(settings)
     listed = [strategies] if isinstance(strategies, str | Strategy | type) else list(strategies)
     built = [s if isinstance(s, Strategy) else build_strategy(*strategy_spec(s, {})) for s in listed]
+    history = history_bars(built, warmup, option="warmup")
     chosen = parse_symbols(symbols)
-    window = load_window(chosen, timeframe, s.data_dir, text(start), text(end), 0, exchange_folder(s))
+    window = load_window(chosen, timeframe, s.data_dir, text(start), text(end), history, exchange_folder(s))
     rows = []
     for strat in built:
-        for symbol, frame in window.frames.items():
-            found, cuts = truncation_check(strat, frame, symbol, samples)
-            first = found[0] if found else {}
+        for check in check_window(strat, window, samples):
+            first = check.findings[0] if check.findings else None
             rows.append(
                 {
                     "strategy": strat.describe(),
-                    "symbol": symbol,
-                    "cuts": cuts,
-                    "findings": len(found),
-                    "lookahead": bool(found),
-                    "first_cut": first.get("cut"),
-                    "first_bar": first.get("bar"),
+                    "symbol": check.symbol,
+                    "cuts": check.cuts,
+                    "usable": check.usable,
+                    "findings": len(check.findings),
+                    "lookahead": bool(check.findings),
+                    "first_cut": first.cut if first else None,
+                    "first_bar": first.bar if first else None,
+                    "first_decision": first.decision if first else None,
                 }
             )
     return pd.DataFrame(rows)
