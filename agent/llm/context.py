@@ -37,8 +37,11 @@ import pandas as pd
 
 from agent.errors import ConfigError, DataError
 from agent.llm import prompts
-from agent.llm.encoding import Chunks, encode_chunks, indicator_frame, last_bars
+from agent.llm.context_cache import CacheSettings, HistoryCache, MarketView
+from agent.llm.encoding import last_bars
 from agent.llm.leakage import DEFAULT_ALIAS, Disclosure, anonymise
+from agent.llm.levels import COLUMNS as COLUMNS  # re-exported: the columns each block shows
+from agent.llm.levels import DAY, WEEK, Level, scratch_levels, timeframe_name
 from agent.llm.protocol import ContextInput, Prompt
 from agent.llm.tokens import (
     CachingTokenCounter,
@@ -53,9 +56,6 @@ from agent.market.candles import TIMEFRAME_MS, timeframe_ms
 if TYPE_CHECKING:
     from agent.config import Settings
 
-DAY = pd.Timedelta(days=1)
-WEEK = pd.Timedelta(days=7)
-EPOCH_MONDAY = pd.Timestamp("1970-01-05", tz="UTC")
 SPANS_WEEKS = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512, 768, 1024)
 """Block lengths tried, in whole weeks before the current week (about x1.4 apart)."""
 MESSAGE_OVERHEAD = 8
@@ -67,43 +67,13 @@ DEFAULT_CONTEXT_LEN = 8192
 BASE_SHARE, DAILY_SHARE = 0.5, 0.6
 """Coarsening stops once base bars fit in this share of the history budget, then once days fit in this
 share of what is left; beyond that, the oldest history is dropped instead."""
-COLUMNS = {
-    "base": ("close", "chg", "hi", "lo", "vol", "rsi"),
-    "1d": ("close", "chg", "hi", "lo", "vol", "vr", "rsi", "e20", "e50", "atr"),
-    "1w": ("close", "chg", "hi", "lo", "vol", "rsi", "e20", "e50"),
-}
-_LABELS = {"base": "hour", "1d": "day", "1w": "week"}
-_AGG = {"open": "first", "high": "max", "low": "min", "close": "last", "volume": "sum"}
 _ALL = int(np.iinfo(np.int64).min)
+_DAY_NS = 86_400_000_000_000
+_WEEK_NS = 7 * _DAY_NS
 
 
 class BudgetTooSmall(ConfigError):
     """The token budget cannot hold the instructions and the current state."""
-
-
-@dataclass(frozen=True)
-class Level:
-    """One resolution of history cut into chunks: a day of base bars, or a single daily/weekly bar."""
-
-    name: str
-    kind: str
-    """`base` (intraday bars grouped by day), `1d` or `1w`."""
-    frame: pd.DataFrame
-    """Bars with indicators (complete periods only)."""
-    chunks: Chunks
-    cum_tokens: np.ndarray
-    """Tokens of chunks [0, i) at index i (each chunk counted alone, plus one join margin)."""
-
-    @property
-    def header(self) -> str:
-        """Block title and column line."""
-        return prompts.block_header(self.name, _LABELS[self.kind], COLUMNS[self.kind])
-
-    def span(self, start: int, end: int | None) -> tuple[int, int]:
-        """Chunk index range [i, j) of chunks starting in [start, end)."""
-        starts = self.chunks.starts
-        i = int(np.searchsorted(starts, start, side="left"))
-        return i, (len(starts) if end is None else int(np.searchsorted(starts, end, side="left")))
 
 
 @dataclass(frozen=True)
@@ -140,6 +110,7 @@ class MarketContextBuilder:
         timeframe: str | None = None,
         alias: str = DEFAULT_ALIAS,
         max_decisions: int = 8,
+        incremental: bool = True,
     ) -> None:
         """Configure the builder.
 
@@ -151,6 +122,8 @@ class MarketContextBuilder:
             timeframe: the candles' timeframe; None = inferred from the index.
             alias: the symbol's name under leakage control.
             max_decisions: how many recent decisions the prompt shows.
+            incremental: keep each symbol's history levels between calls (`agent.llm.context_cache`);
+                False rebuilds them from the whole frame at every call (the reference, byte-identical).
         """
         inner = counter if counter is not None else default_counter()
         self.counter = inner if isinstance(inner, CachingTokenCounter) else CachingTokenCounter(inner)
@@ -160,6 +133,8 @@ class MarketContextBuilder:
         self.timeframe = pd.Timedelta(milliseconds=timeframe_ms(timeframe)) if timeframe else None
         self.alias = alias
         self.max_decisions = max_decisions
+        self.incremental = incremental
+        self._cache: HistoryCache | None = None
 
     @classmethod
     def from_settings(
@@ -184,17 +159,16 @@ class MarketContextBuilder:
 
     def render(self, ctx: ContextInput, budget_tokens: int | None = None) -> BuiltContext:
         """Like `build`, also returning the layout chosen."""
-        frame, tf = _validated(ctx.candles, ctx.symbol, self.timeframe)
-        now = frame.index[-1] + tf
-        disc = (
-            anonymise(ctx.symbol, frame, self.alias) if self.leakage_control else Disclosure.plain(ctx.symbol)
-        )
-        levels = self._levels(frame, tf, now, disc)
+        view = self._cached_view(ctx) if self.incremental else None
+        volatile = self.counter.inner.count if view is not None else self.counter.count
+        if view is None:
+            view = self._scratch_view(ctx)
+        levels, tf, now, disc = view.levels, view.tf, view.now, view.disc
         base_name = levels[0].name
         system = prompts.system_message(base_name, disc.anonymised)
         head = prompts.intro(disc.name, disc.quote, base_name)
         tail = prompts.tail_text(ctx, disc, [(lv.name, lv.frame) for lv in levels], tf, self.max_decisions)
-        fixed = sum(self.counter.count(x) + 1 for x in (system, head, tail))
+        fixed = sum(self.counter.count(x) + 1 for x in (system, head)) + volatile(tail) + 1
         planner = _Planner(levels, self.counter.count, now, tf, fixed + 2 * MESSAGE_OVERHEAD + REPLY_OVERHEAD)
         layout = planner.plan(budget_tokens if budget_tokens is not None else self.default_budget)
         history, mix = _history(levels, layout)
@@ -210,23 +184,37 @@ class MarketContextBuilder:
         )
         return BuiltContext(prompt=prompt, layout=layout, mix=mix)
 
-    def _levels(
-        self, frame: pd.DataFrame, tf: pd.Timedelta, now: pd.Timestamp, disc: Disclosure
-    ) -> list[Level]:
-        """Finest first: base bars, complete days (empty when the base is daily), complete weeks."""
-        name = _timeframe_name(tf)
-        base_kind = "base" if tf < DAY else "1d"
-        levels = [self._level(name, base_kind, indicator_frame(frame, self.atr_period), disc)]
-        days = _complete(frame, DAY, now, pd.Timestamp(0, tz="UTC")) if tf < DAY else frame.iloc[:0]
-        levels.append(self._level("1d", "1d", indicator_frame(days, self.atr_period), disc))
-        weeks = _complete(frame, WEEK, now, EPOCH_MONDAY)
-        levels.append(self._level("1w", "1w", indicator_frame(weeks, self.atr_period), disc))
-        return levels
+    def prepare(self, symbol: str, candles: pd.DataFrame) -> None:
+        """Extend `symbol`'s cached history to `candles` ahead of the builds that will read it.
 
-    def _level(self, name: str, kind: str, frame: pd.DataFrame, disc: Disclosure) -> Level:
-        chunks = encode_chunks(frame, kind, COLUMNS[kind], disc)
-        counts = np.array([self.counter.count(x) + 1 for x in chunks.texts], dtype=np.int64)
-        return Level(name, kind, frame, chunks, np.concatenate(([0], np.cumsum(counts))).astype(np.int64))
+        Optional: `build` extends it anyway. A caller holding a longer series than the bar it builds for
+        (a backtest's whole window) computes indicators and complete periods once instead of once per bar;
+        each build still reads only the bars up to its own t (the cache slices point in time).
+        """
+        if self.incremental:
+            self._history_cache().prepare(symbol, candles)
+
+    def _history_cache(self) -> HistoryCache:
+        """The cache for the current configuration (a changed configuration starts an empty one)."""
+        wanted = CacheSettings(self.timeframe, self.atr_period, self.leakage_control, self.alias)
+        if self._cache is None or self._cache.settings != wanted:
+            self._cache = HistoryCache(wanted, self.counter.count, self.counter.inner.count)
+        return self._cache
+
+    def _cached_view(self, ctx: ContextInput) -> MarketView | None:
+        """The market part from the cache, or None when the input needs the scratch path."""
+        return self._history_cache().view(ctx.symbol, ctx.candles)
+
+    def _scratch_view(self, ctx: ContextInput) -> MarketView:
+        """The market part computed from the whole frame (validates the input, raising `DataError`)."""
+        frame, tf = _validated(ctx.candles, ctx.symbol, self.timeframe)
+        now = frame.index[-1] + tf
+        disc = (
+            anonymise(ctx.symbol, frame, self.alias) if self.leakage_control else Disclosure.plain(ctx.symbol)
+        )
+        return MarketView(
+            tf, now, disc, scratch_levels(frame, tf, now, disc, self.atr_period, self.counter.count)
+        )
 
 
 def budget_from_settings(settings: Settings, max_model_len: int | None = None, margin: int = 256) -> int:
@@ -270,6 +258,10 @@ class _Planner:
         self.row_tokens = float(base.cum_tokens[-1]) / max(1, int(base.chunks.rows.sum()))
         self.rows_to_day = int((day_now + DAY - now) / tf)
         self.rows_to_week = int((self.monday_now + WEEK - now) / tf)
+        monday_ns = self.monday_now.value
+        self._ladder = [monday_ns - n * _WEEK_NS for n in reversed(SPANS_WEEKS)]
+        self._spans: dict[tuple[int, int, int | None, bool], int] = {}
+        self._dailies: dict[int, list[int]] = {}
 
     def plan(self, budget: int | None) -> Layout:
         """The richest layout within `budget` (None: every bar at base resolution)."""
@@ -326,6 +318,13 @@ class _Planner:
         return total + self.count(base.header) + self.count(last_bars(base.chunks.texts, layout.keep)) + 2
 
     def _span(self, level: int, start: int, end: int | None, reserve: bool = False) -> int:
+        key = (level, start, end, reserve)
+        found = self._spans.get(key)
+        if found is None:
+            found = self._spans[key] = self._span_tokens(level, start, end, reserve)
+        return found
+
+    def _span_tokens(self, level: int, start: int, end: int | None, reserve: bool) -> int:
         lv = self.levels[level]
         i, j = lv.span(start, end)
         if j <= i:
@@ -339,20 +338,27 @@ class _Planner:
 
     def _anchors(self, upper: int) -> list[int]:
         """Mondays n weeks before the current week for n in SPANS_WEEKS (longest first), <= `upper`."""
-        return [min(upper, (self.monday_now - n * WEEK).value) for n in reversed(SPANS_WEEKS)]
+        return [min(upper, a) for a in self._ladder]
 
     def _daily_options(self, a0: int) -> list[int]:
         """Where daily bars may start given base bars from `a0` (just `a0` when the base is daily)."""
-        if len(self.levels[1].chunks.starts) == 0:
-            return [a0]
-        monday = _monday(a0)
-        return self._options(1, [_ALL, *self._anchors(monday), monday])
+        found = self._dailies.get(a0)
+        if found is None:
+            if len(self.levels[1].chunks.starts) == 0:
+                found = [a0]
+            else:
+                monday = _monday(a0)
+                found = self._options(1, [_ALL, *self._anchors(monday), monday])
+            self._dailies[a0] = found
+        return found
 
     def _options(self, level: int, anchors: list[int]) -> list[int]:
         """Anchors in order, without those selecting the same first chunk as an earlier one."""
+        firsts = np.searchsorted(
+            self.levels[level].chunks.starts, np.array(anchors, dtype=np.int64), side="left"
+        )
         out, seen = [], set()
-        for a in anchors:
-            first = int(np.searchsorted(self.levels[level].chunks.starts, a, side="left"))
+        for a, first in zip(anchors, firsts.tolist(), strict=True):
             if first not in seen:
                 seen.add(first)
                 out.append(a)
@@ -373,7 +379,7 @@ def _history(levels: list[Level], layout: Layout) -> tuple[str, dict[str, tuple[
         if lv is levels[0] and layout.keep is not None:
             parts.append(lv.header + last_bars(lv.chunks.texts, layout.keep))
             kept = min(layout.keep, len(lv.frame))
-            mix[lv.name] = (kept, str(lv.frame.index[-kept]), str(lv.frame.index[-1]))
+            mix[lv.name] = (kept, str(lv.frame.time(-kept)), str(lv.frame.time(-1)))
             continue
         i, j = lv.span(start, end)
         if j <= i:
@@ -381,19 +387,8 @@ def _history(levels: list[Level], layout: Layout) -> tuple[str, dict[str, tuple[
         parts.append(lv.header + lv.chunks.leads[i] + "".join(lv.chunks.texts[i:j]))
         first = int(lv.chunks.rows[:i].sum())
         count = int(lv.chunks.rows[i:j].sum())
-        mix[lv.name] = (count, str(lv.frame.index[first]), str(lv.frame.index[first + count - 1]))
+        mix[lv.name] = (count, str(lv.frame.time(first)), str(lv.frame.time(first + count - 1)))
     return "".join(parts), mix
-
-
-def _complete(
-    frame: pd.DataFrame, period: pd.Timedelta, now: pd.Timestamp, origin: pd.Timestamp
-) -> pd.DataFrame:
-    """Bars of `period` (resampled) that lie wholly within the data and end at or before `now`."""
-    bars = frame.resample(period, origin=origin, closed="left", label="left").agg(_AGG)
-    bars = bars.dropna(subset=["close"])
-    opens, first = pd.DatetimeIndex(bars.index), pd.DatetimeIndex(frame.index)[0]
-    keep = (opens >= first) & (opens <= now - period)
-    return bars[keep]
 
 
 def _validated(
@@ -417,14 +412,9 @@ def _validated(
         if len(frame) < 2:
             raise DataError(f"cannot tell the timeframe of {symbol} from one bar; pass timeframe=")
         tf = pd.Timedelta(int(np.diff(index.asi8[-500:]).min()), unit="ns")
-        if _timeframe_name(tf) not in TIMEFRAME_MS:
+        if timeframe_name(tf) not in TIMEFRAME_MS:
             raise DataError(f"candles for {symbol} are {tf} apart; supported: {', '.join(TIMEFRAME_MS)}")
     return frame, tf
-
-
-def _timeframe_name(tf: pd.Timedelta) -> str:
-    ms = int(tf / pd.Timedelta(milliseconds=1))
-    return next((name for name, v in TIMEFRAME_MS.items() if v == ms), str(tf))
 
 
 def _first(options: list[int], done: Callable[[int], bool]) -> int:
@@ -433,7 +423,8 @@ def _first(options: list[int], done: Callable[[int], bool]) -> int:
 
 
 def _monday(ts_ns: int) -> int:
+    """The Monday 00:00 UTC starting the week of `ts_ns` (1970-01-01, day 0, was a Thursday)."""
     if ts_ns == _ALL:
         return _ALL
-    day = pd.Timestamp(ts_ns, tz="UTC").floor("D")
-    return (day - pd.Timedelta(days=day.weekday())).value
+    day = ts_ns // _DAY_NS
+    return (day - (day + 3) % 7) * _DAY_NS

@@ -26,6 +26,7 @@ from functools import lru_cache
 import numpy as np
 import pandas as pd
 
+from agent.llm.bars import Bars
 from agent.llm.leakage import Disclosure
 from agent.market.indicators import indicators
 
@@ -143,25 +144,26 @@ COLUMN_DOCS: dict[str, str] = {
 
 
 def row_values(
-    frame: pd.DataFrame, columns: Sequence[str], price_scale: float, volume_scale: float
+    frame: pd.DataFrame | Bars, columns: Sequence[str], price_scale: float, volume_scale: float
 ) -> np.ndarray:
     """The numbers each column shows, one row per bar (prices divided by `price_scale`)."""
-    close = frame["close"].to_numpy(dtype=np.float64)
+    bars = frame if isinstance(frame, Bars) else Bars.of(frame)
+    close = bars["close"]
     prev = np.concatenate(([np.nan], close[:-1]))
     with np.errstate(divide="ignore", invalid="ignore"):
         series = {
             "close": close / price_scale,
             "chg": close / prev - 1.0,
-            "hi": frame["high"].to_numpy(dtype=np.float64) / close - 1.0,
-            "lo": 1.0 - frame["low"].to_numpy(dtype=np.float64) / close,
-            "vol": frame["volume"].to_numpy(dtype=np.float64) / volume_scale,
-            "vr": frame["volume"].to_numpy(dtype=np.float64) / frame["vol_mean"].to_numpy(dtype=np.float64),
-            "rsi": frame["rsi"].to_numpy(dtype=np.float64),
-            "e20": close / frame["ema20"].to_numpy(dtype=np.float64) - 1.0,
-            "e50": close / frame["ema50"].to_numpy(dtype=np.float64) - 1.0,
-            "atr": frame["atr"].to_numpy(dtype=np.float64) / close,
+            "hi": bars["high"] / close - 1.0,
+            "lo": 1.0 - bars["low"] / close,
+            "vol": bars["volume"] / volume_scale,
+            "vr": bars["volume"] / bars["vol_mean"],
+            "rsi": bars["rsi"],
+            "e20": close / bars["ema20"] - 1.0,
+            "e50": close / bars["ema50"] - 1.0,
+            "atr": bars["atr"] / close,
         }
-    return np.column_stack([series[c] for c in columns]) if len(frame) else np.empty((0, len(columns)))
+    return np.column_stack([series[c] for c in columns]) if len(bars) else np.empty((0, len(columns)))
 
 
 _FORMATTERS: dict[str, Formatter] = {
@@ -220,27 +222,37 @@ class Chunks:
     """The group line (`# 2025-09`) a block must add when it starts at chunk i, which lacks one."""
 
 
-def encode_chunks(frame: pd.DataFrame, kind: str, columns: tuple[str, ...], disc: Disclosure) -> Chunks:
+def encode_chunks(
+    frame: pd.DataFrame | Bars, kind: str, columns: tuple[str, ...], disc: Disclosure, *, memo: bool = True
+) -> Chunks:
     """Encode `frame` (bars with indicators) chunk by chunk; each chunk's text depends only on its bars.
 
     `kind` is `base` (intraday bars under one `# 2025-09-18 Thu` line per day, labelled by hour), `1d`
     (labelled by day of month under `# 2025-09` lines) or `1w` (labelled MM-DD under `# 2025` lines).
-    Anonymised disclosures label days by their day number and use no group lines.
+    Anonymised disclosures label days by their day number and use no group lines. `memo` keeps each
+    chunk's text in a bounded content-addressed memo (for callers that re-encode the same bars at every
+    tick); a caller keeping the texts itself passes False.
     """
-    values = row_values(frame, columns, disc.price_scale, disc.volume_scale)
-    index = pd.DatetimeIndex(frame.index).as_unit("ns")  # days are cut in ns, whatever the input's unit
-    ts = index.asi8.astype(np.int64)
+    day_text = _day_text if memo else _day_text.__wrapped__
+    bar_text = _bar_text if memo else _bar_text.__wrapped__
+    bars = frame if isinstance(frame, Bars) else Bars.of(frame)  # days are cut in ns, whatever the unit
+    values = row_values(bars, columns, disc.price_scale, disc.volume_scale)
+    ts = bars.ts
     if kind == "base":
         cuts = (np.flatnonzero(np.diff(ts // _DAY_NS)) + 1).tolist()
         bounds = list(zip([0, *cuts], [*cuts, len(ts)], strict=True)) if len(ts) else []
-        texts = [_day_text(columns, disc, ts[a:b].tobytes(), values[a:b].tobytes()) for a, b in bounds]
+        texts = [day_text(columns, disc, ts[a:b].tobytes(), values[a:b].tobytes()) for a, b in bounds]
         starts = np.array([ts[a] // _DAY_NS * _DAY_NS for a, _ in bounds], dtype=np.int64)
         return Chunks(
             starts, tuple(texts), np.array([b - a for a, b in bounds], dtype=np.int64), ("",) * len(texts)
         )
-    groups = [""] * len(ts) if disc.anonymised else list(index.strftime(_GROUP_FORMAT[kind]))
+    groups = (
+        [""] * len(ts)
+        if disc.anonymised
+        else list(pd.to_datetime(ts, utc=True).strftime(_GROUP_FORMAT[kind]))
+    )
     texts = [
-        _bar_text(
+        bar_text(
             kind,
             columns,
             disc,
@@ -282,11 +294,15 @@ def _day_text(columns: tuple[str, ...], disc: Disclosure, ts_bytes: bytes, value
     """One day of intraday bars (content-addressed: the cache cannot mix inputs)."""
     ts = np.frombuffer(ts_bytes, dtype=np.int64)
     values = np.frombuffer(values_bytes, dtype=np.float64).reshape(len(ts), len(columns))
-    stamps = pd.DatetimeIndex(pd.to_datetime(ts, utc=True))
-    day = stamps[0].floor("D")
+    day = pd.Timestamp(int(ts[0]) // _DAY_NS * _DAY_NS, tz="UTC")
     head = f"# {disc.day_label(day)}" + ("" if disc.anonymised else day.strftime(" %a")) + "\n"
-    labels = stamps.strftime("%H" if (stamps.minute == 0).all() else "%H:%M")
-    return head + "".join(encode_rows(list(labels), values, columns))
+    seconds = (ts % _DAY_NS) // 1_000_000_000
+    hours, minutes = (seconds // 3600).tolist(), (seconds % 3600 // 60).tolist()
+    if any(minutes):
+        labels = [f"{h:02d}:{m:02d}" for h, m in zip(hours, minutes, strict=True)]
+    else:
+        labels = [f"{h:02d}" for h in hours]
+    return head + "".join(encode_rows(labels, values, columns))
 
 
 @lru_cache(maxsize=32_768)

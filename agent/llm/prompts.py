@@ -16,12 +16,14 @@ Contracts:
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+import numpy as np
 import pandas as pd
 
 from agent.errors import DataError
+from agent.llm.bars import Bars
 from agent.llm.encoding import COLUMN_DOCS, format_int, format_price, format_ratio, format_sig, header_line
 from agent.llm.leakage import Disclosure
 from agent.llm.protocol import ContextInput
@@ -196,7 +198,7 @@ def question(name: str, latest: str, allowed: Sequence[str], max_exposure: float
 def tail_text(
     ctx: ContextInput,
     disc: Disclosure,
-    frames: Sequence[tuple[str, pd.DataFrame]],
+    frames: Sequence[tuple[str, Bars]],
     tf: pd.Timedelta,
     max_decisions: int,
 ) -> str:
@@ -210,20 +212,39 @@ def tail_text(
         max_decisions: how many recent decisions to show.
     """
     base = frames[0][1]
-    t = base.index[-1]
+    t = base.time(-1)
     latest = disc.moment(t)
-    snapshot = [(name, _snapshot_cells(f.iloc[-1], disc)) for name, f in frames if len(f)]
+    snapshot = [(name, _snapshot_cells(_last_row(f), disc)) for name, f in frames if len(f)]
     periods = [_period(base, t, span, disc) for span in ("24h", "7D")]
     return (
         snapshot_section(latest, snapshot, [p for p in periods if p])
-        + _account(ctx, disc, float(base["close"].iloc[-1]))
-        + _positions(ctx, disc, float(base["close"].iloc[-1]), t, tf)
+        + _account(ctx, disc, float(base["close"][-1]))
+        + _positions(ctx, disc, float(base["close"][-1]), t, tf)
         + decisions_section(_decisions(ctx, disc, t, tf, max_decisions))
         + question(disc.name, latest, [str(a) for a in ctx.allowed_actions], ctx.max_exposure)
     )
 
 
-def _snapshot_cells(row: pd.Series, disc: Disclosure) -> list[str]:
+_SNAPSHOT_COLUMNS = (
+    "close",
+    "ema20",
+    "ema50",
+    "rsi",
+    "macd",
+    "macd_signal",
+    "macd_hist",
+    "atr",
+    "volume",
+    "vol_mean",
+)
+
+
+def _last_row(bars: Bars) -> dict[str, float]:
+    """The snapshot's columns at the last bar."""
+    return {c: bars[c][-1] for c in _SNAPSHOT_COLUMNS}
+
+
+def _snapshot_cells(row: Mapping[str, float], disc: Disclosure) -> list[str]:
     def price(x: float) -> str:
         return format_price(disc.price(x))
 
@@ -244,18 +265,20 @@ def _snapshot_cells(row: pd.Series, disc: Disclosure) -> list[str]:
     ]
 
 
-def _period(base: pd.DataFrame, t: pd.Timestamp, span: str, disc: Disclosure) -> str:
+def _period(base: Bars, t: pd.Timestamp, span: str, disc: Disclosure) -> str:
     """`last 24h: chg +1.20%, high …, low …` over the bars opened in (t − span, t]."""
     delta = pd.Timedelta(span)
-    window = base.loc[base.index > t - delta]
-    before = base.loc[base.index <= t - delta, "close"]
-    if len(before) == 0:
+    cut = int(np.searchsorted(base.ts, (t - delta).value, side="right"))  # bars <= t − span: [0, cut)
+    if cut == 0:
         return ""
-    chg = float(base["close"].iloc[-1]) / float(before.iloc[-1]) - 1.0
+    close = base["close"]
+    chg = float(close[-1]) / float(close[cut - 1]) - 1.0
+    high = float(np.fmax.reduce(base["high"][cut:]))  # NaN-skipping, as pandas' max
+    low = float(np.fmin.reduce(base["low"][cut:]))
     return (
         f"last {span.lower().replace('7d', '7 days')}: chg {chg:+.2%}, "
-        f"high {format_price(disc.price(float(window['high'].max())))}, "
-        f"low {format_price(disc.price(float(window['low'].min())))}"
+        f"high {format_price(disc.price(high))}, "
+        f"low {format_price(disc.price(low))}"
     )
 
 
