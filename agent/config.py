@@ -106,6 +106,11 @@ class LLMSettings(_Section):
     circuit_cooldown_s: float = Field(30.0, ge=0)
     max_response_bytes: int = Field(256 * 1024, ge=4096, description="cap on one answer's HTTP body")
     leakage_control: bool = False
+    prompt_mode: Literal["stateful", "stateless"] = Field(
+        "stateful",
+        description="stateful: the prompt shows the account, positions and past decisions; stateless: the "
+        "market only, so an agent backtest asks many bars at once (docs/context.md)",
+    )
     local_port: int = Field(8765, ge=1, le=65535)
     local_threads: int | None = Field(None, ge=1)
     local_n_ctx: int = Field(8192, ge=512)

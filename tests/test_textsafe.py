@@ -17,12 +17,12 @@ from rich.table import Table
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from agent.broker import Bar, BarOutcome, process_bar
+from agent.broker import Bar, BarOutcome, FillTerms, process_bar
 from agent.db.models import Decision, LLMCall, RiskEvent
 from agent.db.session import open_db
 from agent.ledger import DecisionEntry, TickRecord, start_run, write_tick
 from agent.llm.cache import CallRecord, CallStore
-from agent.llm.schema import DecisionRequest, DecisionResult
+from agent.llm.schema import Analysis, DecisionRequest, DecisionResult
 from agent.textsafe import csv_cell, csv_frame, for_html, for_plain_terminal, for_storage, for_terminal
 from tests.risk.world import BTC, RULES, T0, World, decision
 
@@ -139,7 +139,9 @@ def factory(db_url: str) -> Iterator[sessionmaker[Session]]:
 
 def _settled(world: World) -> BarOutcome:
     bars = {s: Bar(m, m, m, m, 1.0) for s, m in world.marks.items()}
-    return process_bar(world.portfolio, bars, {}, T0, {s: RULES for s in bars}, world.settings, "w")
+    return process_bar(
+        world.portfolio, bars, {}, T0, {s: RULES for s in bars}, FillTerms.of(world.settings), "w"
+    )
 
 
 @pytest.mark.parametrize("bad", ["\x00", "\ud800"], ids=["nul", "lone_surrogate"])
@@ -159,7 +161,7 @@ def test_hostile_text_is_stored_sanitised(factory: sessionmaker[Session], bad: s
         model=f"nemo{bad}",
         reasoning=f"think{bad}",
     )
-    write_tick(factory, TickRecord("bad", T0, _settled(world), (DecisionEntry(result, llm),)))
+    write_tick(factory, TickRecord("bad", T0, _settled(world), (DecisionEntry(result, Analysis.of(llm)),)))
     clean = for_storage(text)
     with factory() as session:
         row = session.scalars(select(Decision).where(Decision.run_id == "bad")).one()

@@ -13,7 +13,8 @@ Contracts:
   unique `orders.client_order_id` stops a second fill.
 - Legs: `target` (the order moving to a pending target) and `exit` (a stop-loss, trailing-stop or
   take-profit exit); a symbol has at most one of each per bar.
-- All records are flat frozen dataclasses with `to_dict`/`from_dict`, JSON-able for the graph's state, and
+- All records are frozen dataclasses of plain values: the graph's state holds them as they are, and the
+  checkpointer's serializer (`agent.graph.checkpoint.STATE_TYPES`) stores and restores them exactly. They
   carry every column the `orders` and `fills` tables need.
 """
 
@@ -23,9 +24,11 @@ import hashlib
 import math
 import re
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Any, Self
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
+from agent.config import BrokerSettings, RiskSettings, Settings
+from agent.market.candles import timeframe_ms
 from agent.market.exchange import MarketRules
 from agent.portfolio import PortfolioState
 
@@ -37,6 +40,7 @@ __all__ = [
     "BarOutcome",
     "BrokerEvent",
     "FillRecord",
+    "FillTerms",
     "MarketRules",
     "OrderRecord",
     "PendingTarget",
@@ -58,21 +62,23 @@ def client_order_id(run_id: str, symbol: str, bar_ts: int, leg: str) -> str:
     return f"{clean[: _MAX_ID - 17]}-{digest}"
 
 
-class _Record:
-    """`to_dict`/`from_dict` for flat dataclasses."""
+@dataclass(frozen=True)
+class FillTerms:
+    """The settings the paper broker reads: fills and fees (`[broker]`), the book's limits, cooldown and
+    breakers (`[risk]`), and the bar length (the run's timeframe)."""
 
-    def to_dict(self) -> dict[str, Any]:
-        """Plain data."""
-        return asdict(self)  # type: ignore[call-overload, no-any-return]
+    risk: RiskSettings
+    broker: BrokerSettings
+    bar_ms: int
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> Self:
-        """Rebuild a record written by `to_dict`."""
-        return cls(**dict(data))
+    def of(cls, settings: Settings) -> FillTerms:
+        """The terms a run with `settings` fills on."""
+        return cls(settings.risk, settings.broker, timeframe_ms(settings.timeframe))
 
 
 @dataclass(frozen=True)
-class Bar(_Record):
+class Bar:
     """One symbol's OHLCV bar (volume in the base currency)."""
 
     open: float
@@ -83,7 +89,7 @@ class Bar(_Record):
 
 
 @dataclass(frozen=True)
-class PendingTarget(_Record):
+class PendingTarget:
     """A target exposure waiting for the next bar's open, with the exit plan an entry stores."""
 
     symbol: str
@@ -123,7 +129,7 @@ def _level(value: float | None) -> float:
 
 
 @dataclass(frozen=True)
-class OrderRecord(_Record):
+class OrderRecord:
     """A paper market order; a `rejected` one (dust, nothing fillable) has no fill."""
 
     client_order_id: str
@@ -147,7 +153,7 @@ class OrderRecord(_Record):
 
 
 @dataclass(frozen=True)
-class FillRecord(_Record):
+class FillRecord:
     """The execution of an order: amount, slipped price and fee (in the quote currency)."""
 
     client_order_id: str
@@ -162,7 +168,7 @@ class FillRecord(_Record):
 
 
 @dataclass(frozen=True)
-class BrokerEvent(_Record):
+class BrokerEvent:
     """Something the broker did or could not do (dust, nothing to fill, a stop-out and its cooldown)."""
 
     symbol: str
@@ -184,3 +190,7 @@ class BarOutcome:
     """cash + Σ amount × close_t."""
     in_force: Mapping[str, float] = field(default_factory=dict)
     """Per symbol, the last target acted on (pass it back with a raw target series; see `process_bar`)."""
+
+    def __post_init__(self) -> None:
+        for name in ("orders", "fills", "events"):
+            object.__setattr__(self, name, tuple(getattr(self, name)))

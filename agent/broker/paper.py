@@ -32,7 +32,6 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -43,6 +42,7 @@ from agent.broker.models import (
     BarOutcome,
     BrokerEvent,
     FillRecord,
+    FillTerms,
     MarketRules,
     OrderRecord,
     PendingTarget,
@@ -52,12 +52,8 @@ from agent.errors import DataError
 from agent.execution import bar
 from agent.execution.compiled import compiled
 from agent.execution.costs import DUST, FILLED, STATUS_NAMES, effective_fee
-from agent.market.candles import timeframe_ms
 from agent.portfolio import PortfolioState, Position
 from agent.risk.models import PORTFOLIO_ROOM
-
-if TYPE_CHECKING:
-    from agent.config import Settings
 
 DAY_MS = bar.DAY_MS
 COOLDOWN = "cooldown"
@@ -75,15 +71,16 @@ def process_bar(
     pending: Mapping[str, PendingTarget],
     bar_ts: int,
     rules: Mapping[str, MarketRules],
-    settings: Settings,
+    terms: FillTerms,
     run_id: str,
     in_force: Mapping[str, float] | None = None,
 ) -> BarOutcome:
-    """Settle bar t: pending targets at the open, exits within the bar, marks at the close (see module)."""
+    """Settle bar t: pending targets at the open, exits within the bar, marks at the close (see module).
+    `terms` are the settings it reads (`FillTerms.of(settings)`)."""
     _check_inputs(state, bars, pending, bar_ts)
-    book = _Arrays.of(state, bars, pending, bar_ts, rules, settings, in_force)
+    book = _Arrays.of(state, bars, pending, bar_ts, rules, terms, in_force)
     book.run()
-    return _Reading(book, state, pending, bar_ts, settings, run_id).outcome()
+    return _Reading(book, state, pending, bar_ts, terms, run_id).outcome()
 
 
 def _check_inputs(
@@ -125,7 +122,7 @@ class _Arrays:
         pending: Mapping[str, PendingTarget],
         bar_ts: int,
         rules: Mapping[str, MarketRules],
-        settings: Settings,
+        terms: FillTerms,
         in_force: Mapping[str, float] | None,
     ) -> _Arrays:
         symbols = sorted(bars)
@@ -155,7 +152,7 @@ class _Arrays:
         matrix = np.array(
             [
                 [
-                    effective_fee(rules[s], settings.broker),
+                    effective_fee(rules[s], terms.broker),
                     rules[s].amount_step,
                     rules[s].min_amount,
                     rules[s].min_notional,
@@ -164,7 +161,7 @@ class _Arrays:
             ],
             dtype=np.float64,
         ).reshape(k, 4)
-        risk, broker = settings.risk, settings.broker
+        risk, broker = terms.risk, terms.broker
         cfg = bar.config(
             broker.slippage_bps,
             broker.max_participation or 0.0,
@@ -173,7 +170,7 @@ class _Arrays:
             risk.cooldown_bars,
             risk.daily_loss_limit,
             risk.max_drawdown,
-            timeframe_ms(settings.timeframe),
+            terms.bar_ms,
         )
         acct = np.array(
             [state.cash, state.fees_paid, state.peak_equity, float(state.day), state.day_start_equity]
@@ -231,11 +228,11 @@ class _Reading:
         before: PortfolioState,
         pending: Mapping[str, PendingTarget],
         bar_ts: int,
-        settings: Settings,
+        terms: FillTerms,
         run_id: str,
     ) -> None:
         self.book, self.before, self.pending, self.bar_ts = book, before, pending, bar_ts
-        self.settings, self.run_id = settings, run_id
+        self.terms, self.run_id = terms, run_id
         self.orders: list[OrderRecord] = []
         self.fills: list[FillRecord] = []
         self.events: list[BrokerEvent] = []
@@ -272,7 +269,7 @@ class _Reading:
         decided = target.decided_ts if target is not None else None
         coid = client_order_id(self.run_id, s, self.bar_ts, leg)
         if ints[bar.L_ROOM] != bar.NO_CUT:
-            risk = self.settings.risk
+            risk = self.terms.risk
             asked = float(floats[bar.L_ASKED])
             detail = (
                 f"buy of {wanted:.10g} {s} cut to {asked:.10g} at {ref:.10g}: the book "
@@ -315,7 +312,7 @@ class _Reading:
                 amount,
                 price,
                 fee,
-                self.settings.broker.quote_currency,
+                self.terms.broker.quote_currency,
             )
         )
         if side == "buy":

@@ -1,9 +1,15 @@
 """The agent over history on a simulated clock: `tradegraph backtest --strategy llm|hybrid`, and the demo.
 
 The same graph as the daemon, fed every bar of the window in order; the clock is the bar being processed.
-Within a bar, the symbols' LLM requests go out concurrently (the gateway's semaphore); bars are sequential
-because each prompt shows the portfolio the previous bars produced. Responses are cached in `llm_calls`,
-so a rerun of the same window makes no calls and reproduces the ledger bit for bit.
+Bars are settled strictly in order. How many requests are in flight depends on the prompt mode
+(`llm.prompt_mode`, recorded with the run's config):
+- stateful (default): each prompt shows the portfolio the previous bars produced, so only the symbols of
+  one bar go out together (concurrently, the gateway's semaphore);
+- stateless: prompts show the market only, so a `DecisionStream` keeps the requests of the next bars in
+  flight (up to the gateway's concurrency) while earlier bars settle; the result does not depend on it.
+Responses are cached in `llm_calls`, so a rerun of the same window makes no calls and reproduces the ledger
+bit for bit. The progress bar shows decisions/s, requests in flight, latency p50/p95, tokens and the
+server's prefix-cache hit rate, with an ETA; the same figures go into the run's metrics (`llm_*`).
 
 The run is recorded through `agent.runs.lifecycle`: kind `agent_backtest` (or `demo`), a fresh time-sorted
 id unless one is given, `done` with the report's metrics and path, or `failed` with the error (which is
@@ -12,6 +18,10 @@ then raised again).
 
 from __future__ import annotations
 
+import math
+import time
+from collections.abc import Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,12 +29,17 @@ from typing import Any
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
+from agent.asyncutil import run_sync
 from agent.config import Settings
 from agent.db.session import open_db
 from agent.errors import DataError
 from agent.evaluation.agent_report import write_agent_report
 from agent.graph.factory import load_source, open_agent, trading_rules
+from agent.graph.nodes import prepare
 from agent.graph.runner import AgentRunner, TickOutcome
+from agent.graph.stream import DecisionStream
+from agent.graph.throughput import Throughput
+from agent.llm.schema import DecisionRequest, DecisionResult
 from agent.market.candles import utc_timestamp
 from agent.market.source import FrameSource
 from agent.runs.lifecycle import RunKind, fail_run, finish_run, new_run_id
@@ -47,30 +62,57 @@ def _ms(value: str | None) -> int | None:
 def drive(
     runner: AgentRunner, times: list[int], console: Console | None = None, show: bool = True
 ) -> list[TickOutcome]:
-    """Tick through `times` in order, with a progress bar showing ETA, model calls, cache hits and tokens."""
+    """Tick through `times` in order. In the stateless prompt mode the next bars' requests are kept in flight
+    (`attach_stream`). The progress bar shows the ETA and the model traffic (`Throughput.line`)."""
     rt = runner.rt
+    stream = attach_stream(runner, times)
     outcomes: list[TickOutcome] = []
-    with Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        TextColumn("{task.completed}/{task.total} bars"),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-        TextColumn("{task.fields[llm]}"),
-        console=console or Console(stderr=True),
-        transient=False,
-        disable=not show,
-    ) as progress:
-        task = progress.add_task(runner.run_id, total=len(times), llm="")
-        for t in times:
-            outcomes.append(runner.tick(t))
-            progress.update(
-                task,
-                advance=1,
-                llm=f"calls {rt.llm_calls}  cache hits {rt.cache_hits}  tokens {rt.tokens:,}  "
-                f"abstained {rt.abstentions}",
-            )
+    started = time.perf_counter()
+    try:
+        with Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            TextColumn("{task.completed}/{task.total} bars"),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+            TextColumn("{task.fields[llm]}"),
+            console=console or Console(stderr=True),
+            transient=False,
+            disable=not show,
+        ) as progress:
+            task = progress.add_task(runner.run_id, total=len(times), llm="")
+            for t in times:
+                outcomes.append(runner.tick(t))
+                if show:
+                    in_flight = stream.stats().in_flight if stream is not None else 0
+                    line = Throughput.of(rt, time.perf_counter() - started, in_flight).line()
+                    progress.update(task, advance=1, llm=line)
+    finally:
+        if stream is not None:
+            stream.close()
+            rt.stream = None
+    rt.elapsed_s += time.perf_counter() - started
     return outcomes
+
+
+def attach_stream(runner: AgentRunner, times: list[int]) -> DecisionStream | None:
+    """In the stateless prompt mode, a `DecisionStream` over `times` for the runner's analyse node, keeping
+    twice the gateway's concurrency of requests ahead; None otherwise (or without a model)."""
+    rt = runner.rt
+    if rt.gateway is None or rt.builder is None or rt.settings.llm.prompt_mode != "stateless":
+        return None
+    gateway = rt.gateway
+    submit = getattr(gateway, "submit_many", None)
+    if submit is None:  # a gateway without a background loop (test fakes): answered on submission
+
+        def submit(requests: Sequence[DecisionRequest]) -> Future[list[DecisionResult]]:
+            done: Future[list[DecisionResult]] = Future()
+            done.set_result(run_sync(gateway.decide_many(requests)))
+            return done
+
+    window = max(1, math.ceil(2 * rt.settings.llm.concurrency / max(1, len(rt.symbols))))
+    rt.stream = DecisionStream(times, rt.symbols, lambda s, t: prepare(rt, s, t, None)[1], submit, window)
+    return rt.stream
 
 
 def run_agent_backtest(
@@ -118,6 +160,7 @@ def run_agent_backtest(
                 end_ts=times[-1],
             ) as runner:
                 outcomes = drive(runner, times, console, show_progress)
+                traffic = Throughput.of(runner.rt, runner.rt.elapsed_s) if runner.rt.gateway else None
             report, metrics = write_agent_report(
                 reports_dir / run_id,
                 factory,
@@ -130,6 +173,8 @@ def run_agent_backtest(
         except BaseException as e:  # recorded as failed (when the run was created), then raised again
             fail_run(factory, run_id, e)
             raise
+        if traffic is not None:
+            metrics = {**metrics, **traffic.metrics(), "llm_prompt_mode": settings.llm.prompt_mode}
         finish_run(factory, run_id, metrics, str(report))
         return AgentBacktest(run_id, report, metrics, outcomes)
     finally:

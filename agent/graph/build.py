@@ -38,13 +38,13 @@ NODES = (
 def route_after_screen(state: TickState) -> names.AfterScreen:
     """Ask the model only if it has something to decide."""
     uses_llm = StrategyMode.of(state.get("strategy", "")).asks_model
-    open_choice = any(len(a.get("actions", [])) > 1 for a in state.get("allowances", {}).values())
+    open_choice = any(a.llm_needed for a in state.get("allowances", {}).values())
     return names.ANALYSE if uses_llm and open_choice else names.DECIDE
 
 
 def route_after_risk(state: TickState) -> names.AfterRisk:
     """Execute only when at least one symbol's target changes."""
-    changes = any(f.get("changes") for f in state.get("final", {}).values())
+    changes = any(r.changes for r in state.get("final", {}).values())
     return names.EXECUTE if changes else names.RECORD
 
 
@@ -73,5 +73,5 @@ def mermaid() -> str:
     return str(build_graph(all_nodes).get_graph().draw_mermaid())
 
 
-def _noop(state: TickState) -> dict[str, Any]:
+def _noop(state: TickState) -> TickState:
     return {}

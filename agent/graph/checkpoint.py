@@ -9,8 +9,8 @@ Contracts:
   that was in flight fails once; a connection found dead costs the pool's first backoff, about 1 s). One
   connection is enough: the saver runs one statement at a time. A server that stays unreachable fails the
   operation after `POOL_TIMEOUT_S`.
-- Both savers use a `JsonPlusSerializer` that knows the enums the graph state holds (`STATE_TYPES`): they
-  round-trip without LangGraph's "unregistered type" warning.
+- Both savers use a `JsonPlusSerializer` that knows the records and enums the graph state holds
+  (`STATE_TYPES`): they round-trip exactly, without LangGraph's "unregistered type" warning.
 - SQLite: one connection in WAL mode with the ledger's busy timeout (30 s, or the URL's `?timeout=` in
   seconds); a lock held longer makes the operation fail, and the next one tries again.
 """
@@ -25,8 +25,13 @@ from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
 from sqlalchemy.engine import URL, make_url
 
+from agent.broker.models import Bar, BarOutcome, BrokerEvent, FillRecord, OrderRecord, PendingTarget
 from agent.graph.state import LLMStatus
-from agent.risk.models import DecisionSource
+from agent.llm.faults import LLMFault
+from agent.llm.schema import Action, Analysis, TradeDecision
+from agent.portfolio import PortfolioState, Position
+from agent.risk.inputs import Proposal
+from agent.risk.models import Allowance, ClampEvent, DecisionSource, RiskResult
 
 CHECKPOINT_TABLES = frozenset(
     {"checkpoints", "writes", "checkpoint_blobs", "checkpoint_writes", "checkpoint_migrations"}
@@ -37,8 +42,28 @@ POOL_TIMEOUT_S = 10.0
 """Longest a checkpoint operation waits for a (re)connection to PostgreSQL."""
 
 
-STATE_TYPES: tuple[type, ...] = (LLMStatus, DecisionSource)
-"""The non-plain types the graph state holds: allowed when a checkpoint is read back."""
+STATE_TYPES: tuple[type, ...] = (
+    LLMStatus,
+    DecisionSource,
+    LLMFault,
+    Action,
+    PortfolioState,
+    Position,
+    Bar,
+    PendingTarget,
+    OrderRecord,
+    FillRecord,
+    BrokerEvent,
+    BarOutcome,
+    Allowance,
+    ClampEvent,
+    Analysis,
+    TradeDecision,
+    Proposal,
+    RiskResult,
+)
+"""The non-plain types the graph state holds (`agent.graph.state.TickState`): allowed when a checkpoint is
+read back."""
 
 
 def serializer() -> JsonPlusSerializer:

@@ -19,7 +19,7 @@ Only `analyse` (the gateway) and `record` (the ledger) do I/O; the rest are pure
 from __future__ import annotations
 
 import math
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -27,27 +27,26 @@ import pandas as pd
 from agent.asyncutil import run_sync
 from agent.backtest.market import sizing_rules
 from agent.backtest.plan import rule_plan
-from agent.broker.models import Bar, BarOutcome, PendingTarget
+from agent.broker.models import Bar, FillTerms, PendingTarget
 from agent.broker.paper import process_bar
 from agent.errors import DataError, LLMUnavailable
 from agent.graph import names
 from agent.graph.mode import StrategyKind, StrategyMode
 from agent.graph.runtime import AgentRuntime
-from agent.graph.serde import (
-    allowance_of,
-    decision_result_from_dict,
-    decision_result_to_dict,
-    outcome_from_dict,
-    outcome_to_dict,
-    portfolio_from_dict,
-    portfolio_to_dict,
-)
 from agent.graph.state import LLMStatus, Node, TickState
+from agent.graph.stream import Prepared
 from agent.ledger.writer import DecisionEntry, TickRecord, write_tick
 from agent.llm.context import BudgetTooSmall, MarketContextBuilder
 from agent.llm.faults import LLMFault
 from agent.llm.protocol import ContextInput, PastDecision, Prompt
-from agent.llm.schema import RATIONALE_MAX, Action, DecisionRequest, DecisionResult, TradeDecision, hold
+from agent.llm.schema import (
+    RATIONALE_MAX,
+    Action,
+    Analysis,
+    DecisionRequest,
+    TradeDecision,
+    hold,
+)
 from agent.market.candles import timeframe_ms
 from agent.market.indicators import atr
 from agent.market.source import ts_ms
@@ -57,7 +56,7 @@ from agent.risk.book import TradeCosts
 from agent.risk.breakers import kill_switch_active
 from agent.risk.inputs import Market, Proposal
 from agent.risk.limits import apply_limits, no_call_decision, rule_decision
-from agent.risk.models import DecisionSource, RiskResult
+from agent.risk.models import Allowance, DecisionSource, RiskResult
 
 ATR_WINDOW = 500
 """Bars of history used to compute ATR (Wilder smoothing converges well within this)."""
@@ -83,11 +82,11 @@ def make_nodes(rt: AgentRuntime) -> dict[str, Node]:
 def _observe(rt: AgentRuntime) -> Node:
     bar_ms = timeframe_ms(rt.settings.timeframe)
 
-    def observe(state: TickState) -> dict[str, Any]:
+    def observe(state: TickState) -> TickState:
         t = state["bar_ts"]
         marks: dict[str, float] = {}
         atrs: dict[str, float] = {}
-        bars: dict[str, dict[str, float]] = {}
+        bars: dict[str, Bar] = {}
         skipped: dict[str, str] = {}
         for symbol in state["symbols"]:
             hist = rt.source.history(symbol, t)
@@ -100,7 +99,7 @@ def _observe(rt: AgentRuntime) -> Node:
                 skipped[symbol] = f"stale data: no bar at t, the last one is {age} bar(s) older"
                 continue
             row = hist.iloc[-1]
-            bars[symbol] = {k: float(row[k]) for k in ("open", "high", "low", "close", "volume")}
+            bars[symbol] = Bar(*(float(row[k]) for k in ("open", "high", "low", "close", "volume")))
             marks[symbol] = float(row["close"])
             tail = hist.iloc[-ATR_WINDOW:]
             value = atr(
@@ -114,9 +113,11 @@ def _observe(rt: AgentRuntime) -> Node:
             "marks": marks,
             "atr": atrs,
             "skipped": skipped,
-            "settled": {"bars": bars},
-            "portfolio": portfolio_to_dict(rt.portfolio),
-            "pending": {s: p.to_dict() for s, p in rt.pending.items()},
+            "bars": bars,
+            "portfolio": rt.portfolio,
+            "pending": dict(rt.pending),
+            "outcome": None,
+            "settle_error": None,
             "strategy": rt.strategy,
         }
 
@@ -127,24 +128,24 @@ def _observe(rt: AgentRuntime) -> Node:
 
 
 def _settle(rt: AgentRuntime) -> Node:
-    def settle(state: TickState) -> dict[str, Any]:
-        raw_bars = state["settled"]["bars"]
-        bars = {s: Bar(**b) for s, b in raw_bars.items()}
-        pending = {s: PendingTarget.from_dict(p) for s, p in state.get("pending", {}).items()}
-        before = portfolio_from_dict(state["portfolio"])
+    terms = FillTerms.of(rt.settings)
+
+    def settle(state: TickState) -> TickState:
+        pending = state.get("pending", {})
         try:
-            outcome = process_bar(before, bars, pending, state["bar_ts"], rt.rules, rt.settings, rt.run_id)
+            outcome = process_bar(
+                state["portfolio"],
+                state["bars"],
+                pending,
+                state["bar_ts"],
+                rt.rules,
+                terms,
+                rt.run_id,
+            )
         except DataError as e:
             # A symbol we hold has no usable bar: nothing is settled, and nothing is traded this tick.
-            return {
-                "skipped": {s: f"tick skipped: {e}" for s in state["symbols"]},
-                "settled": {"bars": raw_bars, "error": str(e)},
-            }
-        return {
-            "portfolio": portfolio_to_dict(outcome.state),
-            "settled": {"bars": raw_bars, "outcome": outcome_to_dict(outcome)},
-            "pending": {},
-        }
+            return {"skipped": {s: f"tick skipped: {e}" for s in state["symbols"]}, "settle_error": str(e)}
+        return {"portfolio": outcome.state, "outcome": outcome, "pending": {}}
 
     return settle
 
@@ -153,15 +154,16 @@ def _settle(rt: AgentRuntime) -> Node:
 
 
 def _screen(rt: AgentRuntime) -> Node:
-    def screen(state: TickState) -> dict[str, Any]:
-        portfolio = portfolio_from_dict(state["portfolio"])
+    def screen(state: TickState) -> TickState:
+        portfolio = state["portfolio"]
         kill = kill_switch_active(rt.settings.risk.kill_switch_file)
-        allowances: dict[str, dict[str, Any]] = {}
+        allowances: dict[str, Allowance] = {}
         for symbol in state["symbols"]:
             if symbol in state.get("skipped", {}):
                 continue
-            a = allowance(_market(rt, state, symbol), portfolio, state["marks"], rt.settings.risk, kill)
-            allowances[symbol] = a.to_dict()
+            allowances[symbol] = allowance(
+                _market(rt, state, symbol), portfolio, state["marks"], rt.settings.risk, kill
+            )
         return {"allowances": allowances, "llm_status": LLMStatus.SKIPPED, "llm_reason": None}
 
     return screen
@@ -179,72 +181,78 @@ def _market(rt: AgentRuntime, state: TickState, symbol: str) -> Market:
 
 
 def _analyse(rt: AgentRuntime) -> Node:
-    def analyse(state: TickState) -> dict[str, Any]:
+    def analyse(state: TickState) -> TickState:
         if rt.gateway is None or rt.builder is None:
             return {"llm_status": LLMStatus.UNAVAILABLE, "llm_reason": None, "analyses": {}}
-        requests, meta, unasked = _prompts(rt, state)
-        _note_tokenizer_fallback(rt, state["bar_ts"])
-        sync = getattr(rt.gateway, "decide_many_sync", None)
+        t = state["bar_ts"]
+        wanted = [s for s, a in state["allowances"].items() if a.llm_needed]
         try:
-            results = sync(requests) if sync else run_sync(rt.gateway.decide_many(requests))
+            if rt.stream is not None:  # stateless prompts, requested ahead (`agent.graph.stream`)
+                analyses = rt.stream.answers(t, wanted)
+            else:
+                analyses = _ask(rt, [prepare(rt, s, t, state) for s in wanted])
         except LLMUnavailable as e:
             return {"llm_status": LLMStatus.UNAVAILABLE, "llm_reason": str(e), "analyses": {}}
-        analyses = dict(unasked)
-        rt.abstentions += len(unasked)
-        for res in results:
-            rt.llm_calls += 0 if res.from_cache else 1
-            rt.cache_hits += 1 if res.from_cache else 0
-            rt.tokens += (res.prompt_tokens or 0) + (res.completion_tokens or 0)
-            rt.abstentions += 1 if res.abstained else 0
-            analyses[res.request.symbol] = _analysis(res, meta[res.request.symbol])
-        if results and all(r.fault is LLMFault.CIRCUIT_OPEN for r in results):
+        finally:
+            _note_tokenizer_fallback(rt, t)
+        asked = [a for a in analyses.values() if a.prompt_hash]
+        rt.llm_calls += sum(not a.from_cache for a in asked)
+        rt.cache_hits += sum(a.from_cache for a in asked)
+        rt.tokens += sum((a.prompt_tokens or 0) + (a.completion_tokens or 0) for a in asked)
+        rt.abstentions += sum(a.abstained for a in analyses.values())
+        rt.latencies_ms.extend(a.latency_ms for a in asked if a.latency_ms is not None and not a.from_cache)
+        rt.prompt_tokens += sum(a.prompt_tokens or 0 for a in asked)
+        rt.cached_tokens += sum(a.cached_tokens or 0 for a in asked)
+        if asked and all(a.fault is LLMFault.CIRCUIT_OPEN for a in asked):
             return {"llm_status": LLMStatus.UNAVAILABLE, "llm_reason": "circuit open", "analyses": analyses}
         return {"llm_status": LLMStatus.OK, "llm_reason": None, "analyses": analyses}
 
     return analyse
 
 
-def _prompts(
-    rt: AgentRuntime, state: TickState
-) -> tuple[list[DecisionRequest], dict[str, dict[str, Any]], dict[str, dict[str, Any]]]:
-    """The requests for the symbols with a real choice, their prompts' mapping back, and the symbols that
-    could not be asked (abstained with their fault: the budget, or a tokenizer without a fallback)."""
-    t = state["bar_ts"]
-    portfolio = portfolio_from_dict(state["portfolio"])
-    requests: list[DecisionRequest] = []
-    meta: dict[str, dict[str, Any]] = {}
-    unasked: dict[str, dict[str, Any]] = {}
-    for symbol, a_dict in state["allowances"].items():
-        a = allowance_of(a_dict)
-        if not a.llm_needed:
-            continue
-        hist = rt.source.history(symbol, t)
+def _ask(rt: AgentRuntime, prepared: list[tuple[str, Prepared]]) -> dict[str, Analysis]:
+    """Send the prepared requests of one bar through the gateway (concurrently) and map the answers back;
+    a prompt that could not be built is its abstained answer."""
+    assert rt.gateway is not None
+    out = {s: p for s, p in prepared if isinstance(p, Analysis)}
+    asked = [(s, p) for s, p in prepared if not isinstance(p, Analysis)]
+    requests = [p[0] for _, p in asked]
+    sync = getattr(rt.gateway, "decide_many_sync", None)
+    results = sync(requests) if sync else run_sync(rt.gateway.decide_many(requests))
+    for (symbol, (_, price_scale, alias)), res in zip(asked, results, strict=True):
+        out[symbol] = Analysis.of(res, price_scale, alias)  # by position: aliases may repeat
+    return {s: out[s] for s, _ in prepared}
+
+
+def prepare(rt: AgentRuntime, symbol: str, t: int, state: TickState | None) -> tuple[str, Prepared]:
+    """The request for `symbol` at bar t with its prompt's mapping back, or, when the prompt cannot be built,
+    the abstained answer (budget, or a tokenizer without a fallback).
+
+    Stateful (`llm.prompt_mode`, the default): the prompt shows the account, the positions, the allowance
+    and the symbol's past decisions from `state`. Stateless (or `state` None): only the market up to t and
+    the question, so it can be built for any bar ahead (`agent.graph.stream`); the risk layer then applies
+    the allowance to the answer."""
+    hist = rt.source.history(symbol, t)
+    if state is None or rt.settings.llm.prompt_mode == "stateless":
+        ctx = ContextInput(symbol=symbol, candles=hist, portfolio=None, marks={})
+    else:
+        a = state["allowances"][symbol]
         ctx = ContextInput(
             symbol=symbol,
             candles=hist,
-            portfolio=portfolio,
+            portfolio=state["portfolio"],
             marks=state["marks"],
             recent_decisions=_with_outcomes(rt.recent_for(symbol), hist),
             allowed_actions=a.actions,
             max_exposure=a.max_exposure,
         )
-        try:
-            request, prompt = _request(rt, ctx, t, rt.budget_tokens)
-        except BudgetTooSmall as e:  # the current state alone outgrew the budget: abstain, recorded
-            unasked[symbol] = _abstain(symbol, f"context budget too small: {e}", LLMFault.BUDGET)
-            continue
-        except LLMUnavailable as e:  # the prompt could not be counted: not asked, the fallback decides
-            unasked[symbol] = _abstain(symbol, f"tokenizer failed: {e}", LLMFault.TOKENIZER)
-            continue
-        requests.append(request)
-        meta[symbol] = {"price_scale": prompt.price_scale, "alias": prompt.alias}
-    return requests, meta, unasked
-
-
-def _analysis(result: DecisionResult, meta: dict[str, Any]) -> dict[str, Any]:
-    """A gateway result for the state: serialised, with its prompt's mapping back and its fault kind."""
-    fault = result.fault.value if result.fault is not None else None
-    return decision_result_to_dict(result) | meta | {"fault": fault}
+    try:
+        request, prompt = _request(rt, ctx, t, rt.budget_tokens)
+    except BudgetTooSmall as e:  # the current state alone outgrew the budget: abstain, recorded
+        return symbol, _abstain(symbol, f"context budget too small: {e}", LLMFault.BUDGET)
+    except LLMUnavailable as e:  # the prompt could not be counted: not asked, the fallback decides
+        return symbol, _abstain(symbol, f"tokenizer failed: {e}", LLMFault.TOKENIZER)
+    return symbol, (request, prompt.price_scale, prompt.alias)
 
 
 def _note_tokenizer_fallback(rt: AgentRuntime, t: int) -> None:
@@ -296,12 +304,9 @@ def _request(
     return request, prompt
 
 
-def _abstain(symbol: str, reason: str, fault: LLMFault) -> dict[str, Any]:
-    """An abstained answer for a symbol the model was not asked about (serialised like the gateway's)."""
-    request = DecisionRequest(symbol=symbol, messages=(), prompt_hash="")
-    decision = hold(symbol, reason)
-    result = DecisionResult(request=request, decision=decision, abstained=True, reason=reason, fault=fault)
-    return _analysis(result, {"price_scale": 1.0, "alias": None})
+def _abstain(symbol: str, reason: str, fault: LLMFault) -> Analysis:
+    """An abstained answer for a symbol the model was not asked about."""
+    return Analysis(symbol, hold(symbol, reason), abstained=True, fault=fault, reason=reason)
 
 
 def _with_outcomes(recent: tuple[PastDecision, ...], hist: pd.DataFrame) -> tuple[PastDecision, ...]:
@@ -324,20 +329,23 @@ def _with_outcomes(recent: tuple[PastDecision, ...], hist: pd.DataFrame) -> tupl
 
 
 def _decide(rt: AgentRuntime) -> Node:
-    def decide(state: TickState) -> dict[str, Any]:
-        proposals: dict[str, dict[str, Any]] = {}
+    def decide(state: TickState) -> TickState:
+        proposals: dict[str, Proposal] = {}
         plans = _rule_targets(rt, state) if rt.rule is not None else {}
         if rt.rule is not None and not StrategyMode.of(rt.strategy).asks_model:
             for symbol in state.get("allowances", {}):
                 proposals[symbol] = _rule_proposal(rt, state, symbol, plans[symbol])
             return {"proposals": proposals, "rule_targets": {s: p.target for s, p in plans.items()}}
         rule_targets = {s: (p.target, p.previous) for s, p in plans.items()}
-        for symbol, a_dict in state.get("allowances", {}).items():
-            a = allowance_of(a_dict)
+        for symbol, a in state.get("allowances", {}).items():
             decision, source = _proposal(rt, state, symbol, a.llm_needed, rule_targets)
             if not a.llm_needed:
                 decision, source = no_call_decision(a), DecisionSource.RISK
-            proposals[symbol] = {"decision": decision.model_dump(mode="json"), "source": source}
+            analysis = state.get("analyses", {}).get(symbol) if source is DecisionSource.LLM else None
+            if analysis is not None:  # the model's prices and name are in its prompt's terms
+                proposals[symbol] = Proposal(decision, source, analysis.alias, analysis.price_scale)
+            else:
+                proposals[symbol] = Proposal(decision, source)
         return {"proposals": proposals, "rule_targets": {s: v[0] for s, v in rule_targets.items()}}
 
     return decide
@@ -364,20 +372,15 @@ def _rule_targets(rt: AgentRuntime, state: TickState) -> dict[str, RuleStep]:
     return out
 
 
-def _rule_proposal(rt: AgentRuntime, state: TickState, symbol: str, step: RuleStep) -> dict[str, Any]:
+def _rule_proposal(rt: AgentRuntime, state: TickState, symbol: str, step: RuleStep) -> Proposal:
     """A rule run's proposal: the rule's target as a decision (orders only when it changes, as in the
     backtest engine), with its exit plan; the risk layer checks it (`apply_limits`, source `RULE`)."""
     assert rt.rule is not None
-    current = portfolio_from_dict(state["portfolio"]).exposure(symbol, state["marks"])
+    current = state["portfolio"].exposure(symbol, state["marks"])
     decision = rule_decision(
         symbol, step.target, step.previous, current, rt.rule.name, step.stop_loss, step.take_profit
     )
-    plan = step.trailing_stop
-    return {
-        "decision": decision.model_dump(mode="json"),
-        "source": DecisionSource.RULE,
-        "trailing_stop": plan,
-    }
+    return Proposal(decision, DecisionSource.RULE, trailing_stop=step.trailing_stop)
 
 
 class RuleStep(NamedTuple):
@@ -401,8 +404,7 @@ def _proposal(
     llm_needed: bool,
     rule_targets: dict[str, tuple[float, float | None]],
 ) -> tuple[TradeDecision, DecisionSource]:
-    portfolio = portfolio_from_dict(state["portfolio"])
-    current = portfolio.exposure(symbol, state["marks"])
+    current = state["portfolio"].exposure(symbol, state["marks"])
     mode = StrategyMode.of(rt.strategy)
     status = LLMStatus(state.get("llm_status", LLMStatus.OK))
     analysis = state.get("analyses", {}).get(symbol)
@@ -426,12 +428,12 @@ def _proposal(
         if not llm_needed:
             return hold(symbol, "no choice to make"), DecisionSource.RISK
         return fallback(_llm_why(state))
-    result = decision_result_from_dict(analysis)
+    result = analysis
     proposal = rule(DecisionSource.HYBRID)[0] if mode.kind is StrategyKind.HYBRID else None
     if proposal is not None and proposal.action is Action.HOLD:
         return proposal, DecisionSource.HYBRID  # nothing for the model to confirm
     if result.abstained:  # no usable model decision (call, answer, tokenizer or budget): the fallback's turn
-        return fallback(f"llm {analysis.get('fault') or 'abstained'}: {result.reason}")
+        return fallback(f"llm {result.fault or 'abstained'}: {result.reason}")
     if proposal is None:
         return result.decision, DecisionSource.LLM
     # hybrid: the rule proposes, the model confirms or vetoes
@@ -452,27 +454,16 @@ def _llm_why(state: TickState) -> str:
 
 
 def _risk(rt: AgentRuntime) -> Node:
-    def risk(state: TickState) -> dict[str, Any]:
-        portfolio = portfolio_from_dict(state["portfolio"])
+    def risk(state: TickState) -> TickState:
+        portfolio = state["portfolio"]
         results: dict[str, RiskResult] = {}
         markets: dict[str, Market] = {}
-        for symbol, prop in state.get("proposals", {}).items():
-            decision = TradeDecision.model_construct(**prop["decision"])
-            decision = decision.model_copy(update={"action": _action(decision.action)})
-            from_llm = DecisionSource(prop["source"]) is DecisionSource.LLM
-            meta = state.get("analyses", {}).get(symbol, {}) if from_llm else {}
-            proposal = Proposal(
-                decision,
-                prop["source"],
-                meta.get("alias"),
-                meta.get("price_scale", 1.0),
-                prop.get("trailing_stop"),
-            )
+        for symbol, proposal in state.get("proposals", {}).items():
             market = _market(rt, state, symbol)
             markets[symbol] = market
             result = apply_limits(
                 proposal,
-                allowance_of(state["allowances"][symbol]),
+                state["allowances"][symbol],
                 market,
                 portfolio,
                 rt.settings.risk,
@@ -490,28 +481,21 @@ def _risk(rt: AgentRuntime) -> Node:
             max_gross_exposure=settings.risk.max_gross_exposure,
             min_cash_fraction=settings.risk.min_cash_fraction,
         )
-        return {"final": {s: r.to_dict() for s, r in shared.items()}}
+        return {"final": dict(shared)}
 
     return risk
-
-
-def _action(value: Any) -> Any:
-    try:
-        return Action(value)
-    except ValueError:
-        return value  # an unknown action reaches the risk layer as is, and is rejected there
 
 
 # --------------------------------------------------------------------------------------------- execute
 
 
 def _execute(rt: AgentRuntime) -> Node:
-    def execute(state: TickState) -> dict[str, Any]:
-        pending: dict[str, dict[str, Any]] = {}
-        for symbol, f in state.get("final", {}).items():
-            p = PendingTarget.from_result(RiskResult.from_dict(f), state["bar_ts"])
+    def execute(state: TickState) -> TickState:
+        pending: dict[str, PendingTarget] = {}
+        for symbol, result in state.get("final", {}).items():
+            p = PendingTarget.from_result(result, state["bar_ts"])
             if p is not None:
-                pending[symbol] = p.to_dict()
+                pending[symbol] = p
         return {"pending": pending}
 
     return execute
@@ -521,41 +505,25 @@ def _execute(rt: AgentRuntime) -> Node:
 
 
 def _record(rt: AgentRuntime) -> Node:
-    def record(state: TickState) -> dict[str, Any]:
+    def record(state: TickState) -> TickState:
         t = state["bar_ts"]
-        settled = state.get("settled", {})
-        if "outcome" not in settled:
+        outcome = state.get("outcome")
+        if outcome is None:
             _record_skip(rt, state)
             return {"recorded": False}
-        outcome: BarOutcome = outcome_from_dict(settled["outcome"])
-        entries = []
-        for symbol, f in state.get("final", {}).items():
-            analysis = state.get("analyses", {}).get(symbol)
-            entries.append(
-                DecisionEntry(
-                    result=RiskResult.from_dict(f),
-                    llm=decision_result_from_dict(analysis) if analysis else None,
-                    allowance=allowance_of(state["allowances"][symbol]),
-                )
-            )
-        write_tick(rt.factory, TickRecord(rt.run_id, t, outcome, tuple(entries)))
-        pending = {s: PendingTarget.from_dict(p) for s, p in state.get("pending", {}).items()}
-        rt.commit_tick(t, outcome.state, pending)
-        for symbol, f in state.get("final", {}).items():
-            prop = f["proposed"]
-            action = _action(prop.get("action"))
-            source = state.get("proposals", {}).get(symbol, {}).get("source")
-            if isinstance(action, Action) and source is not DecisionSource.RISK:
-                rt.remember(
-                    symbol,
-                    PastDecision(
-                        t,
-                        action,
-                        _num(prop.get("target_exposure")),
-                        _num(prop.get("confidence")),
-                        str(prop.get("rationale", ""))[:200],
-                    ),
-                )
+        analyses = state.get("analyses", {})
+        entries = tuple(
+            DecisionEntry(result, analyses.get(symbol), state["allowances"][symbol])
+            for symbol, result in state.get("final", {}).items()
+        )
+        write_tick(rt.factory, TickRecord(rt.run_id, t, outcome, entries))
+        rt.commit_tick(t, outcome.state, dict(state.get("pending", {})))
+        for symbol, result in state.get("final", {}).items():
+            prop = result.proposed
+            if isinstance(prop.action, Action) and result.source is not DecisionSource.RISK:
+                exposure, confidence = _num(prop.target_exposure), _num(prop.confidence)
+                past = PastDecision(t, prop.action, exposure, confidence, str(prop.rationale)[:200])
+                rt.remember(symbol, past)
         return {"recorded": True}
 
     return record
@@ -573,14 +541,13 @@ def _record_skip(rt: AgentRuntime, state: TickState) -> None:
                 bar_ts=state["bar_ts"],
                 symbol=None,
                 kind="tick_skipped",
-                detail=str(state.get("settled", {}).get("error", "not settled")),
+                detail=state.get("settle_error") or "not settled",
             )
         )
 
 
-def _num(value: Any) -> float:
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
+def _num(value: float) -> float:
+    """`value` for the decision memory: 0 when it is not a finite number (an unvalidated proposal's)."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
         return 0.0
-    return v if math.isfinite(v) else 0.0
+    return float(value)

@@ -114,15 +114,14 @@ class AgentRunner:
             initial = {"run_id": rt.run_id, "bar_ts": bar_ts, "symbols": rt.symbols, "strategy": rt.strategy}
             final = self.graph.invoke(initial, config)
         prune_tick(self.checkpointer, tick_thread_id(rt.run_id, bar_ts))  # ran to its end: the ledger has it
-        if not final.get("recorded"):
-            reason = final.get("settled", {}).get("error") or "; ".join(
+        outcome = final.get("outcome")
+        if not final.get("recorded") or outcome is None:
+            reason = final.get("settle_error") or "; ".join(
                 f"{s}: {why}" for s, why in final.get("skipped", {}).items()
             )
             return TickOutcome(rt.run_id, bar_ts, "skipped", reason or "not recorded")
-        outcome = final["settled"]["outcome"]
-        return TickOutcome(
-            rt.run_id, bar_ts, status, None, len(outcome["orders"]), len(outcome["fills"]), outcome["equity"]
-        )
+        orders, fills = len(outcome.orders), len(outcome.fills)
+        return TickOutcome(rt.run_id, bar_ts, status, None, orders, fills, outcome.equity)
 
 
 def load_recent(

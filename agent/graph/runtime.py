@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from agent.broker.models import PendingTarget
 from agent.config import Settings
+from agent.graph.stream import DecisionStream
 from agent.llm.protocol import ContextBuilder, DecisionGateway, PastDecision
 from agent.market.exchange import MarketRules
 from agent.market.source import CandleSource
@@ -48,10 +49,19 @@ class AgentRuntime:
     pending: dict[str, PendingTarget] = field(default_factory=dict)
     recent: dict[str, deque[PastDecision]] = field(default_factory=dict)
     last_bar: int | None = None
+    stream: DecisionStream | None = None
+    """Stateless decisions requested ahead (agent backtests in the stateless prompt mode); None: per tick."""
     llm_calls: int = 0
     cache_hits: int = 0
     tokens: int = 0
     abstentions: int = 0
+    prompt_tokens: int = 0
+    cached_tokens: int = 0
+    """Prompt tokens the server reported as served from its prefix cache."""
+    latencies_ms: list[float] = field(default_factory=list)
+    """Latency of every answer the endpoint gave this run (cache hits excluded)."""
+    elapsed_s: float = 0.0
+    """Wall time spent driving bars (agent backtests)."""
 
     @property
     def symbols(self) -> list[str]:

@@ -13,7 +13,7 @@ Contracts:
   rule's `trailing_stop` distance) are the exit plan after the risk layer; `final_exposure` is the target
   sent to the broker, NULL when nothing was sent (hold, rejection, clamp back to the current exposure);
   `clamps` holds every `ClampEvent` (the allowance's breakers first) as JSON; the LLM fields come from
-  the gateway's `DecisionResult`.
+  the model's `Analysis` (the gateway's result as the graph carries it).
 - Each clamp event is also a `risk_events` row linked to its decision; broker events (dust, nothing
   fillable, cooldown) are `risk_events` rows without a decision.
 - An order is linked to the decision it executes: (run, symbol, `decided_ts`).
@@ -48,7 +48,7 @@ from agent.db.models import (
     RiskEvent,
 )
 from agent.db.session import transaction
-from agent.llm.schema import Action, DecisionResult
+from agent.llm.schema import Action, Analysis
 from agent.risk.models import Allowance, ClampEvent, RiskResult
 from agent.runs.lifecycle import RunKind, RunSpec, create_run
 from agent.textsafe import for_storage
@@ -62,7 +62,7 @@ class DecisionEntry:
     """One symbol's decision at the tick's bar: the risk layer's verdict and where the proposal came from."""
 
     result: RiskResult
-    llm: DecisionResult | None = None
+    llm: Analysis | None = None
     allowance: Allowance | None = None
 
     @property
@@ -287,13 +287,13 @@ def _decision_row(run_id: str, bar_ts: int, entry: DecisionEntry) -> Decision:
         abstained=bool(llm and llm.abstained),
         abstain_reason=for_storage(llm.reason) if llm and llm.abstained else None,
         llm_call_id=llm.llm_call_id if llm else None,
-        prompt_hash=llm.request.prompt_hash if llm else None,
+        prompt_hash=llm.prompt_hash if llm else None,
         model=for_storage(llm.model) if llm else None,
         reasoning=for_storage(llm.reasoning) if llm else None,
         prompt_tokens=llm.prompt_tokens if llm else None,
         completion_tokens=llm.completion_tokens if llm else None,
         latency_ms=llm.latency_ms if llm else None,
-        clamps=[e.to_dict() for e in entry.events],
+        clamps=[clamp_json(e) for e in entry.events],
     )
 
 
@@ -347,8 +347,26 @@ def _write_orders(
     return {coid: row.id for coid, row in rows.items()}
 
 
+def clamp_json(event: ClampEvent) -> dict[str, str | float | None]:
+    """A clamp event as stored in `decisions.clamps`: JSON-safe (NaN and infinities as strings, so
+    PostgreSQL's JSON accepts them)."""
+    return {
+        "kind": event.kind,
+        "field": event.field,
+        "before": _json_value(event.before),
+        "after": _json_value(event.after),
+        "detail": event.detail,
+    }
+
+
+def _json_value(value: float | str | None) -> float | str | None:
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    return value
+
+
 def _event_text(event: ClampEvent) -> str:
-    plain = event.to_dict()
+    plain = clamp_json(event)
     return f"{event.detail} [{event.field}: {plain['before']!r} -> {plain['after']!r}]"
 
 

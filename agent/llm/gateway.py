@@ -40,6 +40,7 @@ import threading
 import time
 import weakref
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -167,10 +168,20 @@ class LLMGateway:
         Runs on a background event loop owned by the gateway, so the HTTP client and its connections are
         reused from call to call; `close()` (or the end of a `with` block, or garbage collection) stops it.
         """
+        return self._loop().run(self.decide_many(requests))
+
+    def submit_many(self, requests: Sequence[DecisionRequest]) -> Future[list[DecisionResult]]:
+        """`decide_many` started on the gateway's background loop without waiting: the future holds its
+        results. Many submissions run at once, still at most `llm.concurrency` requests in flight (the
+        loop's one semaphore); the decision request stream (`agent.graph.stream`) keeps bars ahead in flight
+        this way."""
+        return self._loop().submit(self.decide_many(requests))
+
+    def _loop(self) -> _BackgroundLoop:
         if self._background is None:
             self._background = _BackgroundLoop(self._states)
             weakref.finalize(self, self._background.stop)
-        return self._background.run(self.decide_many(requests))
+        return self._background
 
     def decide_one_sync(self, request: DecisionRequest) -> DecisionResult:
         """Blocking single decision."""
@@ -476,10 +487,14 @@ class _BackgroundLoop:
 
     def run(self, coro: Coroutine[Any, Any, T]) -> T:
         """Run `coro` on the loop and wait for its result (re-raising its exception)."""
+        return self.submit(coro).result()
+
+    def submit(self, coro: Coroutine[Any, Any, T]) -> Future[T]:
+        """Start `coro` on the loop; its future holds the result (or the exception)."""
         if self._loop.is_closed():
             coro.close()
             raise RuntimeError("the gateway was closed")
-        return asyncio.run_coroutine_threadsafe(coro, self._loop).result()
+        return asyncio.run_coroutine_threadsafe(coro, self._loop)
 
     def stop(self) -> None:
         """Close the loop's HTTP client, stop the loop and join its thread (idempotent)."""

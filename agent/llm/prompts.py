@@ -7,6 +7,8 @@ Contracts:
 - It tells the model the data layout (oldest → newest, the column legend), the JSON fields of
   `agent.llm.schema.TradeDecision` and that stop_loss/take_profit are absolute prices in the prompt's price
   units; the actions allowed now and the maximum exposure are stated by `question`, at the very end.
+- In the stateless prompt mode (`ContextInput.portfolio` None) the tail shows the market and the question
+  only: no account figures, positions or past decisions, so a prompt depends on the bars up to t alone.
 - `tail_text` renders the volatile tail from point-in-time inputs only: the bars given (last = t), the
   portfolio and marks, and the decisions with `bar_ts <= t` (later ones are never shown). Prices go through
   the `Disclosure` (rebased and aliased under leakage control); other symbols' positions are then
@@ -28,6 +30,7 @@ from agent.llm.encoding import COLUMN_DOCS, format_int, format_price, format_rat
 from agent.llm.leakage import Disclosure
 from agent.llm.protocol import ContextInput
 from agent.llm.schema import INVALIDATION_MAX, RATIONALE_MAX
+from agent.portfolio import PortfolioState
 
 RATIONALE_SHOWN = 120
 """Characters of each past rationale shown."""
@@ -195,6 +198,13 @@ def question(name: str, latest: str, allowed: Sequence[str], max_exposure: float
 # --- the volatile tail ---------------------------------------------------------------------------
 
 
+STATELESS_NOTE = (
+    "\n## Account\nNot shown (stateless prompt): judge the market alone. target_exposure is the share of "
+    "equity you would hold; the risk layer sizes it to the account and its limits.\n"
+)
+"""The tail's account section in the stateless prompt mode (`llm.prompt_mode`)."""
+
+
 def tail_text(
     ctx: ContextInput,
     disc: Disclosure,
@@ -216,10 +226,17 @@ def tail_text(
     latest = disc.moment(t)
     snapshot = [(name, _snapshot_cells(_last_row(f), disc)) for name, f in frames if len(f)]
     periods = [_period(base, t, span, disc) for span in ("24h", "7D")]
+    if ctx.portfolio is None:  # stateless: the market alone; the risk layer applies the account's limits
+        return (
+            snapshot_section(latest, snapshot, [p for p in periods if p])
+            + STATELESS_NOTE
+            + question(disc.name, latest, [str(a) for a in ctx.allowed_actions], ctx.max_exposure)
+        )
+    pf, close = ctx.portfolio, float(base["close"][-1])
     return (
         snapshot_section(latest, snapshot, [p for p in periods if p])
-        + _account(ctx, disc, float(base["close"][-1]))
-        + _positions(ctx, disc, float(base["close"][-1]), t, tf)
+        + _account(ctx, pf, disc, close)
+        + _positions(ctx, pf, disc, close, t, tf)
         + decisions_section(_decisions(ctx, disc, t, tf, max_decisions))
         + question(disc.name, latest, [str(a) for a in ctx.allowed_actions], ctx.max_exposure)
     )
@@ -282,17 +299,17 @@ def _period(base: Bars, t: pd.Timestamp, span: str, disc: Disclosure) -> str:
     )
 
 
-def _marks(ctx: ContextInput, close: float) -> dict[str, float]:
+def _marks(ctx: ContextInput, pf: PortfolioState, close: float) -> dict[str, float]:
     marks = dict(ctx.marks)
     marks.setdefault(ctx.symbol, close)
-    missing = sorted(s for s in ctx.portfolio.positions if s not in marks)
+    missing = sorted(s for s in pf.positions if s not in marks)
     if missing:
         raise DataError(f"no mark price for held symbol {missing[0]}: the context needs one per position")
     return marks
 
 
-def _account(ctx: ContextInput, disc: Disclosure, close: float) -> str:
-    pf, marks = ctx.portfolio, _marks(ctx, close)
+def _account(ctx: ContextInput, pf: PortfolioState, disc: Disclosure, close: float) -> str:
+    marks = _marks(ctx, pf, close)
     equity = pf.equity(marks)
     gross = sum(p.value(marks[s]) for s, p in pf.positions.items()) / equity if equity > 0 else 0.0
     extra = f", fees paid {pf.fees_paid:.2f}"
@@ -315,10 +332,12 @@ def _bars_ago(ts_ms: int, t: pd.Timestamp, tf: pd.Timedelta) -> str:
     return f"t-{max(0, round((t - pd.Timestamp(ts_ms, unit='ms', tz='UTC')) / tf))}"
 
 
-def _positions(ctx: ContextInput, disc: Disclosure, close: float, t: pd.Timestamp, tf: pd.Timedelta) -> str:
-    marks, views, others = _marks(ctx, close), [], []
-    for symbol in sorted(ctx.portfolio.positions):
-        pos = ctx.portfolio.positions[symbol]
+def _positions(
+    ctx: ContextInput, pf: PortfolioState, disc: Disclosure, close: float, t: pd.Timestamp, tf: pd.Timedelta
+) -> str:
+    marks, views, others = _marks(ctx, pf, close), [], []
+    for symbol in sorted(pf.positions):
+        pos = pf.positions[symbol]
         if disc.anonymised and symbol != ctx.symbol:
             others.append(pos.value(marks[symbol]))
             continue
@@ -340,7 +359,7 @@ def _positions(ctx: ContextInput, disc: Disclosure, close: float, t: pd.Timestam
                 invalidation=_clean(disc.text(pos.invalidation), INVALIDATION_MAX),
             )
         )
-    equity = ctx.portfolio.equity(marks)
+    equity = pf.equity(marks)
     summary = (
         f"other holdings: {len(others)} position(s), {sum(others) / equity:.1%} of equity"
         if others and equity > 0

@@ -35,7 +35,8 @@ class ContextInput:
     symbol: str
     candles: pd.DataFrame
     """Point in time: the last row is the last *closed* bar t; nothing after t."""
-    portfolio: PortfolioState
+    portfolio: PortfolioState | None
+    """None in the stateless prompt mode: no account, positions or past outcomes are shown."""
     marks: dict[str, float]
     recent_decisions: tuple[PastDecision, ...] = ()
     allowed_actions: tuple[Action, ...] = tuple(Action)

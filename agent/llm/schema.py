@@ -14,6 +14,9 @@ Contracts:
   parse fails, `abstained=True`, `reason` says why, `fault` names the kind (`agent.llm.faults.LLMFault`),
   and `decision` is a HOLD. It never raises for a bad
   answer.
+- `Analysis` is a `DecisionResult` as the graph's state and the ledger carry it: without the request's
+  messages (those live in `llm_calls`), with the prompt's mapping back (alias, price scale). A frozen record
+  of plain values, enums and the `TradeDecision`, which the checkpointer's serializer stores as is.
 """
 
 from __future__ import annotations
@@ -124,3 +127,52 @@ class DecisionResult:
     extra: dict[str, Any] | None = None
     fault: LLMFault | None = None
     """Why it abstained, as a closed kind (None for a usable answer); `reason` has the detail."""
+
+
+@dataclass(frozen=True)
+class Analysis:
+    """The model's answer for one symbol at one bar, as the graph and the ledger carry it (see the module
+    contract)."""
+
+    symbol: str
+    decision: TradeDecision
+    abstained: bool
+    prompt_hash: str = ""
+    fault: LLMFault | None = None
+    reason: str | None = None
+    llm_call_id: int | None = None
+    model: str | None = None
+    reasoning: str | None = None
+    response_text: str | None = None
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    cached_tokens: int | None = None
+    latency_ms: float | None = None
+    from_cache: bool = False
+    price_scale: float = 1.0
+    """Real price = prompt price × `price_scale` (leakage control; 1 otherwise)."""
+    alias: str | None = None
+    """The symbol's name in the prompt under leakage control."""
+
+    @classmethod
+    def of(cls, result: DecisionResult, price_scale: float = 1.0, alias: str | None = None) -> Analysis:
+        """`result` without its request's messages, with its prompt's mapping back."""
+        return cls(
+            symbol=result.request.symbol,
+            decision=result.decision,
+            abstained=result.abstained,
+            prompt_hash=result.request.prompt_hash,
+            fault=result.fault,
+            reason=result.reason,
+            llm_call_id=result.llm_call_id,
+            model=result.model,
+            reasoning=result.reasoning,
+            response_text=result.response_text,
+            prompt_tokens=result.prompt_tokens,
+            completion_tokens=result.completion_tokens,
+            cached_tokens=result.cached_tokens,
+            latency_ms=result.latency_ms,
+            from_cache=result.from_cache,
+            price_scale=price_scale,
+            alias=alias,
+        )

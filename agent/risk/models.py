@@ -2,8 +2,9 @@
 and every change on the way (`ClampEvent`).
 
 Contracts:
-- Immutable and JSON-able: `to_dict()` gives plain data (non-finite numbers become strings, so PostgreSQL's
-  JSON accepts them) and `from_dict()` rebuilds the record, for the graph's checkpointed state.
+- Immutable records of plain values and enums: the graph's state holds them as they are, and the
+  checkpointer's serializer (`agent.graph.checkpoint.STATE_TYPES`) stores and restores them exactly (a
+  sequence read back as a list is made a tuple again on construction).
 - A `ClampEvent` is recorded for every change the risk layer makes to a proposal, for every rejection and for
   every breaker that limits the allowance; `kind` names the rule (the constants below), `field` what it
   changed, `before`/`after` the values, `detail` one readable sentence.
@@ -13,11 +14,9 @@ Contracts:
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
 
 from agent.llm.schema import Action, TradeDecision
 
@@ -68,13 +67,6 @@ class DecisionSource(StrEnum):
 Value = float | str | None
 
 
-def _plain(value: Value) -> Value:
-    """A JSON-safe copy of `value` (NaN and infinities as strings)."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return str(value)
-    return value
-
-
 @dataclass(frozen=True)
 class ClampEvent:
     """One change, rejection or limit applied by the risk layer."""
@@ -84,21 +76,6 @@ class ClampEvent:
     before: Value
     after: Value
     detail: str
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain, JSON-safe data."""
-        return {
-            "kind": self.kind,
-            "field": self.field,
-            "before": _plain(self.before),
-            "after": _plain(self.after),
-            "detail": self.detail,
-        }
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> ClampEvent:
-        """Rebuild an event written by `to_dict`."""
-        return cls(**dict(data))
 
 
 @dataclass(frozen=True)
@@ -116,6 +93,11 @@ class Allowance:
     """The cap or breaker that sets `max_exposure` (e.g. `cash`, `max_drawdown`)."""
     events: tuple[ClampEvent, ...] = ()
 
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "actions", tuple(self.actions))
+        object.__setattr__(self, "events", tuple(self.events))
+        object.__setattr__(self, "caps", dict(self.caps))
+
     @property
     def llm_needed(self) -> bool:
         """False when HOLD is the only possible answer: then no model is asked."""
@@ -125,35 +107,6 @@ class Allowance:
     def entries_blocked(self) -> bool:
         """True when a breaker, the kill switch or a cooldown forbids new entries."""
         return any(e.kind in (KILL_SWITCH, DAILY_LOSS_LIMIT, MAX_DRAWDOWN, COOLDOWN) for e in self.events)
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain, JSON-safe data."""
-        return {
-            "symbol": self.symbol,
-            "bar_ts": self.bar_ts,
-            "actions": [a.value for a in self.actions],
-            "max_exposure": self.max_exposure,
-            "current_exposure": self.current_exposure,
-            "equity": self.equity,
-            "caps": {k: _plain(v) for k, v in self.caps.items()},
-            "binding": self.binding,
-            "events": [e.to_dict() for e in self.events],
-        }
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> Allowance:
-        """Rebuild an allowance written by `to_dict`."""
-        return cls(
-            symbol=data["symbol"],
-            bar_ts=int(data["bar_ts"]),
-            actions=tuple(Action(a) for a in data["actions"]),
-            max_exposure=float(data["max_exposure"]),
-            current_exposure=float(data["current_exposure"]),
-            equity=float(data["equity"]),
-            caps={k: float(v) for k, v in data.get("caps", {}).items()},
-            binding=data.get("binding", ""),
-            events=tuple(ClampEvent.from_dict(e) for e in data.get("events", ())),
-        )
 
 
 @dataclass(frozen=True)
@@ -179,54 +132,9 @@ class RiskResult:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "source", DecisionSource(self.source))  # a stored value is accepted too
+        object.__setattr__(self, "events", tuple(self.events))
 
     @property
     def changes(self) -> bool:
         """True when a new target goes to the broker."""
         return not self.rejected and self.action is not Action.HOLD
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain, JSON-safe data (the proposal is kept exactly, non-finite values as strings)."""
-        proposed = {k: _plain(v) for k, v in self.proposed.model_dump(mode="python").items()}
-        proposed["action"] = str(proposed["action"])
-        return {
-            "symbol": self.symbol,
-            "source": self.source.value,
-            "proposed": proposed,
-            "action": self.action.value,
-            "target_exposure": self.target_exposure,
-            "current_exposure": self.current_exposure,
-            "stop_loss": self.stop_loss,
-            "take_profit": self.take_profit,
-            "invalidation": self.invalidation,
-            "rejected": self.rejected,
-            "changes": self.changes,
-            "events": [e.to_dict() for e in self.events],
-            "trailing_stop": self.trailing_stop,
-        }
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> RiskResult:
-        """Rebuild a result written by `to_dict` (the proposal without re-validation, as it was)."""
-        raw = dict(data["proposed"])
-        for key in ("target_exposure", "confidence", "stop_loss", "take_profit"):
-            if isinstance(raw.get(key), str):
-                raw[key] = float(raw[key])
-        try:
-            raw["action"] = Action(raw["action"])
-        except ValueError:
-            pass
-        return cls(
-            symbol=data["symbol"],
-            source=DecisionSource(data["source"]),
-            proposed=TradeDecision.model_construct(**raw),
-            action=Action(data["action"]),
-            target_exposure=float(data["target_exposure"]),
-            current_exposure=float(data["current_exposure"]),
-            stop_loss=data.get("stop_loss"),
-            take_profit=data.get("take_profit"),
-            invalidation=data.get("invalidation", ""),
-            rejected=bool(data["rejected"]),
-            events=tuple(ClampEvent.from_dict(e) for e in data.get("events", ())),
-            trailing_stop=data.get("trailing_stop"),
-        )

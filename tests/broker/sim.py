@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import talib
 
-from agent.broker import Bar, BarOutcome, MarketRules, PendingTarget, initial_state, process_bar
+from agent.broker import Bar, BarOutcome, FillTerms, MarketRules, PendingTarget, initial_state, process_bar
 from agent.config import PROJECT_ROOT, Settings
 from agent.market.candles import read_feather
 from agent.portfolio import PortfolioState
@@ -90,7 +90,7 @@ def drive(
     previous = {s: 0.0 for s in symbols}
     for i, ts in enumerate(times):
         bars = {s: Bar(*map(float, arrays[s][i])) for s in symbols}
-        outcome = process_bar(state, bars, pending, ts, rules, settings, run_id, in_force)
+        outcome = process_bar(state, bars, pending, ts, rules, FillTerms.of(settings), run_id, in_force)
         outcomes.append(outcome)
         state, in_force = outcome.state, outcome.in_force
         pending = {}

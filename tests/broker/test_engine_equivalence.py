@@ -15,7 +15,7 @@ from agent.backtest.engine import simulate
 from agent.backtest.market import engine_config, rules_for, rules_matrix
 from agent.backtest.models import REASONS, SimResult
 from agent.backtest.plan import exit_plan
-from agent.broker import Bar, BarOutcome, PendingTarget, initial_state, process_bar
+from agent.broker import Bar, BarOutcome, FillTerms, PendingTarget, initial_state, process_bar
 from agent.config import Settings
 from strategies.registry import build_strategy
 from tests.broker.sim import bar_times, load_frames
@@ -47,7 +47,7 @@ def _broker(
     outcomes = []
     for t, ts in enumerate(bar_times(frames[symbols[0]])):
         bars = {s: Bar(*map(float, arrays[s][t])) for s in symbols}
-        outcome = process_bar(state, bars, pending, ts, rules, settings, "eq", in_force)
+        outcome = process_bar(state, bars, pending, ts, rules, FillTerms.of(settings), "eq", in_force)
         outcomes.append(outcome)
         state, in_force = outcome.state, outcome.in_force
         pending = {}

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from agent.broker import Bar, MarketRules, PendingTarget, process_bar
+from agent.broker import Bar, FillTerms, MarketRules, PendingTarget, process_bar
 from agent.broker.paper import initial_state
 from agent.config import Settings
 from agent.execution.costs import slipped_price
@@ -29,7 +29,9 @@ def _holding(stop: float | None, take: float | None, amount: float = 0.1) -> Por
 
 
 def _settle(state: PortfolioState, bar: Bar, settings: Settings | None = None):  # noqa: ANN202
-    return process_bar(state, {SYMBOL: bar}, {}, T0, RULES, settings or _settings(), "r1", {SYMBOL: 1.0})
+    return process_bar(
+        state, {SYMBOL: bar}, {}, T0, RULES, FillTerms.of(settings or _settings()), "r1", {SYMBOL: 1.0}
+    )
 
 
 def test_stop_wins_when_the_bar_touches_both_levels() -> None:
@@ -71,7 +73,7 @@ def test_stop_out_starts_the_cooldown_and_keeps_the_target_in_force() -> None:
     assert [e.kind for e in out.events] == ["cooldown"]
     bar = {SYMBOL: Bar(57_500.0, 58_000.0, 57_000.0, 57_600.0, 100.0)}
     same = {SYMBOL: PendingTarget(SYMBOL, 1.0, T0)}
-    again = process_bar(out.state, bar, same, T0 + HOUR, RULES, _settings(), "r1", out.in_force)
+    again = process_bar(out.state, bar, same, T0 + HOUR, RULES, FillTerms.of(_settings()), "r1", out.in_force)
     assert again.orders == ()
 
 
@@ -79,7 +81,7 @@ def test_entry_then_stop_in_the_same_bar() -> None:
     state = initial_state(10_000.0)
     pending = {SYMBOL: PendingTarget(SYMBOL, 0.5, T0 - HOUR, stop_loss=59_000.0, take_profit=65_000.0)}
     bar = Bar(60_000.0, 60_100.0, 58_500.0, 58_800.0, 100.0)
-    out = process_bar(state, {SYMBOL: bar}, pending, T0, RULES, _settings(), "r1")
+    out = process_bar(state, {SYMBOL: bar}, pending, T0, RULES, FillTerms.of(_settings()), "r1")
     assert [(o.leg, o.reason) for o in out.orders] == [("target", "entry"), ("exit", "stop_loss")]
     assert out.orders[0].client_order_id != out.orders[1].client_order_id
     assert out.state.positions == {}
@@ -94,12 +96,14 @@ def test_entry_stores_the_exit_plan_and_an_add_keeps_it() -> None:
     state = initial_state(10_000.0)
     first = {SYMBOL: PendingTarget(SYMBOL, 0.3, T0 - HOUR, 55_000.0, 70_000.0, "below 55k")}
     bar = Bar(60_000.0, 60_500.0, 59_500.0, 60_000.0, 100.0)
-    out = process_bar(state, {SYMBOL: bar}, first, T0, RULES, _settings(), "r1")
+    out = process_bar(state, {SYMBOL: bar}, first, T0, RULES, FillTerms.of(_settings()), "r1")
     pos = out.state.positions[SYMBOL]
     plan = (pos.stop_loss, pos.take_profit, pos.invalidation, pos.entry_ts)
     assert plan == (55_000.0, 70_000.0, "below 55k", T0)
     add = {SYMBOL: PendingTarget(SYMBOL, 0.5, T0, 57_000.0, 72_000.0, "below 57k")}
-    out2 = process_bar(out.state, {SYMBOL: bar}, add, T0 + HOUR, RULES, _settings(), "r1", out.in_force)
+    out2 = process_bar(
+        out.state, {SYMBOL: bar}, add, T0 + HOUR, RULES, FillTerms.of(_settings()), "r1", out.in_force
+    )
     pos2 = out2.state.positions[SYMBOL]
     assert out2.orders[0].reason == "increase"
     assert (pos2.stop_loss, pos2.take_profit, pos2.invalidation, pos2.entry_ts) == (
@@ -120,7 +124,9 @@ def test_a_trailing_distance_raises_the_stop_from_the_fill_and_follows_the_high(
         )
     }
     entry = Bar(60_000.0, 60_100.0, 59_900.0, 60_000.0, 100.0)
-    out = process_bar(initial_state(10_000.0), {SYMBOL: entry}, pending, T0, RULES, _settings(), "r1")
+    out = process_bar(
+        initial_state(10_000.0), {SYMBOL: entry}, pending, T0, RULES, FillTerms.of(_settings()), "r1"
+    )
     pos = out.state.positions[SYMBOL]
     # the fill (60,060 with slippage) minus 1,200 is above the planned stop; then the bar's high lifts it
     assert (pos.stop_loss, pos.take_profit, pos.trailing_stop, pos.trailing) == (
@@ -130,10 +136,10 @@ def test_a_trailing_distance_raises_the_stop_from_the_fill_and_follows_the_high(
         True,
     )
     up = Bar(60_000.0, 62_000.0, 59_000.0, 61_500.0, 100.0)  # 59,000 > 58,900: held; the high lifts the stop
-    out2 = process_bar(out.state, {SYMBOL: up}, {}, T0 + HOUR, RULES, _settings(), "r1")
+    out2 = process_bar(out.state, {SYMBOL: up}, {}, T0 + HOUR, RULES, FillTerms.of(_settings()), "r1")
     assert out2.fills == () and out2.state.positions[SYMBOL].stop_loss == 60_800.0
     down = Bar(61_000.0, 61_200.0, 60_500.0, 60_600.0, 100.0)
-    out3 = process_bar(out2.state, {SYMBOL: down}, {}, T0 + 2 * HOUR, RULES, _settings(), "r1")
+    out3 = process_bar(out2.state, {SYMBOL: down}, {}, T0 + 2 * HOUR, RULES, FillTerms.of(_settings()), "r1")
     (order,) = out3.orders
     assert (order.reason, order.price) == ("trailing_stop", 60_800.0)
     assert SYMBOL not in out3.state.positions
@@ -144,6 +150,8 @@ def test_a_trailing_distance_raises_the_stop_from_the_fill_and_follows_the_high(
 def test_missing_levels_mean_no_exit_plan() -> None:
     bar = Bar(60_000.0, 60_100.0, 59_900.0, 60_000.0, 100.0)
     warm = {SYMBOL: PendingTarget(SYMBOL, 0.5, T0 - HOUR, stop_loss=float("nan"), trailing_stop=float("nan"))}
-    out = process_bar(initial_state(10_000.0), {SYMBOL: bar}, warm, T0, RULES, _settings(), "r1")
+    out = process_bar(
+        initial_state(10_000.0), {SYMBOL: bar}, warm, T0, RULES, FillTerms.of(_settings()), "r1"
+    )
     pos = out.state.positions[SYMBOL]
     assert (pos.stop_loss, pos.take_profit, pos.trailing_stop, pos.trailing) == (None, None, None, False)

@@ -17,7 +17,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from agent.broker import Bar, PendingTarget, initial_state, process_bar
+from agent.broker import Bar, FillTerms, PendingTarget, initial_state, process_bar
 from agent.config import Settings
 from agent.db.models import BalanceSnapshot, Decision, Fill, Order, PositionSnapshot, RiskEvent
 from agent.ledger import DecisionEntry, ResumePoint, TickRecord, load_state, start_run, write_tick
@@ -78,7 +78,9 @@ class Pipeline:
         """Settle bar i and decide at its close."""
         ts = self.times[i]
         bars = {s: Bar(*map(float, self.ohlcv[s][i])) for s in SYMBOLS}
-        outcome = process_bar(carry.state, bars, carry.pending, ts, RULES, self.settings, run_id)
+        outcome = process_bar(
+            carry.state, bars, carry.pending, ts, RULES, FillTerms.of(self.settings), run_id
+        )
         entries, pending = [], {}
         risk = self.settings.risk
         for s in SYMBOLS:

@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from agent.broker import Bar, BarOutcome, PendingTarget, process_bar
+from agent.broker import Bar, BarOutcome, FillTerms, PendingTarget, process_bar
 from agent.db.models import (
     BalanceSnapshot,
     Decision,
@@ -23,7 +23,8 @@ from agent.db.models import (
 )
 from agent.db.session import open_db
 from agent.ledger import DecisionEntry, LedgerWriter, TickRecord, start_run, write_tick
-from agent.llm.schema import DecisionRequest, DecisionResult
+from agent.ledger.writer import clamp_json
+from agent.llm.schema import Analysis, DecisionRequest, DecisionResult
 from tests.ledger.pipeline import RULES, SYMBOLS, Carry, Pipeline
 from tests.risk.test_adversarial import HOSTILE
 from tests.risk.world import BTC, T0, World, decision
@@ -94,7 +95,7 @@ def test_ticks_round_trip_into_every_table(factory: sessionmaker[Session]) -> No
                         Decision.bar_ts == record.bar_ts, Decision.symbol == entry.result.symbol
                     )
                 ).one()
-                assert row.clamps == [e.to_dict() for e in entry.events]
+                assert row.clamps == [clamp_json(e) for e in entry.events]
                 assert row.final_exposure == (entry.result.target_exposure if entry.result.changes else None)
                 assert row.source == "rule" and row.action == entry.result.proposed.action.value
 
@@ -116,7 +117,7 @@ def test_an_order_already_stored_is_not_stored_again(factory: sessionmaker[Sessi
     settings = Pipeline(30).settings
     bar = {BTC: Bar(60_000.0, 60_100.0, 59_900.0, 60_000.0, 100.0)}
     pending = {BTC: PendingTarget(BTC, 0.2, T0 - 3_600_000)}
-    out = process_bar(Carry.start(settings).state, bar, pending, T0, RULES, settings, "dup")
+    out = process_bar(Carry.start(settings).state, bar, pending, T0, RULES, FillTerms.of(settings), "dup")
     write_tick(factory, TickRecord("dup", T0, out))
     with factory() as session:  # as if the balance snapshot had been lost
         session.query(BalanceSnapshot).delete()
@@ -193,7 +194,10 @@ def test_llm_fields_and_abstentions_are_recorded(factory: sessionmaker[Session])
         reason="schema: target_exposure > 1",
     )
     out = _settled(world)
-    entries = (DecisionEntry(result, llm, world.allowance()), DecisionEntry(abstained_result, abstained))
+    entries = (
+        DecisionEntry(result, Analysis.of(llm), world.allowance()),
+        DecisionEntry(abstained_result, Analysis.of(abstained)),
+    )
     assert ledger.write_tick(TickRecord("llm", T0, out, entries)).written
     with factory() as session:
         row = session.scalars(select(Decision).where(Decision.symbol == BTC)).one()
@@ -234,7 +238,7 @@ def test_every_hostile_proposal_is_recorded_with_its_reason(factory: sessionmake
             if result.rejected or result.events:
                 assert events and [e.kind for e in events] == [e.kind for e in result.events], case
                 assert all(e.detail for e in events)
-                assert row.clamps == [e.to_dict() for e in result.events]
+                assert row.clamps == [clamp_json(e) for e in result.events]
             if result.rejected:
                 assert row.final_exposure is None, case
             if isinstance(proposal.target_exposure, float) and not math.isfinite(proposal.target_exposure):
@@ -243,7 +247,9 @@ def test_every_hostile_proposal_is_recorded_with_its_reason(factory: sessionmake
 
 def _settled(world: World, bar_ts: int = T0) -> BarOutcome:
     bars = {s: Bar(m, m, m, m, 1.0) for s, m in world.marks.items()}
-    return process_bar(world.portfolio, bars, {}, bar_ts, {s: RULES[BTC] for s in bars}, world.settings, "w")
+    return process_bar(
+        world.portfolio, bars, {}, bar_ts, {s: RULES[BTC] for s in bars}, FillTerms.of(world.settings), "w"
+    )
 
 
 def test_public_api_is_exported() -> None:

@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from agent.broker import Bar, PendingTarget, process_bar
+from agent.broker import Bar, FillTerms, PendingTarget, process_bar
 from agent.llm.schema import Action, TradeDecision
 from agent.portfolio import Position
 from agent.risk.exits import MAX_STOP_DISTANCE
@@ -139,7 +139,7 @@ def test_what_passes_the_risk_layer_fills_within_its_limits() -> None:
                 {BTC: pending},
                 T0 + 3_600_000,
                 {BTC: RULES, ETH: RULES},
-                world.settings,
+                FillTerms.of(world.settings),
                 "adv",
             )
             assert out.state.cash >= -1e-9

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
@@ -12,7 +11,6 @@ from agent.config import Settings
 from agent.llm.schema import Action
 from agent.portfolio import Position
 from agent.risk.breakers import kill_switch_active
-from agent.risk.models import Allowance
 from tests.risk.world import ETH, PRICE, T0, World, btc_held
 
 BUY_HOLD = (Action.BUY, Action.HOLD)
@@ -120,9 +118,14 @@ def test_a_held_symbol_without_a_mark_allows_hold_only() -> None:
     assert a.actions == (Action.HOLD,) and "ETH/USDT" in a.events[0].detail
 
 
-def test_allowance_round_trips_through_json() -> None:
+def test_allowance_round_trips_through_the_checkpoint_serializer() -> None:
+    from agent.graph.checkpoint import serializer
+
+    serde = serializer()
     a = World(kill_switch=True, atr=math.nan).allowance()
-    assert Allowance.from_dict(json.loads(json.dumps(a.to_dict(), allow_nan=False))) == a
+    back = serde.loads_typed(serde.dumps_typed(a))
+    assert back == a and type(back.actions) is tuple and type(back.events) is tuple
+    assert back.llm_needed is a.llm_needed and back.entries_blocked is a.entries_blocked
 
 
 def test_kill_switch_file(tmp_path: Path) -> None:

@@ -4,7 +4,7 @@ exchange's step, exceeds the cash or the position behind it."""
 
 from __future__ import annotations
 
-from agent.broker import Bar, PendingTarget, initial_state, process_bar
+from agent.broker import Bar, FillTerms, PendingTarget, initial_state, process_bar
 from agent.config import Settings
 from agent.market.exchange import MarketRules
 from agent.portfolio import PortfolioState, Position
@@ -33,7 +33,9 @@ def test_targets_that_together_overrun_the_caps_are_cut_at_the_fill() -> None:
     pending = {
         s: PendingTarget(s, 0.3, T0 - HOUR, stop_loss=p * 0.95, take_profit=p * 1.1) for s, p in opens.items()
     }  # each fits alone; together 60% invested, 40% cash
-    out = process_bar(initial_state(10_000.0), _flat_bars(opens), pending, T0, RULES, settings, "fill")
+    out = process_bar(
+        initial_state(10_000.0), _flat_bars(opens), pending, T0, RULES, FillTerms.of(settings), "fill"
+    )
     value, cash, equity = _book(out.state, opens)
     assert set(out.state.positions) == {BTC, ETH}
     assert value <= 0.5 * equity * (1 + 1e-9) and cash >= 0.6 * equity * (1 - 1e-9), (value, cash, equity)
@@ -47,7 +49,7 @@ def test_the_gross_cap_binds_at_the_fill_when_a_held_position_rose_overnight() -
     state = initial_state(7_000.0).with_changes(positions=held)
     opens = {BTC: 70_000.0, ETH: 3_000.0}  # BTC gapped up: 3,500 of 10,500 held before any order
     pending = {ETH: PendingTarget(ETH, 0.2, T0 - HOUR, stop_loss=2_900.0, take_profit=3_300.0)}
-    out = process_bar(state, _flat_bars(opens), pending, T0, RULES, settings, "gap")
+    out = process_bar(state, _flat_bars(opens), pending, T0, RULES, FillTerms.of(settings), "gap")
     value, _, equity = _book(out.state, opens)
     assert value <= 0.5 * equity * (1 + 1e-9), value / equity
     assert ETH in out.state.positions and [e.kind for e in out.events] == ["portfolio_room"]
@@ -57,7 +59,9 @@ def test_default_limits_leave_fills_as_they_were() -> None:
     settings = Settings(symbols=[BTC, ETH])
     opens = {BTC: 60_000.0, ETH: 3_000.0}
     pending = {s: PendingTarget(s, 0.45, T0 - HOUR) for s in opens}
-    out = process_bar(initial_state(10_000.0), _flat_bars(opens), pending, T0, RULES, settings, "plain")
+    out = process_bar(
+        initial_state(10_000.0), _flat_bars(opens), pending, T0, RULES, FillTerms.of(settings), "plain"
+    )
     assert out.events == () and len(out.fills) == 2
 
 
@@ -73,7 +77,7 @@ def test_a_sell_of_the_whole_position_never_exceeds_the_position() -> None:
         {BTC: PendingTarget(BTC, 0.0, T0 - HOUR)},
         T0,
         rules,
-        settings,
+        FillTerms.of(settings),
         "sell",
     )
     assert out.fills and out.fills[0].amount <= amount and not out.state.positions
@@ -90,7 +94,7 @@ def test_a_buy_floored_to_the_step_never_spends_more_than_the_cash() -> None:
         {BTC: PendingTarget(BTC, 1.0, T0 - HOUR)},
         T0,
         rules,
-        settings,
+        FillTerms.of(settings),
         "buy",
     )
     assert out.fills and out.state.cash >= 0.0, out.state.cash

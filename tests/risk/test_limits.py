@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 
 import pytest
@@ -12,7 +11,6 @@ from agent.portfolio import Position
 from agent.risk.exits import MAX_STOP_DISTANCE
 from agent.risk.inputs import Proposal
 from agent.risk.limits import apply_limits, no_call_decision, rule_decision
-from agent.risk.models import RiskResult
 from tests.risk.world import ATR, BTC, ETH, PRICE, T0, World, btc_held, decision, kinds
 
 DEFAULT_STOP = PRICE - 2 * ATR
@@ -175,11 +173,14 @@ def test_no_call_decision_explains_itself() -> None:
     assert d.action is Action.HOLD and "kill_switch" in d.rationale
 
 
-def test_result_round_trips_through_json_even_with_nan_in_the_proposal() -> None:
+def test_result_round_trips_through_the_checkpoint_serializer_even_with_nan_in_the_proposal() -> None:
+    from agent.graph.checkpoint import serializer
+
+    serde = serializer()
     r = World().limit(decision("buy", math.nan))
-    data = json.loads(json.dumps(r.to_dict(), allow_nan=False))
-    back = RiskResult.from_dict(data)
-    assert back.events == r.events and back.action == r.action and math.isnan(back.proposed.target_exposure)
+    back = serde.loads_typed(serde.dumps_typed(r))
+    assert back.events == r.events and back.action is r.action and math.isnan(back.proposed.target_exposure)
+    assert type(back.events) is tuple and back.source is r.source
     ok = World().limit(decision("buy", 0.9, take_profit=None))
-    assert RiskResult.from_dict(json.loads(json.dumps(ok.to_dict()))) == ok
-    assert ok.to_dict()["changes"] is True
+    again = serde.loads_typed(serde.dumps_typed(ok))
+    assert again == ok and again.changes is True

@@ -25,7 +25,7 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from agent.broker import Bar, BarOutcome, PendingTarget, process_bar
+from agent.broker import Bar, BarOutcome, FillTerms, PendingTarget, process_bar
 from agent.config import Settings
 from agent.llm.schema import Action, TradeDecision
 from agent.market.exchange import MarketRules
@@ -157,7 +157,7 @@ def _fill(tick: Tick, results: dict[str, RiskResult]) -> BarOutcome:
     """The broker at the next open, at the decision prices (a flat bar: no exit triggers)."""
     pending = {s: p for s, r in results.items() if (p := PendingTarget.from_result(r, T0)) is not None}
     bars = {s: Bar(p, p, p, p, 1e15) for s, p in tick.prices.items()}
-    return process_bar(tick.book, bars, pending, T0 + HOUR, tick.rules, tick.settings, "prop")
+    return process_bar(tick.book, bars, pending, T0 + HOUR, tick.rules, FillTerms.of(tick.settings), "prop")
 
 
 @settings(

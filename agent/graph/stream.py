@@ -1,0 +1,139 @@
+"""The decision request stream: stateless prompts for the bars ahead, in flight while earlier bars settle.
+
+In the `stateless` prompt mode (`llm.prompt_mode`) a prompt depends only on the market up to its bar: no
+account, positions, allowance or past outcomes. So an agent backtest, which knows its bars in advance, can
+send the requests for bars t+1 … t+W while bar t is settled. Settling stays strictly in bar order, on the
+same graph: the analyse node takes bar t's answers from the stream instead of asking the gateway itself.
+
+Contracts:
+- `answers(t, symbols)` returns one `Analysis` per symbol for bar t. It first submits every bar up to
+  `window` bars after t (all the run's symbols, one `decide_many` batch per bar; the gateway keeps at most
+  `llm.concurrency` requests in flight), then waits for bar t's batch only. A bar that is not in the plan is
+  asked on the spot. Bars before t are forgotten (their answers, cached in `llm_calls`, are not used).
+- An answer is keyed by (symbol, bar) and its prompt does not depend on anything settled, so the ledger does
+  not depend on the window, the concurrency, or the order in which answers arrive; with `window=0` the
+  stream asks bar by bar, exactly as the graph does without it.
+- A prompt that cannot be built (budget, tokenizer) is an abstained `Analysis` from `prepare`, never sent.
+  The gateway's `LLMUnavailable` is raised again by `answers` for the bar it failed on.
+- Prompts are built in the caller's thread (the GIL would make another thread no faster); HTTP runs on the
+  gateway's own event loop. `stats()` reads how many requests are in flight and how many were sent.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+
+from agent.llm.schema import Analysis, DecisionRequest, DecisionResult
+
+Prepared = tuple[DecisionRequest, float, str | None] | Analysis
+"""A request with its prompt's mapping back (price scale, alias), or the abstained answer of a prompt that
+could not be built."""
+
+
+@dataclass
+class _Batch:
+    """One bar's requests in flight, and the answers known without asking."""
+
+    future: Future[list[DecisionResult]] | None
+    asked: list[tuple[str, float, str | None]]
+    """Per request, in order: the real symbol and its prompt's mapping back (price scale, alias); under
+    leakage control every request names the same alias, so answers are matched by position."""
+    unasked: dict[str, Analysis]
+
+    @property
+    def size(self) -> int:
+        """Requests sent for this bar."""
+        return len(self.asked)
+
+
+@dataclass(frozen=True)
+class StreamStats:
+    """What the stream is doing: requests in flight now, requests sent, bars submitted ahead."""
+
+    in_flight: int
+    sent: int
+    ahead: int
+
+
+@dataclass
+class DecisionStream:
+    """Stateless decisions for the bars of one run, requested ahead (see the module contract)."""
+
+    times: Sequence[int]
+    """The run's bars, in the order they are settled."""
+    symbols: Sequence[str]
+    prepare: Callable[[str, int], Prepared]
+    """The stateless request for (symbol, bar): the same function the analyse node uses without a stream."""
+    submit: Callable[[Sequence[DecisionRequest]], Future[list[DecisionResult]]]
+    window: int
+    """How many bars after the one being settled are kept submitted."""
+    _index: dict[int, int] = field(default_factory=dict, init=False)
+    _next: int = field(default=0, init=False)
+    _batches: dict[int, _Batch] = field(default_factory=dict, init=False)
+    _sent: int = field(default=0, init=False)
+
+    def __post_init__(self) -> None:
+        if self.window < 0:
+            raise ValueError(f"window must be >= 0, not {self.window}")
+        self._index = {t: i for i, t in enumerate(self.times)}
+
+    def answers(self, t: int, symbols: Sequence[str]) -> dict[str, Analysis]:
+        """Bar t's answer per symbol in `symbols` (see the module contract)."""
+        i = self._index.get(t)
+        if i is None:  # not planned: ask now, on its own
+            batch = self._submit(t)
+        else:
+            self._forget_before(t)
+            self._fill(i + self.window)
+            batch = self._batches.pop(t)
+        results = batch.future.result() if batch.future is not None else []
+        out = {
+            s: Analysis.of(res, scale, alias)
+            for (s, scale, alias), res in zip(batch.asked, results, strict=True)
+        }
+        out.update(batch.unasked)
+        return {s: out[s] for s in symbols if s in out}
+
+    def stats(self) -> StreamStats:
+        """Requests in flight, requests sent so far, bars submitted ahead."""
+        in_flight = sum(
+            b.size for b in self._batches.values() if b.future is not None and not b.future.done()
+        )
+        return StreamStats(in_flight, self._sent, len(self._batches))
+
+    def close(self) -> None:
+        """Cancel what has not started (answers already on the way still land in the cache)."""
+        for batch in self._batches.values():
+            if batch.future is not None:
+                batch.future.cancel()
+        self._batches.clear()
+
+    def _fill(self, last: int) -> None:
+        last = min(last, len(self.times) - 1)
+        while self._next <= last:
+            t = self.times[self._next]
+            self._batches[t] = self._submit(t)
+            self._next += 1
+
+    def _forget_before(self, t: int) -> None:
+        for old in [b for b in self._batches if b < t]:
+            self._batches.pop(old)
+        self._next = max(self._next, self._index[t])
+
+    def _submit(self, t: int) -> _Batch:
+        requests: list[DecisionRequest] = []
+        asked: list[tuple[str, float, str | None]] = []
+        unasked: dict[str, Analysis] = {}
+        for symbol in self.symbols:
+            prepared = self.prepare(symbol, t)
+            if isinstance(prepared, Analysis):
+                unasked[symbol] = prepared
+                continue
+            request, price_scale, alias = prepared
+            requests.append(request)
+            asked.append((symbol, price_scale, alias))
+        future = self.submit(requests) if requests else None
+        self._sent += len(requests)
+        return _Batch(future, asked, unasked)
