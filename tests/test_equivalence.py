@@ -2,11 +2,13 @@
 
 For every built-in strategy (`strategies.registry.BUILTINS`), without and with an exit plan (stop-loss,
 take-profit and trailing stop), on BTC/USDT and ETH/USDT together (one shared cash balance) and over two
-300-bar windows of the bundled 1h candles, three paths must give the same fills (bar, symbol, side, amount,
+300-bar windows of the bundled 1h candles, every path must give the same fills (bar, symbol, side, amount,
 price, fee, reason), the same cumulative fees and the same equity at every bar, bit for bit:
 
 - `tradegraph backtest`: `agent.backtest.service.run_request`, which the command calls (the compiled engine);
-- the notebook API: `agent.notebook.run_backtest` (`tg.run_backtest`);
+- the notebook API: `agent.notebook.run_backtest` (`tg.run_backtest`, the engine) and
+  `agent.notebook.run_agent` (`tg.run_agent`, the agent graph over the window as an agent backtest; its
+  fills and equity are read back from the ledger);
 - `tradegraph run --replay`: the daemon itself, `agent.daemon.Daemon` with `DaemonOptions(replay=True)`,
   run in this process on its simulated clock (scheduler, candle feed over the replay exchange, the agent
   graph and the ledger); its fills and equity are read back from the ledger.
@@ -156,6 +158,15 @@ def _notebook(settings: Settings, name: str, params: dict[str, Any], start: int,
     return _from_sim(run.result.sim)
 
 
+def _notebook_agent(settings: Settings, name: str, params: dict[str, Any], start: int, end: int) -> Path_:
+    """`tg.run_agent`: the agent graph over the window's bars, as an agent backtest; read from the ledger."""
+    import agent as tg
+
+    bars = (end - start) // HOUR
+    run = tg.run_agent(SYMBOLS, bars, name, start=_iso(start), settings=settings, **params)
+    return _from_ledger(settings.db_url, run.run_id)
+
+
 def _daemon(settings: Settings, name: str, params: dict[str, Any], start: int, end: int) -> Path_:
     options = DaemonOptions(
         replay=True,
@@ -200,6 +211,7 @@ def test_backtest_daemon_and_notebook_fill_identically(
     engine = _engine(settings, name, params, start, end)
     assert len(engine.bars) == BARS
     _same(engine, _notebook(settings, name, params, start, end), "backtest vs notebook")
+    _same(engine, _notebook_agent(settings, name, params, start, end), "backtest vs tg.run_agent")
     _same(engine, _daemon(settings, name, params, start, end), "backtest vs daemon")
 
 
