@@ -8,12 +8,14 @@ Bars are settled strictly in order. How many requests are in flight depends on t
 - stateless: prompts show the market only, so a `DecisionStream` keeps the requests of the next bars in
   flight (up to the gateway's concurrency) while earlier bars settle; the result does not depend on it.
 Responses are cached in `llm_calls`, so a rerun of the same window makes no calls and reproduces the ledger
-bit for bit. The progress bar shows decisions/s, requests in flight, latency p50/p95, tokens and the
-server's prefix-cache hit rate, with an ETA; the same figures go into the run's metrics (`llm_*`).
-
-The run is recorded through `agent.runs.lifecycle`: kind `agent_backtest` (or `demo`), a fresh time-sorted
-id unless one is given, `done` with the report's metrics and path, or `failed` with the error (which is
-then raised again).
+bit for bit. No mid-tick checkpoints: a paper tick has no effect outside its one ledger transaction, so a
+killed backtest restarts the interrupted bar from scratch (the answers it had are served from the cache) and
+ends with the same ledger; writing a checkpoint after every node cost a third of an agent backtest's time.
+The daemon keeps them (`agent.daemon`), where a tick is rare and its interruption is the case to recover. The
+progress bar shows decisions/s, requests in flight, latency p50/p95, tokens and the server's prefix-cache hit
+rate, with an ETA; the same figures go into the run's metrics (`llm_*`). The run is recorded through
+`agent.runs.lifecycle`: kind `agent_backtest` (or `demo`), a fresh time-sorted id unless one is given, `done`
+with the report's metrics and path, or `failed` with the error (which is then raised again).
 """
 
 from __future__ import annotations
@@ -158,6 +160,7 @@ def run_agent_backtest(
                 factory=factory,
                 start_ts=times[0],
                 end_ts=times[-1],
+                checkpoint=False,
             ) as runner:
                 outcomes = drive(runner, times, console, show_progress)
                 traffic = Throughput.of(runner.rt, runner.rt.elapsed_s) if runner.rt.gateway else None

@@ -11,8 +11,9 @@ Contracts:
   operation after `POOL_TIMEOUT_S`.
 - Both savers use a `JsonPlusSerializer` that knows the records and enums the graph state holds
   (`STATE_TYPES`): they round-trip exactly, without LangGraph's "unregistered type" warning.
-- SQLite: one connection in WAL mode with the ledger's busy timeout (30 s, or the URL's `?timeout=` in
-  seconds); a lock held longer makes the operation fail, and the next one tries again.
+- SQLite: one connection in WAL mode (`synchronous=NORMAL`, as the ledger) with the ledger's busy timeout (30
+  s, or the URL's `?timeout=` in seconds); a lock held longer makes the operation fail, and the next one tries
+  again.
 """
 
 from __future__ import annotations
@@ -95,6 +96,7 @@ def _sqlite_saver(url: URL) -> Iterator[BaseCheckpointSaver[str]]:
     timeout = float(str(url.query.get("timeout", SQLITE_TIMEOUT_S)))
     conn = sqlite3.connect(url.database or ":memory:", check_same_thread=False, timeout=timeout)
     conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=NORMAL")  # as the ledger's engine: no fsync per checkpoint in WAL mode
     try:
         saver = SqliteSaver(conn, serde=serializer())
         saver.setup()
