@@ -22,12 +22,20 @@ Contracts:
   returned `Prompt.price_scale`/`alias` map the answer back.
 - `Prompt.stable_prefix_chars` counts characters over the concatenated message contents (system, then
   user) up to the end of the history blocks.
+- Incremental (the default): each symbol's history levels are kept for the builder's life
+  (`agent.llm.context_cache`): completed days and periods are encoded and counted once, a build adds the
+  day in progress and the tail. The prompt is byte-identical to `incremental=False`, which rebuilds the
+  levels from the whole frame at every call (`agent.llm.levels.scratch_levels`; tested). Texts that change
+  every bar (the tail, the day in progress) are counted through a small memo (`VOLATILE_MEMO` entries), so
+  the long-lived count memo does not grow per bar. `prepare(symbol, candles)` hands a longer series over
+  ahead of the builds that read it.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+from bisect import bisect_left
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -61,9 +69,11 @@ SPANS_WEEKS = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384,
 MESSAGE_OVERHEAD = 8
 """Tokens a chat template adds around each message (role markers, separators)."""
 REPLY_OVERHEAD = 16
+"""Tokens of the assistant header the template appends (generation prompt, empty think block)."""
 DEFAULT_CONTEXT_LEN = 8192
 """Context length assumed when the server reports none (the prompt budget is this minus the output)."""
-"""Tokens of the assistant header the template appends (generation prompt, empty think block)."""
+VOLATILE_MEMO = 64
+"""Counts of per-bar texts kept (the long-lived count memo keeps only texts that recur)."""
 BASE_SHARE, DAILY_SHARE = 0.5, 0.6
 """Coarsening stops once base bars fit in this share of the history budget, then once days fit in this
 share of what is left; beyond that, the oldest history is dropped instead."""
@@ -135,6 +145,9 @@ class MarketContextBuilder:
         self.max_decisions = max_decisions
         self.incremental = incremental
         self._cache: HistoryCache | None = None
+        self._volatile = CachingTokenCounter(self.counter.inner, max_entries=VOLATILE_MEMO)
+        """Counts texts that change at every bar (the tail, the day in progress): a few kept, for the
+        rebuilds of the same bar (a halved budget), not one per bar."""
 
     @classmethod
     def from_settings(
@@ -160,7 +173,7 @@ class MarketContextBuilder:
     def render(self, ctx: ContextInput, budget_tokens: int | None = None) -> BuiltContext:
         """Like `build`, also returning the layout chosen."""
         view = self._cached_view(ctx) if self.incremental else None
-        volatile = self.counter.inner.count if view is not None else self.counter.count
+        volatile = self._volatile.count if view is not None else self.counter.count
         if view is None:
             view = self._scratch_view(ctx)
         levels, tf, now, disc = view.levels, view.tf, view.now, view.disc
@@ -198,7 +211,7 @@ class MarketContextBuilder:
         """The cache for the current configuration (a changed configuration starts an empty one)."""
         wanted = CacheSettings(self.timeframe, self.atr_period, self.leakage_control, self.alias)
         if self._cache is None or self._cache.settings != wanted:
-            self._cache = HistoryCache(wanted, self.counter.count, self.counter.inner.count)
+            self._cache = HistoryCache(wanted, self.counter.count, self._volatile.count)
         return self._cache
 
     def _cached_view(self, ctx: ContextInput) -> MarketView | None:
@@ -262,6 +275,9 @@ class _Planner:
         self._ladder = [monday_ns - n * _WEEK_NS for n in reversed(SPANS_WEEKS)]
         self._spans: dict[tuple[int, int, int | None, bool], int] = {}
         self._dailies: dict[int, list[int]] = {}
+        self._headers: dict[int, int] = {}
+        self._starts = [lv.chunks.starts.tolist() for lv in levels]
+        """Chunk starts as lists: `bisect` finds what `Level.span` finds, without numpy's call overhead."""
 
     def plan(self, budget: int | None) -> Layout:
         """The richest layout within `budget` (None: every bar at base resolution)."""
@@ -325,16 +341,23 @@ class _Planner:
         return found
 
     def _span_tokens(self, level: int, start: int, end: int | None, reserve: bool) -> int:
-        lv = self.levels[level]
-        i, j = lv.span(start, end)
+        lv, starts = self.levels[level], self._starts[level]
+        i = bisect_left(starts, start)
+        j = len(starts) if end is None else bisect_left(starts, end)
         if j <= i:
             return 0
         tokens = int(lv.cum_tokens[j] - lv.cum_tokens[i]) + 2
-        tokens += self.count(lv.header) + self.count(lv.chunks.leads[i])
+        tokens += self._header_tokens(level) + self.count(lv.chunks.leads[i])
         if reserve and level == 0:
             rows = self.rows_to_day if start >= self.min_a0 else self.rows_to_week
             tokens += int(np.ceil(rows * self.row_tokens))
         return tokens
+
+    def _header_tokens(self, level: int) -> int:
+        found = self._headers.get(level)
+        if found is None:
+            found = self._headers[level] = self.count(self.levels[level].header)
+        return found
 
     def _anchors(self, upper: int) -> list[int]:
         """Mondays n weeks before the current week for n in SPANS_WEEKS (longest first), <= `upper`."""
@@ -354,11 +377,10 @@ class _Planner:
 
     def _options(self, level: int, anchors: list[int]) -> list[int]:
         """Anchors in order, without those selecting the same first chunk as an earlier one."""
-        firsts = np.searchsorted(
-            self.levels[level].chunks.starts, np.array(anchors, dtype=np.int64), side="left"
-        )
+        starts = self._starts[level]
         out, seen = [], set()
-        for a, first in zip(anchors, firsts.tolist(), strict=True):
+        for a in anchors:
+            first = bisect_left(starts, a)
             if first not in seen:
                 seen.add(first)
                 out.append(a)

@@ -34,7 +34,7 @@ import numpy as np
 import pandas as pd
 
 from agent.llm.bars import Bars
-from agent.llm.encoding import Chunks, encode_chunks, indicator_frame
+from agent.llm.encoding import Chunks, encode_chunks
 from agent.llm.leakage import Disclosure, anonymise
 from agent.llm.levels import (
     COLUMNS,
@@ -46,8 +46,8 @@ from agent.llm.levels import (
     Level,
     base_kind,
     complete_periods,
-    make_level,
     timeframe_name,
+    with_indicators,
 )
 from agent.market.candles import COLUMNS as CANDLE_COLUMNS
 from agent.market.candles import TIMEFRAME_MS
@@ -123,16 +123,31 @@ class HistoryCache:
 # --- one symbol ----------------------------------------------------------------------------------
 
 
-@dataclass
 class _Periods:
-    """Complete days or weeks of the stored series, with their indicators."""
+    """Complete days or weeks of the stored series (OHLCV appended as they complete), with indicators."""
 
-    bars: pd.DataFrame
-    """OHLCV of the complete periods (open time index), what new periods are appended to."""
-    frame: Bars
-    """`bars` with indicators."""
-    ends: np.ndarray
-    """Period end (ns): complete at bar t when end <= t + one bar."""
+    def __init__(self, period: pd.Timedelta, origin: pd.Timestamp, atr_period: int) -> None:
+        self.period, self.origin, self.atr_period = period, origin, atr_period
+        self.ts = np.empty(0, dtype=np.int64)
+        self.ohlcv = np.empty((len(CANDLE_COLUMNS), 0), dtype=np.float64)
+        self.frame = self._bars()
+        """The periods with indicators."""
+
+    @property
+    def ends(self) -> np.ndarray:
+        """Period end (ns): complete at bar t when end <= t + one bar."""
+        return self.frame.ts + self.period.value
+
+    def append(self, bars: Bars) -> None:
+        """Add complete periods (OHLCV, opening after the stored ones) and recompute the indicators."""
+        self.ts = np.concatenate((self.ts, bars.ts)).astype(np.int64)
+        new = np.stack([bars[c] for c in CANDLE_COLUMNS])
+        self.ohlcv = np.concatenate((self.ohlcv, new), axis=1)
+        self.frame = self._bars()
+
+    def _bars(self) -> Bars:
+        columns = {c: np.ascontiguousarray(self.ohlcv[k]) for k, c in enumerate(CANDLE_COLUMNS)}
+        return with_indicators(Bars(self.ts, columns), self.atr_period)
 
 
 class _Chunks:
@@ -274,8 +289,9 @@ class SymbolHistory:
         new_groups = np.flatnonzero(np.diff(days)) + max(1, start)
         if start == 0:
             new_groups = np.concatenate(([0], new_groups))
-        self._group_rows = np.concatenate((self._group_rows, new_groups)).astype(np.int64)
-        self._group_days = self._ts[self._group_rows] // _DAY_NS
+        if len(new_groups):
+            self._group_rows = np.concatenate((self._group_rows, new_groups)).astype(np.int64)
+            self._group_days = self._ts[self._group_rows] // _DAY_NS
         now = int(self._ts[n - 1]) + self._tf.value
         if base_kind(self._tf) == "base":
             self._extend_periods("1d", DAY, EPOCH, now)
@@ -284,23 +300,20 @@ class SymbolHistory:
     def _extend_periods(self, key: str, period: pd.Timedelta, origin: pd.Timestamp, now: int) -> None:
         """Add the periods complete at `now` that are not stored yet (resampled from their own bars)."""
         known = self._periods.get(key)
+        if known is None:
+            known = self._periods[key] = _Periods(period, origin, self.settings.atr_period)
         first_row = 0
-        if known is not None and len(known.bars):
-            after = pd.Timestamp(known.bars.index[-1]).value + period.value
-            first_row = int(np.searchsorted(self._ts[: self._n], after, side="left"))
+        if len(known.ts):
+            first_row = int(np.searchsorted(self._ts[: self._n], known.ts[-1] + period.value, side="left"))
         if first_row >= self._n:
             return
-        opening = _floor(int(self._ts[first_row]), period.value, origin.value)
-        if known is not None and opening + period.value > now:
+        if _floor(int(self._ts[first_row]), period.value, origin.value) + period.value > now:
             return  # the first period not stored yet is still open
-        source = self._candles(first_row, self._n)
+        source = self._bars.rows(first_row, self._n)
         first = pd.Timestamp(int(self._ts[0]), tz="UTC")
         new = complete_periods(source, period, pd.Timestamp(now, tz="UTC"), origin, first=first)
-        if known is not None and not len(new):
-            return
-        bars = new if known is None or not len(known.bars) else pd.concat([known.bars, new])
-        frame = Bars.of(indicator_frame(bars, self.settings.atr_period))
-        self._periods[key] = _Periods(bars, frame, frame.ts + period.value)
+        if len(new):
+            known.append(new)
 
     def _candles(self, lo: int, hi: int) -> pd.DataFrame:
         """Stored rows [lo, hi) as a candle frame (OHLCV, UTC ns index)."""
@@ -370,8 +383,7 @@ class SymbolHistory:
     def _period_level(self, key: str, now: pd.Timestamp, disc: Disclosure, store: _Chunks) -> Level:
         periods = self._periods.get(key)
         if periods is None:  # daily or coarser base bars have no daily level
-            empty = indicator_frame(self._candles(0, 0), self.settings.atr_period)
-            return make_level(key, key, empty, disc, self._count)
+            periods = self._periods[key] = _Periods(DAY, EPOCH, self.settings.atr_period)
         d = int(np.searchsorted(periods.ends, now.value, side="right"))
         if len(store) < d:
             self._encode(store, periods.frame, key, disc, len(store), d)
@@ -405,13 +417,14 @@ def _parse(
         tf = pd.Timedelta(step, unit="ns")
         if timeframe_name(tf) not in TIMEFRAME_MS:
             return None
+    names = [str(c) for c in candles.columns]
+    if len(set(names)) != len(names):
+        return None
     try:
-        ohlcv = [np.asarray(candles[c].to_numpy(dtype=np.float64)) for c in CANDLE_COLUMNS]
+        values = candles.to_numpy(dtype=np.float64, copy=False)  # no copy for one float64 block
     except (TypeError, ValueError):
         return None
-    if any(col.shape != ts.shape for col in ohlcv):
-        return None
-    return ts, ohlcv, tf
+    return ts, [values[:, names.index(c)] for c in CANDLE_COLUMNS], tf
 
 
 def _encode_rows(bars: Bars, kind: str, disc: Disclosure, lo: int, hi: int) -> Chunks:

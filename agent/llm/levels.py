@@ -21,9 +21,11 @@ import pandas as pd
 
 from agent.llm import prompts
 from agent.llm.bars import Bars
-from agent.llm.encoding import Chunks, encode_chunks, indicator_frame
+from agent.llm.encoding import Chunks, encode_chunks
 from agent.llm.leakage import Disclosure
+from agent.market.candles import COLUMNS as CANDLE_COLUMNS
 from agent.market.candles import TIMEFRAME_MS
+from agent.market.indicators import indicators
 
 DAY = pd.Timedelta(days=1)
 WEEK = pd.Timedelta(days=7)
@@ -36,7 +38,6 @@ COLUMNS = {
 }
 """The columns each kind of block shows."""
 LABELS = {"base": "hour", "1d": "day", "1w": "week"}
-AGG = {"open": "first", "high": "max", "low": "min", "close": "last", "volume": "sum"}
 
 Count = Callable[[str], int]
 
@@ -78,20 +79,68 @@ def timeframe_name(tf: pd.Timedelta) -> str:
 
 
 def complete_periods(
-    frame: pd.DataFrame,
+    bars: Bars,
     period: pd.Timedelta,
     now: pd.Timestamp,
     origin: pd.Timestamp,
     first: pd.Timestamp | None = None,
-) -> pd.DataFrame:
-    """Bars of `period` (resampled) that open at or after `first` (default: the frame's first bar), end at
-    or before `now` and are not empty."""
-    bars = frame.resample(period, origin=origin, closed="left", label="left").agg(AGG)
-    bars = bars.dropna(subset=["close"])
-    opens = pd.DatetimeIndex(bars.index)
-    start = pd.DatetimeIndex(frame.index)[0] if first is None else first
-    keep = (opens >= start) & (opens <= now - period)
-    return bars[keep]
+) -> Bars:
+    """OHLCV bars of `period` counted from `origin` that open at or after `first` (default: the first bar),
+    end at or before `now` and have a close.
+
+    The values are pandas' `resample(period, origin=origin, closed="left", label="left")` aggregation
+    (open first, high max, low min, close last, all skipping NaN; volume summed by pandas itself), tested
+    equal bit for bit: numpy picks and reduces per period, only the volume goes through pandas.
+    """
+    ts, p, o = bars.ts, period.value, origin.value
+    if len(ts) == 0:
+        return Bars(ts[:0], {c: np.empty(0) for c in CANDLE_COLUMNS})
+    codes = (ts - o) // p
+    starts = np.flatnonzero(np.diff(codes, prepend=codes[0] - 1))
+    ends = np.append(starts[1:], len(ts))
+    opens = o + codes[starts] * p
+    index = pd.DatetimeIndex(pd.to_datetime(ts, utc=True))
+    volume = pd.Series(bars["volume"], index=index).resample(
+        period, origin=origin, closed="left", label="left"
+    )
+    columns = {
+        "open": _first_valid(bars["open"], starts, ends),
+        "high": np.fmax.reduceat(bars["high"], starts),
+        "low": np.fmin.reduceat(bars["low"], starts),
+        "close": _last_valid(bars["close"], starts, ends),
+        "volume": volume.sum().to_numpy(dtype=np.float64)[codes[starts] - codes[0]],
+    }
+    start = int(ts[0]) if first is None else first.value
+    keep = ~np.isnan(columns["close"]) & (opens >= start) & (opens <= (now - period).value)
+    return Bars(opens[keep], {c: np.ascontiguousarray(v[keep]) for c, v in columns.items()})
+
+
+def _first_valid(values: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
+    """Per run [start, end): its first non-NaN value, else NaN."""
+    valid = np.flatnonzero(~np.isnan(values))
+    at = np.searchsorted(valid, starts, side="left")
+    found = at < len(valid)
+    found[found] = valid[at[found]] < ends[found]
+    out = np.full(len(starts), np.nan)
+    out[found] = values[valid[at[found]]]
+    return out
+
+
+def _last_valid(values: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
+    """Per run [start, end): its last non-NaN value, else NaN."""
+    valid = np.flatnonzero(~np.isnan(values))
+    at = np.searchsorted(valid, ends, side="left") - 1
+    found = at >= 0
+    found[found] = valid[at[found]] >= starts[found]
+    out = np.full(len(starts), np.nan)
+    out[found] = values[valid[at[found]]]
+    return out
+
+
+def with_indicators(bars: Bars, atr_period: int) -> Bars:
+    """`bars` plus every indicator column (`agent.market.indicators.indicators`, TA-Lib)."""
+    h, lo, c, v = (bars[k] for k in ("high", "low", "close", "volume"))
+    return Bars(bars.ts, dict(bars.columns) | indicators(h, lo, c, v, atr_period))
 
 
 def make_level(name: str, kind: str, frame: pd.DataFrame | Bars, disc: Disclosure, count: Count) -> Level:
@@ -107,9 +156,10 @@ def scratch_levels(
 ) -> list[Level]:
     """Finest first: base bars, complete days (empty when the base is daily), complete weeks."""
     kind = base_kind(tf)
-    levels = [make_level(timeframe_name(tf), kind, indicator_frame(frame, atr_period), disc, count)]
-    days = complete_periods(frame, DAY, now, EPOCH) if kind == "base" else frame.iloc[:0]
-    levels.append(make_level("1d", "1d", indicator_frame(days, atr_period), disc, count))
-    weeks = complete_periods(frame, WEEK, now, EPOCH_MONDAY)
-    levels.append(make_level("1w", "1w", indicator_frame(weeks, atr_period), disc, count))
+    bars = Bars.of(frame)
+    levels = [make_level(timeframe_name(tf), kind, with_indicators(bars, atr_period), disc, count)]
+    days = complete_periods(bars, DAY, now, EPOCH) if kind == "base" else bars.head(0)
+    levels.append(make_level("1d", "1d", with_indicators(days, atr_period), disc, count))
+    weeks = complete_periods(bars, WEEK, now, EPOCH_MONDAY)
+    levels.append(make_level("1w", "1w", with_indicators(weeks, atr_period), disc, count))
     return levels
