@@ -96,6 +96,14 @@ class HistoryCache:
 
     def view(self, symbol: str, candles: pd.DataFrame) -> MarketView | None:
         """The levels at the last bar of `candles`, or None when the caller must build from scratch."""
+        return self._history(symbol).view(candles)
+
+    def prepare(self, symbol: str, candles: pd.DataFrame) -> None:
+        """Store `candles` for `symbol` (indicators, complete periods) without building a view."""
+        self._history(symbol).prepare(candles)
+
+    def _history(self, symbol: str) -> SymbolHistory:
+        """The symbol's history (new if unknown; the least recently used beyond `MAX_SYMBOLS` goes)."""
         with self._lock:
             history = self._symbols.get(symbol)
             if history is None:
@@ -104,16 +112,7 @@ class HistoryCache:
             self._symbols.move_to_end(symbol)
             while len(self._symbols) > MAX_SYMBOLS:
                 self._symbols.popitem(last=False)
-        return history.view(candles)
-
-    def prepare(self, symbol: str, candles: pd.DataFrame) -> None:
-        """Store `candles` for `symbol` (indicators, complete periods) without building a view."""
-        with self._lock:
-            history = self._symbols.get(symbol)
-            if history is None:
-                history = SymbolHistory(symbol, self.settings, self._count, self._volatile_count)
-                self._symbols[symbol] = history
-        history.prepare(candles)
+            return history
 
     def bars(self) -> dict[str, int]:
         """Bars stored per symbol (for tests and benchmarks)."""

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from agent.config import DEFAULT_DATA_DIR
 from agent.llm.context import BudgetTooSmall, BuiltContext, MarketContextBuilder
-from agent.llm.context_cache import MAX_DISCLOSURES
+from agent.llm.context_cache import MAX_DISCLOSURES, MAX_SYMBOLS
 from agent.llm.protocol import ContextInput, PastDecision
 from agent.llm.schema import Action
 from agent.market.candles import read_feather
@@ -215,6 +215,16 @@ def test_irregular_spacing_at_the_cut_falls_back_to_the_scratch_path() -> None:
         assert_same(inc, ref, make_ctx(odd.iloc[:n]), 8_000)
 
 
+@pytest.mark.parametrize("leakage", [False, True])
+def test_a_prepared_series_read_at_earlier_bars_equals_a_build_from_scratch(leakage: bool) -> None:
+    """`prepare` hands over the whole window (bars after t included); each build reads only up to t."""
+    frame = candles("BTC_USDT-1h")
+    inc, ref = builders(leakage)
+    inc.prepare("BTC/USDT", frame)
+    for i, n in enumerate(sorted(np.random.default_rng(8).integers(2, len(frame), 40).tolist())):
+        assert_same(inc, ref, make_ctx(frame.iloc[:n]), BUDGETS[i % len(BUDGETS)])
+
+
 def test_builds_from_several_threads_equal_a_build_from_scratch() -> None:
     frame = candles("BTC_USDT-1h")
     inc, ref = builders(False)
@@ -262,3 +272,12 @@ def test_ticks_add_no_memory_beyond_the_bars_and_the_days_they_complete() -> Non
     (chunks,) = history._chunks.values()  # noqa: SLF001
     days = frame.index[: start + 48].floor("D").nunique()
     assert len(chunks["base"]) == days - 1  # one text per complete day; the day in progress is not kept
+
+
+def test_at_most_max_symbols_are_kept() -> None:
+    frame = candles("BTC_USDT-1h").iloc[:200]
+    builder = MarketContextBuilder(PieceCounter())
+    for k in range(MAX_SYMBOLS + 3):
+        builder.build(make_ctx(frame, f"S{k}/USDT"), 8_000)
+    kept = builder._history_cache().bars()  # noqa: SLF001
+    assert list(kept) == [f"S{k}/USDT" for k in range(3, MAX_SYMBOLS + 3)]  # the least recently used went
