@@ -10,6 +10,8 @@ Contracts:
 
 from __future__ import annotations
 
+from typing import Literal
+
 import typer
 
 _STRATEGY = typer.Option(
@@ -54,6 +56,12 @@ def backtest(
     max_participation: float | None = typer.Option(None, "--max-participation", help="cap on fill / volume"),
     warmup: int | None = typer.Option(None, "--warmup", help="bars of history before --start; default auto"),
     no_report: bool = typer.Option(False, "--no-report", help="skip the HTML/PNG/CSV report"),
+    prompt_mode: Literal["stateless", "stateful"] | None = typer.Option(
+        None,
+        "--prompt-mode",
+        help="llm/hybrid: stateless (market only; many bars in flight) or stateful (account, positions, past "
+        "decisions); default llm.prompt_mode",
+    ),
 ) -> None:
     """Backtest a strategy on stored candles; print a summary, write a report, record the run."""
     from rich.console import Console
@@ -61,14 +69,19 @@ def backtest(
     from agent.backtest.service import BacktestRequest, parse_symbols, run_request
     from agent.backtest.tables import summary_table
     from agent.config import load_settings
+    from agent.errors import ConfigError
     from agent.graph.mode import StrategyMode
     from strategies.registry import parse_params
 
     settings = load_settings()
     chosen = parse_symbols(symbol, symbols, list(settings.symbols))
     if StrategyMode.of(strategy).asks_model:
-        _agent_backtest(strategy, chosen, timeframe, start, end)
+        _agent_backtest(strategy, chosen, timeframe, start, end, prompt_mode)
         return
+    if prompt_mode is not None:
+        raise ConfigError(
+            f"--prompt-mode applies to strategies that ask the model (llm, hybrid), not {strategy!r}"
+        )
     request = BacktestRequest(
         strategy=strategy,
         params=parse_params(param or []),
@@ -276,9 +289,15 @@ def runs_show(ids: list[str] = typer.Argument(..., help="one or more run ids to 
 
 
 def _agent_backtest(
-    strategy: str, symbols: list[str], timeframe: str | None, start: str | None, end: str | None
+    strategy: str,
+    symbols: list[str],
+    timeframe: str | None,
+    start: str | None,
+    end: str | None,
+    prompt_mode: str | None = None,
 ) -> None:
-    """`--strategy llm|hybrid`: the agent graph over history on a simulated clock (agent.graph.backtest)."""
+    """`--strategy llm|hybrid`: the agent graph over history on a simulated clock (agent.graph.backtest);
+    `prompt_mode` overrides `llm.prompt_mode` (recorded with the run's configuration)."""
     from rich.console import Console
 
     from agent.cli.agent_cmd import _summary
@@ -288,6 +307,8 @@ def _agent_backtest(
     overrides: dict[str, object] = {"symbols": symbols}
     if timeframe:
         overrides["timeframe"] = timeframe
+    if prompt_mode:
+        overrides["llm"] = {"prompt_mode": prompt_mode}  # merged into the configured [llm] section
     settings = load_settings(**overrides)
     console = Console()
     result = run_agent_backtest(settings, strategy=strategy, start=start, end=end, console=console)
