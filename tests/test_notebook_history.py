@@ -1,5 +1,5 @@
 """`tg.run_agent` with a rule strategy reads the history `tradegraph backtest` and `tradegraph run --replay`
-read for the same window (`agent.backtest.service.HISTORY_BARS` bars before the first bar, or the
+read for the same window (`agent.market.history.HISTORY_BARS` bars before the first bar, or the
 strategy's longer warm-up), not every stored bar, so the three fill alike even for a strategy whose signal
 depends on where its history starts. The built-in strategies are compared bar by bar in
 tests/test_equivalence.py."""
@@ -15,11 +15,12 @@ from sqlalchemy import select
 
 import agent as tg
 from agent.backtest.models import REASONS
-from agent.backtest.service import HISTORY_BARS, BacktestRequest, run_request
+from agent.backtest.service import BacktestRequest, run_request
 from agent.config import Settings
 from agent.db.models import BalanceSnapshot, Fill, Order
 from agent.db.session import open_db
 from agent.errors import ConfigError
+from agent.market.history import HISTORY_BARS
 from strategies.base import FloatArray, Strategy
 
 SYMBOLS = ["BTC/USDT", "ETH/USDT"]

@@ -10,10 +10,11 @@ Contracts:
   failed and re-raises.
 - Settings supply the defaults (cash, fees, slippage, participation cap, risk caps and limits); request
   fields that are not None override them and are stored in the run's `config`.
-- History: the strategy's indicators are computed from `HISTORY_BARS` bar times before the first traded bar
-  (more when the strategy declares a longer warm-up; `warmup` overrides it), the history the daemon reads
-  by default (`tradegraph run --history-bars`), so a backtest and a daemon over the same window compute the
-  same indicators, bit for bit (recursive ones such as EMA, RSI and ATR depend on where they start).
+- History: the strategy's indicators are computed from `agent.market.history.history_bars` bar times before
+  the first traded bar (1000, more when the strategy declares a longer warm-up; `warmup` overrides it), the
+  history the daemon reads by default (`tradegraph run --history-bars`), so a backtest and a daemon over the
+  same window compute the same indicators, bit for bit (recursive ones such as EMA, RSI and ATR depend on
+  where they start).
 - Buy & hold is `agent.backtest.baseline`: fully invested from the first bar with the same costs (the
   benchmark of every report), plus the same held within the per-symbol cap as a second, labelled column
   (`buy_and_hold_capped`) when that cap binds.
@@ -36,10 +37,10 @@ from agent.config import Settings
 from agent.errors import ConfigError
 from agent.market.candles import timeframe_ms
 from agent.market.exchange import MarketRules
+from agent.market.history import history_bars
 from strategies.base import Strategy
 from strategies.registry import build_strategy
 
-HISTORY_BARS = 1000
 """Bars of indicator history before the first traded bar: the daemon's default `--history-bars`."""
 
 
@@ -135,7 +136,7 @@ def prepare(request: BacktestRequest, settings: Settings) -> Prepared:
     warmup = request.warmup
     if warmup is None:
         needed = max(strategy.warmup_bars(), sizing.atr_period + 1 if sizing.mode == "vol_target" else 0)
-        warmup = max(needed, HISTORY_BARS)
+        warmup = history_bars(False, needed)
     exchange = "binance" if settings.exchange.id == "replay" else settings.exchange.id
     window = history_from(
         load_window(symbols, timeframe, settings.data_dir, request.start, request.end, warmup, exchange),

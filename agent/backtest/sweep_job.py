@@ -22,10 +22,11 @@ from agent.backtest.data import epoch_ms
 from agent.backtest.formatting import METRICS
 from agent.backtest.market import rules_matrix
 from agent.backtest.metrics import periods_per_year
-from agent.backtest.service import HISTORY_BARS, BacktestRequest, Prepared, prepare, run_config
+from agent.backtest.service import BacktestRequest, Prepared, prepare, run_config
 from agent.backtest.sweep import Trial, luck_sharpe, parse_grid, rank, run_sweep, trials
 from agent.config import Settings
 from agent.errors import ConfigError, StrategyError
+from agent.market.history import HISTORY_BARS
 from strategies.registry import strategy_class
 
 RANKABLE = [key for key, _, _ in METRICS]

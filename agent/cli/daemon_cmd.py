@@ -37,7 +37,12 @@ def run(
     run_id: str | None = typer.Option(None, "--run-id", help="default: derived from the configuration"),
     max_catchup: int = typer.Option(24, "--max-catchup", help="most bars ticked per wake-up"),
     lease_ttl: float = typer.Option(30.0, "--lease-ttl", help="seconds until a silent lease is stale"),
-    history_bars: int = typer.Option(1000, "--history-bars", help="bars of history before the first bar"),
+    history_bars: int | None = typer.Option(
+        None,
+        "--history-bars",
+        help="bars of history before the first bar [default: as backtests: 1000 or the strategy's longer "
+        "warm-up; 8760 for llm and hybrid]",
+    ),
     discard_after: int = typer.Option(
         3, "--discard-after", help="failures in a row after which a bar's checkpoint is discarded and re-run"
     ),

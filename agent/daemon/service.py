@@ -73,7 +73,8 @@ class DaemonOptions:
     """Most bars ticked per wake-up (catch-up after downtime continues at once in the next wake-up)."""
     lease_ttl_s: float = 30.0
     stop_grace_s: float = 2.0
-    history_bars: int = 1000
+    history_bars: int | None = None
+    """Bars loaded before the first bar; None = `agent.market.history.history_bars` (as the backtests)."""
     discard_after: int = 3
     """Failures in a row after which a bar's checkpoint is discarded and the bar re-run from scratch."""
     retry_s: float = 30.0
@@ -142,7 +143,8 @@ class Daemon:
 
         s, o = self.settings, self.options
         strategy = o.strategy or s.strategy
-        rule_strategy(s, strategy, o.params)  # an unknown strategy or bad parameter fails here
+        rule = rule_strategy(s, strategy, o.params)  # an unknown strategy or bad parameter fails here
+        bars = _history_bars(strategy, rule, o.history_bars)
         feed = "replay" if o.replay else "live"
         window = replay_window(s.data_dir, s.symbols, s.timeframe, o.start, o.end) if o.replay else None
         run_id = (
@@ -150,7 +152,7 @@ class Daemon:
             if o.run_id
             else default_run_id(s, strategy, o.params, feed, window)
         )
-        start = history_start(window, s.timeframe, o.history_bars) if window is not None else 0
+        start = history_start(window, s.timeframe, bars) if window is not None else 0
         return RunPlan(run_id, feed, strategy, dict(o.params), window or Window(0), start)
 
     def _plan(self, factory: sessionmaker[Session], draft: RunPlan) -> RunPlan:
@@ -173,7 +175,10 @@ class Daemon:
         if draft.feed == "replay":
             return draft
         window = live_window(recorded, (self._clock or SystemClock()).now_ms(), s.timeframe)
-        start = history_start(window, s.timeframe, o.history_bars)
+        from agent.graph.factory import rule_strategy
+
+        bars = _history_bars(strategy, rule_strategy(s, strategy, o.params), o.history_bars)
+        start = history_start(window, s.timeframe, bars)
         return RunPlan(run_id, draft.feed, strategy, draft.params, window, start)
 
     # ---- serving -------------------------------------------------------------------------------------------
@@ -352,7 +357,7 @@ def _check(o: DaemonOptions, settings: Settings, *, injected: bool) -> None:
         raise ConfigError(f"--speed must be positive (got {o.speed:g})")
     if o.max_bars < 1:
         raise ConfigError(f"--max-catchup must be at least 1 (got {o.max_bars})")
-    if o.history_bars < 0:
+    if o.history_bars is not None and o.history_bars < 0:
         raise ConfigError(f"--history-bars must be >= 0 (got {o.history_bars})")
     if o.lease_ttl_s <= 0:
         raise ConfigError(f"--lease-ttl must be positive (got {o.lease_ttl_s:g})")
@@ -396,3 +401,12 @@ def _resume_note(last: int | None, lease: Lease) -> str:
     if lease.took_over:
         parts.append(f"; lease taken over ({lease.took_over})")
     return "".join(parts)
+
+
+def _history_bars(strategy: str, rule: Any, requested: int | None) -> int:
+    """The run's history before its first bar, by the rule backtests and agent backtests use."""
+    from agent.graph.mode import StrategyMode
+    from agent.market.history import history_bars
+
+    warmup = int(rule.warmup_bars()) if rule is not None else 0
+    return history_bars(StrategyMode.of(strategy).asks_model, warmup, requested)

@@ -36,13 +36,15 @@ from agent.config import Settings
 from agent.db.session import open_db
 from agent.errors import DataError
 from agent.evaluation.agent_report import write_agent_report
-from agent.graph.factory import load_source, open_agent, trading_rules
+from agent.graph.factory import load_source, open_agent, rule_strategy, trading_rules
+from agent.graph.mode import StrategyMode
 from agent.graph.nodes import prepare
 from agent.graph.runner import AgentRunner, TickOutcome
 from agent.graph.stream import DecisionStream
 from agent.graph.throughput import Throughput
 from agent.llm.schema import DecisionRequest, DecisionResult
 from agent.market.candles import utc_timestamp
+from agent.market.history import history_bars, history_start_ms
 from agent.market.source import FrameSource
 from agent.runs.lifecycle import RunKind, fail_run, finish_run, new_run_id
 
@@ -131,12 +133,14 @@ def run_agent_backtest(
     console: Console | None = None,
     show_progress: bool = True,
     source: FrameSource | None = None,
+    history: int | None = None,
 ) -> AgentBacktest:
     """Run the graph over [start, end) (or the last `last_bars` bars) and write its report.
 
-    `source` defaults to every stored or bundled candle of the configured symbols; pass a shorter one to
-    limit how much history the prompts can draw on. The report goes to `<reports_dir>/<run id>/` (default
-    `settings.reports_dir`), recorded as an absolute path.
+    `source` defaults to every stored or bundled candle of the configured symbols; either way it is cut to the
+    history a daemon over the same window reads (`agent.market.history.history_bars` bars before the first
+    bar; `history` overrides it, as the daemon's `--history-bars`), so both paths build the same prompts. The
+    report goes to `<reports_dir>/<run id>/` (default `settings.reports_dir`), recorded as an absolute path.
     """
     reports_dir = Path(reports_dir or settings.reports_dir).absolute()
     source = source if source is not None else load_source(settings)
@@ -145,6 +149,10 @@ def run_agent_backtest(
         times = times[-last_bars:]
     if not times:
         raise DataError(f"no {settings.timeframe} bars for {', '.join(settings.symbols)} in [{start}, {end})")
+    rule = rule_strategy(settings, strategy, params)
+    warmup = rule.warmup_bars() if rule is not None else 0
+    bars = history_bars(StrategyMode.of(strategy).asks_model, warmup, history)
+    source = source.since(history_start_ms(times[0], bars, settings.timeframe))
     kind = RunKind(kind)
     run_id = run_id or new_run_id(kind)
     engine, factory = open_db(settings.db_url)

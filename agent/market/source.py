@@ -69,6 +69,13 @@ class FrameSource:
         end = int(np.searchsorted(self._times[symbol], bar_ts, side="right"))
         return self._frames[symbol].iloc[:end]
 
+    def since(self, start_ts: int) -> FrameSource:
+        """The same candles from `start_ts` on (open time >= start_ts), without a loader: the history a run
+        with a fixed first bar reads (`agent.market.history`)."""
+        return FrameSource(
+            {s: f.iloc[int(np.searchsorted(self._times[s], start_ts)) :] for s, f in self._frames.items()}
+        )
+
     def bar_times(self, start_ts: int | None = None, end_ts: int | None = None) -> list[int]:
         """Union of bar open times over all symbols with start <= t < end, ascending."""
         times = np.unique(np.concatenate(list(self._times.values())))

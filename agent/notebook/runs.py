@@ -128,6 +128,7 @@ def run_agent(
         show_progress=False,
         source=source,
         params=values or None,
+        history=history_bars,
     )
     m = out.metrics
     metrics = pd.DataFrame(
@@ -156,11 +157,11 @@ def _strategy(strategy: StrategyLike, params: Mapping[str, Any]) -> tuple[str, d
         if params:
             raise ConfigError(f"parameters {sorted(params)} apply to a rule strategy, not to {strategy!r}")
         return strategy, {}, None
-    from agent.backtest.service import HISTORY_BARS
+    from agent.market.history import history_bars
     from strategies.registry import build_strategy
 
     spec, values = strategy_spec(strategy, params)
-    return spec, values, max(HISTORY_BARS, build_strategy(spec, values).warmup_bars())
+    return spec, values, history_bars(False, build_strategy(spec, values).warmup_bars())
 
 
 def read_decisions(run_id: str | None = None, *, settings: SettingsLike = None) -> pd.DataFrame:
