@@ -69,6 +69,7 @@ def drive(
     """Tick through `times` in order. In the stateless prompt mode the next bars' requests are kept in flight
     (`attach_stream`). The progress bar shows the ETA and the model traffic (`Throughput.line`)."""
     rt = runner.rt
+    prepare_history(runner, times)
     stream = attach_stream(runner, times)
     outcomes: list[TickOutcome] = []
     started = time.perf_counter()
@@ -97,6 +98,18 @@ def drive(
             rt.stream = None
     rt.elapsed_s += time.perf_counter() - started
     return outcomes
+
+
+def prepare_history(runner: AgentRunner, times: list[int]) -> None:
+    """Hand the prompt builder each symbol's history up to the window's last bar once, so indicators and
+    complete periods are computed once for the run, not per bar (`MarketContextBuilder.prepare`); every
+    prompt still reads only the bars up to its own t."""
+    rt = runner.rt
+    prepare = getattr(rt.builder, "prepare", None)
+    if prepare is None or not times:
+        return
+    for symbol in rt.symbols:
+        prepare(symbol, rt.source.history(symbol, times[-1]))
 
 
 def attach_stream(runner: AgentRunner, times: list[int]) -> DecisionStream | None:
