@@ -29,12 +29,14 @@ Contracts:
   every bar (the tail, the day in progress) are counted through a small memo (`VOLATILE_MEMO` entries), so
   the long-lived count memo does not grow per bar. `prepare(symbol, candles)` hands a longer series over
   ahead of the builds that read it.
+- Thread-safe: builds and `prepare` of one builder run one at a time (they share the count memos).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import threading
 from bisect import bisect_left
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -145,6 +147,8 @@ class MarketContextBuilder:
         self.max_decisions = max_decisions
         self.incremental = incremental
         self._cache: HistoryCache | None = None
+        self._lock = threading.RLock()
+        """Builds share the count memos and the cache: one at a time (they are CPU-bound anyway)."""
         self._volatile = CachingTokenCounter(self.counter.inner, max_entries=VOLATILE_MEMO)
         """Counts texts that change at every bar (the tail, the day in progress): a few kept, for the
         rebuilds of the same bar (a halved budget), not one per bar."""
@@ -172,6 +176,10 @@ class MarketContextBuilder:
 
     def render(self, ctx: ContextInput, budget_tokens: int | None = None) -> BuiltContext:
         """Like `build`, also returning the layout chosen."""
+        with self._lock:
+            return self._render(ctx, budget_tokens)
+
+    def _render(self, ctx: ContextInput, budget_tokens: int | None) -> BuiltContext:
         view = self._cached_view(ctx) if self.incremental else None
         volatile = self._volatile.count if view is not None else self.counter.count
         if view is None:
@@ -205,7 +213,8 @@ class MarketContextBuilder:
         each build still reads only the bars up to its own t (the cache slices point in time).
         """
         if self.incremental:
-            self._history_cache().prepare(symbol, candles)
+            with self._lock:
+                self._history_cache().prepare(symbol, candles)
 
     def _history_cache(self) -> HistoryCache:
         """The cache for the current configuration (a changed configuration starts an empty one)."""

@@ -21,7 +21,8 @@ Contracts:
 - Memory per symbol: the OHLCV and indicator arrays of the longest series, its days and weeks, and the
   chunk texts for at most `MAX_DISCLOSURES` disclosures; at most `MAX_SYMBOLS` symbols (least recently used
   go first). Nothing is kept per call: the partial day and everything after the history are rebuilt.
-- Thread-safe: a lock per symbol; the levels returned are never mutated afterwards.
+- Thread-safe for concurrent symbols when the count functions are (the builder runs its builds one at a
+  time, as they share its count memos); a lock per symbol; the levels returned are never mutated.
 """
 
 from __future__ import annotations
