@@ -80,9 +80,10 @@ def test_every_value_a_real_tick_checkpoints_reads_back_exactly(
     strategy: str, trades: bool, sqlite_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The graph state is typed records, not dicts: each node's output goes through LangGraph's serializer
-    and comes back equal, for the model's, the hybrid's and a rule's path (trading bars included)."""
+    and comes back equal, for the model's, the hybrid's and a rule's path (trading bars included), ticked
+    as the daemon ticks (with mid-tick checkpoints)."""
     from agent.graph import checkpoint
-    from agent.graph.backtest import run_agent_backtest
+    from agent.graph.factory import open_agent
     from agent.testing.vllm_emulator import VLLMEmulator
     from tests.graph.helpers import emulator_settings, short_source
 
@@ -93,17 +94,11 @@ def test_every_value_a_real_tick_checkpoints_reads_back_exactly(
     _CheckingSerializer.seen.clear()
     with VLLMEmulator(latency_s=0.0, max_num_seqs=8, max_model_len=32768) as emu:
         settings = emulator_settings(sqlite_url, emu.base_url)
-        bt = run_agent_backtest(
-            settings,
-            strategy=strategy,
-            start=None,
-            end=None,
-            last_bars=40,
-            reports_dir=tmp_path,
-            show_progress=False,
-            source=short_source(settings),
-        )
-    assert any(o.fills for o in bt.outcomes) is trades, "a trading window carries orders and fills"
+        source = short_source(settings)
+        with open_agent(settings, run_id="rec", kind="paper", strategy=strategy, source=source) as runner:
+            assert runner.checkpointer is not None
+            outcomes = [runner.tick(t) for t in source.bar_times(None, None)[-40:]]
+    assert any(o.fills for o in outcomes) is trades, "a trading window carries orders and fills"
     expected = {"PortfolioState", "Bar", "BarOutcome", "Allowance", "Proposal", "RiskResult"}
     expected |= {"PendingTarget"} if trades else set()
     expected |= {"Analysis"} if strategy == "llm" else set()

@@ -116,7 +116,6 @@ def test_the_ledger_does_not_depend_on_concurrency_or_arrival_order(
     assert (books[0]["fills"]["side"] == "buy").any(), "and trades happen"
     for other in books[1:]:
         _assert_same(books[0], other)
-    assert emulator.peak_running > 4, "requests of several bars were in flight together"
 
 
 def test_a_rerun_from_the_cache_makes_no_call_and_the_same_ledger(

@@ -41,6 +41,8 @@ class Server:
     def __init__(self, seed: int = 0) -> None:
         self.pending: list[tuple[Future[list[DecisionResult]], list[DecisionRequest]]] = []
         self.sent: list[tuple[str, int]] = []
+        self.outstanding: list[int] = []
+        """Batches in flight each time a bar's answers were awaited."""
         self.rng = random.Random(seed)
 
     def submit(self, requests: Sequence[DecisionRequest]) -> Future[list[DecisionResult]]:
@@ -50,6 +52,7 @@ class Server:
         return future
 
     def release(self) -> None:
+        self.outstanding.append(len(self.pending))
         batches, self.pending = self.pending, []
         self.rng.shuffle(batches)
         for future, requests in batches:
@@ -105,6 +108,15 @@ def test_answers_map_back_to_the_real_symbol_with_the_prompts_scale() -> None:
     first = got[0]["ETH/USDT"]
     assert first.symbol == "ASSET_A" and first.price_scale == 2.0 and first.alias == "ASSET_A"
     assert got[3]["ETH/USDT"].fault is LLMFault.BUDGET and got[3]["ETH/USDT"].abstained
+
+
+@pytest.mark.parametrize("window", [0, 1, 5])
+def test_the_next_window_bars_are_in_flight_before_a_bar_is_awaited(window: int) -> None:
+    _, server = _run(window, 0)
+    # the first wait finds bars t .. t+window submitted; later waits the newly submitted bar(s) only
+    assert server.outstanding[0] == window + 1
+    assert all(n <= window + 1 for n in server.outstanding)
+    assert sum(server.outstanding) == len(TIMES)
 
 
 def test_an_unplanned_bar_is_asked_on_its_own() -> None:
