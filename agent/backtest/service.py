@@ -5,9 +5,10 @@ Contracts:
   `TradegraphError` with one line on the first problem — before anything is written.
 - `run_request` then records the run (`runs` table, kind `backtest`, status running), simulates the
   strategy and the buy-and-hold reference, writes the report under `<reports_dir>/<run id>/` and marks
-  the run done with its metrics (strategy metrics plus `buy_and_hold`, `cash` and, when the per-symbol cap
-  binds, `buy_and_hold_capped` sub-dicts) and report path; any failure after the run row exists marks it
-  failed and re-raises.
+  the run done with its metrics (`agent.runs.metrics.RunMetrics`, the stored form of every run kind:
+  `strategy`, `buy_and_hold`, `cash` and, when the per-symbol cap binds, `buy_and_hold_capped`, plus the
+  window's `warnings`, which also join the outcome's and the report's notes) and report path; any failure
+  after the run row exists marks it failed and re-raises.
 - Settings supply the defaults (cash, fees, slippage, participation cap, risk caps and limits); request
   fields that are not None override them and are stored in the run's `config`.
 - History: the strategy's indicators are computed from `agent.market.history.history_bars` bar times before
@@ -212,6 +213,7 @@ def _record_and_run(
 ) -> Outcome:
     from agent.backtest.report import write_report
     from agent.runs import lifecycle as runs
+    from agent.runs.metrics import RunMetrics
 
     run_id = runs.new_run_id(runs.RunKind.BACKTEST)
     window = prepared.window
@@ -229,17 +231,18 @@ def _record_and_run(
     runs.create_run(factory, record)
     try:
         result, hold, comparison = simulate_prepared(prepared)
+        metrics = RunMetrics.of(comparison)
+        notes = [*prepared.notes, *metrics.warnings]
         report_path = None
         if reports_dir is not None:
             meta = _meta(run_id, prepared, result)
             folder = reports_dir.absolute() / run_id  # recorded absolute: valid from any working directory
-            report_path = write_report(folder, result, hold, comparison, meta, prepared.notes)
-        metrics = dict(comparison["strategy"]) | {k: v for k, v in comparison.items() if k != "strategy"}
-        runs.finish_run(factory, run_id, metrics, str(report_path) if report_path else None)
+            report_path = write_report(folder, result, hold, comparison, meta, notes)
+        runs.finish_run(factory, run_id, metrics.to_json(), str(report_path) if report_path else None)
     except BaseException as e:
         runs.fail_run(factory, run_id, e)
         raise
-    return Outcome(run_id, result, hold, comparison, report_path, prepared.notes)
+    return Outcome(run_id, result, hold, comparison, report_path, notes)
 
 
 def _meta(run_id: str, p: Prepared, result: BacktestResult) -> dict[str, Any]:

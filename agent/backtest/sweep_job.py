@@ -7,7 +7,9 @@ Contracts:
 - Data is loaded once with the warm-up the most demanding trial needs; all trials share the window, costs
   and sizing of an equivalent `tradegraph backtest`.
 - `finish_sweep` records every trial as a run (kind `sweep`, id `<sweep id>-NNNN`, status done) with its
-  metrics and its rank, in one transaction after all trials finished.
+  metrics and its rank, in one transaction after all trials finished. A trial stores the metric set of
+  every run (`agent.runs.metrics.RunMetrics`): its own figures beside buy & hold and cash over the
+  sweep's bars (computed once for all trials).
 """
 
 from __future__ import annotations
@@ -143,6 +145,7 @@ def finish_sweep(
 def _record(job: SweepJob, ranked: list[dict[str, Any]], factory: sessionmaker[Session]) -> str:
     """Every trial as a finished run of kind `sweep`, in one transaction; returns the sweep id."""
     from agent.runs import lifecycle as runs
+    from agent.runs.metrics import RunMetrics
 
     p = job.prepared
     sweep_id = runs.new_run_id(runs.RunKind.SWEEP)
@@ -155,6 +158,7 @@ def _record(job: SweepJob, ranked: list[dict[str, Any]], factory: sessionmaker[S
         "skipped": job.skipped,
         "strategy_spec": job.request.strategy,
     }
+    references = _references(p)
     trials_done = [
         (
             runs.RunSpec(
@@ -168,9 +172,24 @@ def _record(job: SweepJob, ranked: list[dict[str, Any]], factory: sessionmaker[S
                 end_ts=epoch_ms(p.window.trade_end),
                 config=base | {"rank": i},
             ),
-            row["metrics"],
+            RunMetrics.of({"strategy": row["metrics"], **references}).to_json(),
         )
         for i, row in enumerate(ranked, 1)
     ]
     runs.record_done(factory, trials_done)
     return sweep_id
+
+
+def _references(p: Prepared) -> dict[str, dict[str, float]]:
+    """Buy & hold (`agent.backtest.baseline`) and cash over the trials' bars: the columns every run stores
+    beside its own figures."""
+    from agent.backtest.baseline import hold_metrics
+    from agent.backtest.metrics import cash_metrics
+    from agent.backtest.plan import align
+
+    index, ohlcv, _ = align(p.window.frames, p.symbols)
+    first = int(index.searchsorted(p.window.trade_start))
+    index, ohlcv = index[first:], {c: a[first:] for c, a in ohlcv.items()}
+    matrix = rules_matrix(p.rules)
+    _, metrics = hold_metrics(index, p.symbols, ohlcv, matrix, p.config, p.timeframe, p.sizing.position_cap)
+    return metrics | {"cash": cash_metrics(index, p.config.initial_cash, p.timeframe)}

@@ -1,4 +1,5 @@
-"""Rich tables for the backtest commands: summary, run list and comparison, sweep results, look-ahead.
+"""Rich tables for the backtest commands: summary, sweep results, look-ahead (the run tables are
+`agent.runs.tables`).
 
 Contracts: pure builders (data in, `rich.table.Table` out); printing is the caller's job. Free text (run
 ids, strategy names, parameters, error messages, report paths) goes in as `agent.textsafe.for_terminal`
@@ -8,7 +9,6 @@ cells, never read as Rich markup.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime
 from typing import Any
 
 from rich.table import Table
@@ -16,14 +16,6 @@ from rich.table import Table
 from agent.backtest.formatting import COLUMNS, METRICS, fmt, kind_of, label
 from agent.db.models import Run
 from agent.textsafe import for_terminal
-
-RUN_LIST_METRICS = ("total_return", "sharpe", "max_drawdown", "trades")
-RUN_LIST_HEADERS = {
-    "total_return": "return",
-    "sharpe": "Sharpe",
-    "max_drawdown": "max DD",
-    "trades": "trades",
-}
 
 
 def summary_table(comparison: Mapping[str, Mapping[str, Any]], title: str) -> Table:
@@ -38,58 +30,12 @@ def summary_table(comparison: Mapping[str, Mapping[str, Any]], title: str) -> Ta
     return table
 
 
-def _ts(ms: int | None) -> str:
-    return "-" if ms is None else datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%d")
-
-
-def runs_table(runs: Sequence[Run]) -> Table:
-    """One row per run: id, kind, strategy, symbols, window, status and headline metrics."""
-    table = Table(title=f"{len(runs)} most recent runs")
-    table.add_column("id", no_wrap=True)
-    for col in ("kind", "strategy", "symbols", "tf", "window", "status"):
-        table.add_column(col)
-    for key in RUN_LIST_METRICS:
-        table.add_column(RUN_LIST_HEADERS[key], justify="right", no_wrap=True)
-    for r in runs:
-        table.add_row(
-            for_terminal(r.id),
-            for_terminal(r.kind),
-            for_terminal(r.strategy),
-            for_terminal(",".join(r.symbols or [])),
-            r.timeframe,
-            f"{_ts(r.start_ts)}..{_ts(r.end_ts)}",
-            for_terminal(r.status),
-            *(fmt((r.metrics or {}).get(k), kind_of(k)) for k in RUN_LIST_METRICS),
-        )
-    return table
-
-
 def compare_runs_table(runs: Sequence[Run]) -> Table:
-    """Runs side by side: settings, then every metric, one column per run."""
-    table = Table(title="run comparison")
-    table.add_column("")
-    for r in runs:
-        table.add_column(for_terminal(r.id), justify="right")
-    rows: list[tuple[str, list[str]]] = [
-        ("kind", [r.kind for r in runs]),
-        ("strategy", [r.strategy for r in runs]),
-        (
-            "params",
-            [", ".join(f"{k}={v}" for k, v in (r.params or {}).items() if v is not None) for r in runs],
-        ),
-        ("symbols", [",".join(r.symbols or []) for r in runs]),
-        ("timeframe", [r.timeframe for r in runs]),
-        ("window", [f"{_ts(r.start_ts)} - {_ts(r.end_ts)}" for r in runs]),
-        ("status", [r.status + (f": {r.error}" if r.error else "") for r in runs]),
-    ]
-    for name, values in rows:
-        table.add_row(name, *(for_terminal(v) for v in values))
-    for key, lab, kind in METRICS:
-        table.add_row(lab, *(fmt((r.metrics or {}).get(key), kind) for r in runs))
-    hold = [(r.metrics or {}).get("buy_and_hold") or {} for r in runs]
-    table.add_row("buy & hold return", *(fmt(h.get("total_return"), "pct") for h in hold))
-    table.add_row("report", *(for_terminal(r.report_path or "-") for r in runs))
-    return table
+    """Runs side by side (`tradegraph runs show`): now `agent.runs.tables.show_table`, where the run tables
+    live."""
+    from agent.runs.tables import show_table
+
+    return show_table(runs)
 
 
 def sweep_table(results: Sequence[Mapping[str, Any]], metric: str, top: int) -> Table:

@@ -1,4 +1,4 @@
-"""`tradegraph backtest | sweep | check-lookahead | runs list | runs show`: the backtesting commands.
+"""`tradegraph backtest | sweep | check-lookahead`: the backtesting commands (`runs` is `agent.cli.runs_cmd`).
 
 Contracts:
 - Thin wrappers: validation, simulation, reports and records live in `agent.backtest`; heavy imports
@@ -26,14 +26,10 @@ _PARAM = typer.Option(None, "--param", "-p", help="strategy parameter NAME=VALUE
 
 
 def register(app: typer.Typer) -> None:
-    """Add the backtest, sweep, check-lookahead and runs commands."""
+    """Add the backtest, sweep and check-lookahead commands."""
     app.command("backtest")(backtest)
     app.command("sweep")(sweep)
     app.command("check-lookahead")(check_lookahead)
-    runs = typer.Typer(help="Recorded backtest and sweep runs.", no_args_is_help=True)
-    runs.command("list")(runs_list)
-    runs.command("show")(runs_show)
-    app.add_typer(runs, name="runs")
 
 
 def backtest(
@@ -247,45 +243,6 @@ def check_lookahead(
         f"no look-ahead: {strat.describe()} made the same decisions at every bar up to each of {cuts} cut "
         f"points on {', '.join(chosen)} ({coverage})"
     )
-
-
-def runs_list(
-    kind: str | None = typer.Option(
-        None, "--kind", help="backtest, sweep, agent_backtest, demo, paper, daemon or notebook"
-    ),
-    limit: int = typer.Option(20, "--limit", help="how many runs"),
-) -> None:
-    """List recorded runs, newest first."""
-    from rich.console import Console
-
-    from agent.backtest.tables import runs_table
-    from agent.config import load_settings
-    from agent.db.session import open_db
-    from agent.runs.catalog import list_runs
-
-    engine, factory = open_db(load_settings().db_url, migrate=False)  # read-only: never migrates
-    try:
-        runs = list_runs(factory, kind, limit)
-    finally:
-        engine.dispose()
-    Console().print(runs_table(runs))
-
-
-def runs_show(ids: list[str] = typer.Argument(..., help="one or more run ids to compare")) -> None:
-    """Show runs side by side: settings and every metric."""
-    from rich.console import Console
-
-    from agent.backtest.tables import compare_runs_table
-    from agent.config import load_settings
-    from agent.db.session import open_db
-    from agent.runs.catalog import get_runs
-
-    engine, factory = open_db(load_settings().db_url, migrate=False)  # read-only: never migrates
-    try:
-        runs = get_runs(factory, ids)
-    finally:
-        engine.dispose()
-    Console().print(compare_runs_table(runs))
 
 
 def _agent_backtest(

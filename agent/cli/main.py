@@ -24,6 +24,7 @@ from agent.cli import (
     data_cmd,
     db_cmd,
     llm_cmd,
+    runs_cmd,
 )
 from agent.errors import TradegraphError
 from agent.redact import mask_url_credentials
@@ -37,7 +38,7 @@ app = typer.Typer(
     add_completion=False,
 )
 
-for _module in (config_cmd, db_cmd, data_cmd, backtest_cmd, llm_cmd, agent_cmd, daemon_cmd):
+for _module in (config_cmd, db_cmd, data_cmd, backtest_cmd, runs_cmd, llm_cmd, agent_cmd, daemon_cmd):
     _module.register(app)
 
 

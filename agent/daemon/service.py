@@ -11,6 +11,11 @@ Contracts:
 - A replay's simulated clock starts at the later of the window start and the close of the run's last
   processed bar, so a restarted replay continues where it stopped; it ends by itself at the window's end
   (the run is then marked done).
+- The run row holds the run's metric set (`agent.runs.metrics`, the figures every run kind stores, read
+  from the ledger by `agent.evaluation.agent_report.agent_run_metrics`): refreshed after a wake-up that
+  ticked a bar, at most every `agent.runs.live.REFRESH_S` seconds (`LiveMetrics`; a failure there is
+  logged and the daemon goes on), and written once more when the daemon stops, so `tradegraph runs show`
+  of a running or stopped daemon shows its figures.
 - Stopping (SIGTERM/SIGINT via `StopSignal`, the end of a replay, a lost lease): no new wake-up starts, the
   running one stops between bars, and is waited for up to `stop_grace_s`. If a tick is still running then
   (a slow model call), the lease is released and `on_abandon` is called (the CLI exits the process at once:
@@ -26,9 +31,10 @@ Contracts:
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
@@ -49,11 +55,16 @@ from agent.daemon.plan import (
     replay_window,
 )
 from agent.daemon.signals import StopSignal
-from agent.daemon.tick_job import REPLAY_FINISHED, TickJob
+from agent.daemon.tick_job import REPLAY_FINISHED, TickJob, WakeReport
 from agent.db.models import Run
 from agent.errors import ConfigError
 from agent.market.candles import timeframe_ms
-from agent.runs.lifecycle import RunKind, check_run_id, finish_run
+from agent.runs.lifecycle import RunKind, check_run_id
+from agent.runs.live import LiveMetrics
+
+if TYPE_CHECKING:
+    from agent.graph.runner import AgentRunner
+    from agent.runs.metrics import RunMetrics
 
 log = logging.getLogger("tradegraph.daemon")
 
@@ -229,9 +240,12 @@ class Daemon:
                 if o.replay
                 else sched.cron_trigger(s.timeframe, s.tick_delay_s)
             )
+            figures = LiveMetrics(
+                factory, plan.run_id, lambda: _measure(factory, plan.run_id, feed, s, runner)
+            )
             sched.schedule(
                 scheduler,
-                job,
+                _measured(job, figures),
                 trigger,
                 misfire_grace_s=None if o.replay else max(60, tf // 2000),
                 rerun_in=lambda: self._rerun_in(job),
@@ -263,8 +277,7 @@ class Daemon:
                 abandoned = self._shutdown(scheduler, job, lease)
                 logging.getLogger("apscheduler.scheduler").removeFilter(quiet)
             finished = self.stop.reason == REPLAY_FINISHED
-            if finished:
-                finish_run(factory, plan.run_id)
+            figures.close(finished)  # the last figures; the run is done at a replay's end
             last_bar = runner.last_processed_bar()
         close = getattr(exchange, "close", None)
         if callable(close):
@@ -330,6 +343,28 @@ class Daemon:
             self.on_abandon()
         job.idle.wait()
         return True
+
+
+def _measured(job: TickJob, figures: LiveMetrics) -> Callable[[], WakeReport]:
+    """The tick job, then the run row's figures refreshed (when due) after a wake-up that ticked a bar."""
+
+    def wake() -> WakeReport:
+        report = job()
+        if report.ticked:
+            figures.refresh()
+        return report
+
+    return wake
+
+
+def _measure(
+    factory: sessionmaker[Session], run_id: str, feed: CandleFeed, settings: Settings, runner: AgentRunner
+) -> RunMetrics | None:
+    """The run's metric set from its ledger, beside buy & hold and cash (None before its first bar)."""
+    from agent.evaluation.agent_report import agent_run_metrics
+
+    measured = agent_run_metrics(factory, run_id, feed.source, settings, runner.rt.rules)
+    return None if measured is None else measured[0]
 
 
 def _release(lease: Lease, note: str | None) -> None:

@@ -1,12 +1,16 @@
 """The report of an agent run (LLM, hybrid or rule strategy through the graph), read back from the ledger.
 
 Contracts:
-- Metrics come from the run's balance snapshots with the backtest's own metric functions; buy-and-hold is
-  `agent.backtest.baseline.buy_and_hold` (fully invested in equal weights over the run's symbols from the
-  first bar's open), the very benchmark of the rule backtest's report, and cash; both over the same bars
-  with the same fees and slippage, so the three columns compare like for like.
+- Metrics are the run metric set of every run kind (`agent.runs.metrics.compute`), fed from the ledger:
+  equity and exposure (1 - cash / equity) after each bar from the balance snapshots, traded notional,
+  fees, fills and round trips (`agent.runs.trades`) from the filled orders, decisions and abstentions.
+  Buy-and-hold is `agent.backtest.baseline.buy_and_hold` (fully invested in equal weights over the run's
+  symbols from the first bar's open), the very benchmark of the rule backtest's report, and cash; both
+  over the same bars with the same fees and slippage, so the three columns compare like for like. The
+  daemon stores the same figures on its run row (`agent_run_metrics`).
 - LLM figures come from `llm_calls`: real calls, cache hits, tokens, abstentions, latency.
-- Behaviour: long bias (mean exposure), turnover, fee drag (fees / initial cash), trades.
+- Behaviour: long bias (mean exposure), turnover, fee drag (fees / initial cash), trades. A window too
+  short to annualise shows no annualised figure, and the report says so (`warnings`).
 - Calibration: decisions with an action other than HOLD, bucketed by confidence, against the realised
   next-bar return in the decision's direction — computed after the run from the full data, never shown to
   the model.
@@ -21,6 +25,7 @@ from __future__ import annotations
 
 import base64
 import math
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -30,12 +35,14 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from agent.backtest import baseline
 from agent.backtest.market import engine_config, rules_matrix
-from agent.backtest.metrics import cash_metrics, compute_metrics, equity_metrics, periods_per_year
+from agent.backtest.metrics import cash_metrics, compute_metrics
 from agent.config import Settings
 from agent.evaluation.frames import decisions_frame, equity_frame, llm_usage, orders_frame
 from agent.market.candles import timeframe_ms
 from agent.market.exchange import MarketRules
 from agent.market.source import CandleSource, ts_ms
+from agent.runs.metrics import Activity, Curve, MetricSet, RunMetrics, compute
+from agent.runs.trades import LedgerFill, round_trips
 from agent.textsafe import csv_frame, for_html
 
 RATIONALE_SHOWN = 300
@@ -46,7 +53,7 @@ def buy_and_hold(
     source: CandleSource,
     symbols: list[str],
     index: pd.DatetimeIndex,
-    rules: dict[str, MarketRules],
+    rules: Mapping[str, MarketRules],
     settings: Settings,
 ) -> tuple[pd.Series, dict[str, float]]:
     """Buy & hold over `index` with the run's costs: `agent.backtest.baseline.buy_and_hold`, the benchmark
@@ -63,47 +70,76 @@ def buy_and_hold(
     return pd.Series(sim.equity, index=index), compute_metrics(sim, settings.timeframe)
 
 
+def agent_run_metrics(
+    factory: sessionmaker[Session],
+    run_id: str,
+    source: CandleSource,
+    settings: Settings,
+    rules: Mapping[str, MarketRules],
+) -> tuple[RunMetrics, pd.Series] | None:
+    """The run's metric set from its ledger (`agent.runs.metrics.compute`), beside buy & hold and cash, and
+    the buy & hold equity curve; None while the run has no bar."""
+    eq = equity_frame(factory, run_id)
+    if eq.empty:
+        return None
+    initial = settings.broker.initial_cash
+    tf = settings.timeframe
+    equity, cash = eq["equity"].to_numpy(dtype=float), eq["cash"].to_numpy(dtype=float)
+    orders = orders_frame(factory, run_id)
+    decisions = decisions_frame(factory, run_id)
+    filled = orders[orders["status"] == "filled"]
+    fees = float(eq["fees_paid"].iloc[-1])
+    trips = round_trips(_fills(filled))
+    activity = Activity(
+        notional=float((filled["fill_amount"] * filled["fill_price"]).sum()) if len(filled) else 0.0,
+        fees_paid=fees,
+        fills=len(filled),
+        trade_pnl=trips.pnl,
+        open_trades=trips.open,
+        decisions=len(decisions),
+        abstentions=int(decisions["abstained"].astype(bool).sum()) if len(decisions) else 0,
+    )
+    strategy = compute(Curve(equity, initial, timeframe_ms(tf), exposure=1.0 - cash / equity), activity)
+    bars = pd.DatetimeIndex(eq.index)
+    hold_curve, hold = buy_and_hold(source, settings.symbols, bars, rules, settings)
+    extra = {
+        "fee_drag": fees / initial,
+        "long_bias": strategy.exposure,
+        "clamped_decisions": int(decisions["clamps"].map(bool).sum()) if len(decisions) else 0,
+    }
+    extra |= llm_usage(factory, run_id)
+    metrics = RunMetrics(
+        strategy,
+        buy_and_hold=MetricSet.from_numbers(hold),
+        cash=MetricSet.from_numbers(cash_metrics(bars, initial, tf)),
+        extra=extra,
+    )
+    return metrics, hold_curve
+
+
+def _fills(filled: pd.DataFrame) -> list[LedgerFill]:
+    """The filled orders as the ledger's fills, in ledger order."""
+    columns = ("symbol", "side", "fill_amount", "fill_price", "fee")
+    return [
+        LedgerFill(str(symbol), "buy" if side == "buy" else "sell", float(amount), float(price), float(fee))
+        for symbol, side, amount, price, fee in zip(*(filled[c].tolist() for c in columns), strict=True)
+    ]
+
+
 def run_metrics(
     factory: sessionmaker[Session],
     run_id: str,
     source: CandleSource,
     settings: Settings,
-    rules: dict[str, MarketRules],
+    rules: Mapping[str, MarketRules],
 ) -> dict[str, Any]:
-    """Strategy, buy-and-hold and cash metrics, LLM usage and behaviour of a finished run."""
-    eq = equity_frame(factory, run_id)
-    if eq.empty:
+    """The stored form of `agent_run_metrics` (`RunMetrics.to_json`: strategy, buy_and_hold, cash,
+    warnings) plus `hold_curve`, the buy & hold equity; `{"bars": 0}` for a run without bars."""
+    measured = agent_run_metrics(factory, run_id, source, settings, rules)
+    if measured is None:
         return {"bars": 0}
-    initial = settings.broker.initial_cash
-    tf = settings.timeframe
-    strat = equity_metrics(eq["equity"].to_numpy(), initial, periods_per_year(tf), timeframe_ms(tf))
-    orders = orders_frame(factory, run_id)
-    decisions = decisions_frame(factory, run_id)
-    filled = orders[orders["status"] == "filled"]
-    notional = float((filled["fill_amount"] * filled["fill_price"]).sum()) if len(filled) else 0.0
-    exposure = 1.0 - eq["cash"] / eq["equity"]
-    bars = pd.DatetimeIndex(eq.index)
-    hold_curve, hold = buy_and_hold(source, settings.symbols, bars, rules, settings)
-    strat.update(
-        {
-            "bars": len(eq),
-            "fills": len(filled),
-            "fees_paid": float(eq["fees_paid"].iloc[-1]),
-            "fee_drag": float(eq["fees_paid"].iloc[-1]) / initial,
-            "turnover": notional / float(eq["equity"].mean()),
-            "long_bias": float(exposure.mean()),
-            "decisions": len(decisions),
-            "abstentions": int(decisions["abstained"].astype(bool).sum()) if len(decisions) else 0,
-            "clamped_decisions": int(decisions["clamps"].map(bool).sum()) if len(decisions) else 0,
-        }
-    )
-    strat.update(llm_usage(factory, run_id))
-    return {
-        "strategy": strat,
-        "buy_and_hold": hold,
-        "cash": cash_metrics(bars, initial, tf),
-        "hold_curve": hold_curve,
-    }
+    metrics, hold_curve = measured
+    return metrics.to_json() | {"hold_curve": hold_curve}
 
 
 def calibration(decisions: pd.DataFrame, source: CandleSource, buckets: int = 5) -> pd.DataFrame:
@@ -141,7 +177,7 @@ def write_agent_report(
     run_id: str,
     source: CandleSource,
     settings: Settings,
-    rules: dict[str, MarketRules],
+    rules: Mapping[str, MarketRules],
     title: str,
 ) -> tuple[Path, dict[str, Any]]:
     """Write the run's report files into `out_dir`; returns the HTML path and the metrics."""
@@ -198,6 +234,9 @@ _ROWS = [
     ("calmar", "Calmar", "num"),
     ("max_drawdown", "Max drawdown", "pct"),
     ("max_drawdown_days", "Max DD duration (days)", "num"),
+    ("trades", "Closed trades", "num"),
+    ("win_rate", "Win rate", "pct"),
+    ("exposure", "Exposure (avg)", "pct"),
     ("fees_paid", "Fees paid", "num"),
     ("turnover", "Turnover", "num"),
     ("final_equity", "Final equity", "num"),
@@ -307,6 +346,7 @@ def _html(
         ],
     )
     img = base64.b64encode(png).decode()
+    notes = "".join(f"<p>warning: {for_html(w)}</p>" for w in m.get("warnings", []))
     style = (
         "body{font-family:sans-serif;margin:2em;max-width:1200px}table{border-collapse:collapse;margin:1em 0}"
         "td,th{border:1px solid #ccc;padding:3px 8px;font-size:13px;text-align:left}th{background:#eee}"
@@ -314,7 +354,7 @@ def _html(
     return (
         f"<!doctype html><html><head><meta charset='utf-8'><title>{for_html(title)}</title>"
         f"<style>{style}</style></head><body><h1>{for_html(title)}</h1>"
-        f"<p>run <code>{for_html(run_id)}</code></p>"
+        f"<p>run <code>{for_html(run_id)}</code></p>{notes}"
         f"<img src='data:image/png;base64,{img}' alt='equity'>"
         f"<h2>Performance (same bars, same fees)</h2>{perf}<h2>Model usage</h2>{llm}<h2>Behaviour</h2>{beh}"
         f"<h2>Calibration: confidence against the next bar's return in the decision's direction</h2>{cal}"

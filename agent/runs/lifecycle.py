@@ -1,20 +1,21 @@
 """The run lifecycle: the kinds of run, their statuses, their ids, and the only writes of a `runs` row
-(create, finish, fail). Every mode (compiled backtest, sweep, agent backtest, demo, paper tick, daemon,
-notebook) goes through here.
+(create, update metrics, finish, fail). Every mode (compiled backtest, sweep, agent backtest, demo, paper
+tick, daemon, notebook) goes through here.
 
 Contracts:
-- Kinds (`RunKind`, stored in `runs.kind`): `backtest` (a compiled rule backtest), `sweep` (one trial of a
-  parameter sweep; the sweep itself has no row), `agent_backtest` (the agent graph over history:
-  `tradegraph backtest --strategy llm|hybrid`, `tg.run_agent`), `demo` (`tradegraph demo`, an agent
-  backtest), `paper` (`tradegraph tick`), `daemon` (`tradegraph run`, live or replay), `notebook`
-  (`tg.ask_model`, one decision).
+- Kinds (`RunKind`, stored in `runs.kind`; defined in the leaf module `agent.runs.kinds`, re-exported
+  here): `backtest` (a compiled rule backtest), `sweep` (one trial of a parameter sweep; the sweep itself
+  has no row), `agent_backtest` (the agent graph over history: `tradegraph backtest --strategy
+  llm|hybrid`, `tg.run_agent`), `demo` (`tradegraph demo`, an agent backtest), `paper` (`tradegraph
+  tick`), `daemon` (`tradegraph run`, live or replay), `notebook` (`tg.ask_model`, one decision).
 - Statuses (`RunStatus`): a run is created `running`, then becomes `done` (`finish_run`) or `failed`
   (`fail_run`). A daemon or paper run stays `running` between ticks and across restarts.
 - Run ids follow ONE grammar, `RUN_ID`: 1 to 32 of `[A-Za-z0-9_.-]` (the column is 32 characters), read as
   `<prefix>-<body>`. Ids are made in one of two ways:
   - fresh, `new_run_id(kind)`: `<prefix>-<YYYYmmdd-HHMMSS>-<6 hex>` (creation time in UTC, then random):
     ids of one kind sort by creation time. Prefixes: `bt`, `sw`, `agent`, `demo`, `paper`, `daemon`, `ask`.
-    A sweep's trials are `<sweep id>-<NNNN>` (`trial_run_id`).
+    A sweep's trials are `<sweep id>-<NNNN>` (`trial_run_id`), numbered by rank (`-0001` is the best);
+    `sweep_of` gives a trial's sweep id back.
   - stable, `stable_run_id(prefix, name, key)`: `<prefix>-<name>-<10 hex>`, the hex being SHA-256 of the
     JSON of `key` (keys sorted). The same key gives the same id, so a restarted daemon, or the same replay
     again, continues its run (`agent.daemon.plan.default_run_id`: prefix = feed, key = what defines the
@@ -24,6 +25,8 @@ Contracts:
 - `create_run` validates the id (`ConfigError`, one line) and is idempotent: an existing row is left as
   it is (a resumed run) and False is returned. `record_done` writes finished runs (sweep trials) with
   their metrics in one transaction.
+- `update_metrics` stores the metrics of a run in progress (a daemon's, after its wake-ups) and leaves its
+  status alone. Metrics are the stored form of `agent.runs.metrics.RunMetrics` (`to_json`).
 - `finish_run` marks a run `done` with its metrics and report path; `fail_run` marks it `failed` with the
   error on one line (whitespace collapsed, at most `MAX_ERROR` characters) passed through
   `agent.textsafe.for_storage`, so an error quoting model text (NUL, lone surrogates) is still stored; a
@@ -43,7 +46,6 @@ import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from enum import StrEnum
 from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
@@ -52,6 +54,8 @@ from agent.db.models import Run, utcnow
 from agent.db.session import transaction
 from agent.errors import ConfigError
 from agent.redact import mask_url_credentials
+from agent.runs.kinds import RunKind as RunKind
+from agent.runs.kinds import RunStatus as RunStatus
 from agent.textsafe import for_storage
 
 RUN_ID = re.compile(r"^[A-Za-z0-9_.-]{1,32}$")
@@ -61,42 +65,6 @@ MAX_ERROR = 2000
 """Longest error stored on a failed run."""
 _DIGEST = 10
 _UNUSABLE = re.compile(r"[^A-Za-z0-9_.-]+")
-
-
-class RunKind(StrEnum):
-    """What produced a run (the `runs.kind` column)."""
-
-    BACKTEST = "backtest"
-    SWEEP = "sweep"
-    AGENT_BACKTEST = "agent_backtest"
-    DEMO = "demo"
-    PAPER = "paper"
-    DAEMON = "daemon"
-    NOTEBOOK = "notebook"
-
-    @property
-    def prefix(self) -> str:
-        """The first part of this kind's fresh ids."""
-        return _PREFIXES[self]
-
-
-_PREFIXES = {
-    RunKind.BACKTEST: "bt",
-    RunKind.SWEEP: "sw",
-    RunKind.AGENT_BACKTEST: "agent",
-    RunKind.DEMO: "demo",
-    RunKind.PAPER: "paper",
-    RunKind.DAEMON: "daemon",
-    RunKind.NOTEBOOK: "ask",
-}
-
-
-class RunStatus(StrEnum):
-    """Where a run is in its lifecycle (the `runs.status` column)."""
-
-    RUNNING = "running"
-    DONE = "done"
-    FAILED = "failed"
 
 
 @dataclass(frozen=True)
@@ -133,6 +101,11 @@ def new_run_id(kind: RunKind | str, now: datetime | None = None) -> str:
 def trial_run_id(sweep_id: str, number: int) -> str:
     """The id of a sweep's trial `number` (1-based): `<sweep id>-<NNNN>`."""
     return check_run_id(f"{sweep_id}-{number:04d}")
+
+
+def sweep_of(run_id: str) -> str:
+    """The sweep id of a sweep trial's run id (`trial_run_id`'s inverse)."""
+    return run_id.rsplit("-", 1)[0]
 
 
 def stable_run_id(prefix: str, name: str, key: Any = None) -> str:
@@ -191,6 +164,12 @@ def finish_run(
         if report_path is not None:
             run.report_path = report_path
         run.finished_at = utcnow()
+
+
+def update_metrics(factory: sessionmaker[Session], run_id: str, metrics: Mapping[str, Any]) -> None:
+    """Store the metrics of a run in progress; its status and finish time stay as they are."""
+    with transaction(factory) as session:
+        session.get_one(Run, run_id).metrics = json_safe(metrics)
 
 
 def fail_run(factory: sessionmaker[Session], run_id: str, error: str | BaseException | None) -> None:
