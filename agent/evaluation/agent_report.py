@@ -179,8 +179,14 @@ def write_agent_report(
     settings: Settings,
     rules: Mapping[str, MarketRules],
     title: str,
+    header: Mapping[str, str] | None = None,
+    traffic: Mapping[str, float | int | str | None] | None = None,
 ) -> tuple[Path, dict[str, Any]]:
-    """Write the run's report files into `out_dir`; returns the HTML path and the metrics."""
+    """Write the run's report files into `out_dir`; returns the HTML path and the metrics.
+
+    `header`: what the run was (model, endpoint profile, prompt mode, budget, window …), shown under the
+    title; `traffic`: the model traffic of the run (`agent.graph.throughput.Throughput.metrics`), shown with
+    the model usage. Both are shown as given, escaped."""
     out_dir.mkdir(parents=True, exist_ok=True)
     metrics = run_metrics(factory, run_id, source, settings, rules)
     eq = equity_frame(factory, run_id)
@@ -191,7 +197,7 @@ def write_agent_report(
     csv_frame(orders).to_csv(out_dir / "orders.csv", index=False)
     png = _equity_png(eq, metrics.get("hold_curve"), settings.broker.initial_cash)
     (out_dir / "equity.png").write_bytes(png)
-    page = _html(title, run_id, metrics, calib, decisions, orders, png)
+    page = _html(title, run_id, metrics, calib, decisions, orders, png, header or {}, traffic or {})
     path = out_dir / "report.html"
     path.write_text(page, encoding="utf-8")
     metrics.pop("hold_curve", None)
@@ -270,8 +276,11 @@ def _html(
     decisions: pd.DataFrame,
     orders: pd.DataFrame,
     png: bytes,
+    header: Mapping[str, str],
+    traffic: Mapping[str, float | int | str | None],
 ) -> str:
     s, h, c = m.get("strategy", {}), m.get("buy_and_hold", {}), m.get("cash", {})
+    facts = _table(["run", ""], [[for_html(k), for_html(v)] for k, v in header.items()]) if header else ""
     perf = _table(
         ["metric", "agent", "buy & hold", "cash"],
         [[label, fmt(s.get(k), kind), fmt(h.get(k), kind), fmt(c.get(k), kind)] for k, label, kind in _ROWS],
@@ -288,7 +297,11 @@ def _html(
         "abstentions",
         "clamped_decisions",
     ]
-    llm = _table(["LLM", "value"], [[k, fmt(s.get(k))] for k in llm_keys])
+    llm = _table(
+        ["LLM", "value"],
+        [[k, fmt(s.get(k))] for k in llm_keys]
+        + [[for_html(k), for_html(v) if isinstance(v, str) else fmt(v)] for k, v in traffic.items()],
+    )
     beh = _table(
         ["behaviour", "value"],
         [
@@ -354,7 +367,7 @@ def _html(
     return (
         f"<!doctype html><html><head><meta charset='utf-8'><title>{for_html(title)}</title>"
         f"<style>{style}</style></head><body><h1>{for_html(title)}</h1>"
-        f"<p>run <code>{for_html(run_id)}</code></p>{notes}"
+        f"<p>run <code>{for_html(run_id)}</code></p>{facts}{notes}"
         f"<img src='data:image/png;base64,{img}' alt='equity'>"
         f"<h2>Performance (same bars, same fees)</h2>{perf}<h2>Model usage</h2>{llm}<h2>Behaviour</h2>{beh}"
         f"<h2>Calibration: confidence against the next bar's return in the decision's direction</h2>{cal}"

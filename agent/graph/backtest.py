@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
@@ -185,6 +186,7 @@ def run_agent_backtest(
             ) as runner:
                 outcomes = drive(runner, times, console, show_progress)
                 traffic = Throughput.of(runner.rt, runner.rt.elapsed_s) if runner.rt.gateway else None
+                header = run_header(runner, strategy, times, bars)
             report, metrics = write_agent_report(
                 reports_dir / run_id,
                 factory,
@@ -193,6 +195,8 @@ def run_agent_backtest(
                 settings,
                 trading_rules(settings),
                 title=f"tradegraph {strategy} run {run_id}",
+                header=header,
+                traffic=traffic.metrics() if traffic is not None else None,
             )
         except BaseException as e:  # recorded as failed (when the run was created), then raised again
             fail_run(factory, run_id, e)
@@ -203,3 +207,30 @@ def run_agent_backtest(
         return AgentBacktest(run_id, report, metrics, outcomes)
     finally:
         engine.dispose()
+
+
+def run_header(runner: AgentRunner, strategy: str, times: list[int], history: int) -> dict[str, str]:
+    """What an agent backtest was, for its report's header: strategy, window and history; for a model's run
+    also the model, the endpoint and its profile, the prompt mode and the prompt budget."""
+    rt, s = runner.rt, runner.rt.settings
+
+    def day(ms: int) -> str:
+        return str(pd.Timestamp(ms, unit="ms", tz="UTC"))[:16]
+
+    out = {
+        "strategy": strategy,
+        "symbols": ", ".join(rt.symbols),
+        "window": f"{day(times[0])} .. {day(times[-1])} UTC, {len(times)} {s.timeframe} bars",
+        "history before the first bar": f"{history} bars",
+    }
+    if rt.gateway is not None:
+        out |= {
+            "model": str(getattr(rt.gateway, "model", None) or s.llm.model or "-"),
+            "endpoint": str(getattr(rt.gateway, "endpoint", "-")),
+            "profile": s.llm.profile,
+            "prompt mode": s.llm.prompt_mode,
+            "prompt budget": f"{rt.budget_tokens} tokens" if rt.budget_tokens else "-",
+            "thinking": s.llm.thinking,
+            "leakage control": "on" if s.llm.leakage_control else "off",
+        }
+    return out

@@ -134,6 +134,11 @@ class LLMGateway:
 
     # ---------------------------------------------------------------- public API
 
+    @property
+    def model(self) -> str | None:
+        """The model asked: the configured one, else the one discovered on first use (None before)."""
+        return self._model
+
     async def decide_many(self, requests: Sequence[DecisionRequest]) -> list[DecisionResult]:
         """One result per request, in order (see the module docstring)."""
         if not requests:

@@ -158,3 +158,16 @@ def test_a_stateless_prompt_shows_no_account_positions_or_past_decisions(
     assert "## Decision" in text and "## Now" in text and "Not shown (stateless prompt)" in text
     for section in ("cash ", "## Open positions", "## Your recent decisions"):
         assert section not in text
+
+
+def test_the_report_names_the_model_prompt_mode_and_window_and_shows_the_traffic(
+    emulator: VLLMEmulator, sqlite_url: str, tmp_path: Path
+) -> None:
+    settings = emulator_settings(sqlite_url, emulator.base_url, llm={"prompt_mode": "stateless"})
+    run = _run(settings, short_source(settings), tmp_path, "header")
+    page = run.report.read_text()
+    for fact in ("nemotron", "vllm", "stateless", "prompt budget", "1500 tokens", f"{BARS} 1h bars"):
+        assert fact in page, fact
+    for figure in ("llm_decisions_per_s", "llm_latency_p95_ms", "llm_prefix_cache_hit_rate"):
+        assert figure in page and figure in run.metrics, figure
+    assert run.metrics["llm_decisions"] + run.metrics["llm_cache_hits"] > 0
