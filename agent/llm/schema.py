@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from enum import StrEnum
 from typing import Any
 
@@ -135,6 +135,7 @@ class Analysis:
     contract)."""
 
     symbol: str
+    """The request's symbol (the alias under leakage control); the graph keys analyses by the real one."""
     decision: TradeDecision
     abstained: bool
     prompt_hash: str = ""
@@ -157,22 +158,12 @@ class Analysis:
     @classmethod
     def of(cls, result: DecisionResult, price_scale: float = 1.0, alias: str | None = None) -> Analysis:
         """`result` without its request's messages, with its prompt's mapping back."""
+        shared = {f.name: getattr(result, f.name) for f in fields(cls) if hasattr(result, f.name)}
+        request = result.request
         return cls(
-            symbol=result.request.symbol,
-            decision=result.decision,
-            abstained=result.abstained,
-            prompt_hash=result.request.prompt_hash,
-            fault=result.fault,
-            reason=result.reason,
-            llm_call_id=result.llm_call_id,
-            model=result.model,
-            reasoning=result.reasoning,
-            response_text=result.response_text,
-            prompt_tokens=result.prompt_tokens,
-            completion_tokens=result.completion_tokens,
-            cached_tokens=result.cached_tokens,
-            latency_ms=result.latency_ms,
-            from_cache=result.from_cache,
+            symbol=request.symbol,
+            prompt_hash=request.prompt_hash,
             price_scale=price_scale,
             alias=alias,
+            **shared,
         )

@@ -10,7 +10,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from agent.config import Settings, load_settings
-from agent.db.models import BalanceSnapshot, Fill, Order, PositionSnapshot
+from agent.db.models import BalanceSnapshot, Decision, Fill, Order, PositionSnapshot
+from agent.db.session import open_db
 from agent.graph.factory import load_source
 from agent.market.source import FrameSource
 
@@ -94,6 +95,32 @@ def ledger(factory: sessionmaker[Session], run_id: str) -> dict[str, pd.DataFram
         )
     orders["client_order_id"] = orders["client_order_id"].str.replace(run_id, "RUN", regex=False)
     return {"balances": bal, "positions": pos, "orders": orders, "fills": fills}
+
+
+def decisions(factory: sessionmaker[Session], run_id: str) -> pd.DataFrame:
+    """A run's decisions as recorded: proposal, final target, prompt hash, abstention; by bar and symbol."""
+    columns = (
+        Decision.bar_ts,
+        Decision.symbol,
+        Decision.source,
+        Decision.action,
+        Decision.target_exposure,
+        Decision.final_exposure,
+        Decision.prompt_hash,
+        Decision.abstained,
+    )
+    query = select(*columns).where(Decision.run_id == run_id).order_by(Decision.bar_ts, Decision.symbol)
+    with factory() as s:
+        return pd.DataFrame(s.execute(query).all(), columns=[c.key for c in columns])
+
+
+def book(db_url: str, run_id: str) -> dict[str, pd.DataFrame]:
+    """`ledger` and `decisions` of a run in the database at `db_url`."""
+    engine, factory = open_db(db_url)
+    try:
+        return ledger(factory, run_id) | {"decisions": decisions(factory, run_id)}
+    finally:
+        engine.dispose()
 
 
 def assert_ledger_identities(led: dict[str, pd.DataFrame], initial_cash: float) -> None:

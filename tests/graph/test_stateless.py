@@ -13,52 +13,15 @@ from typing import Any
 
 import pandas as pd
 import pytest
-from sqlalchemy import select
 
 from agent.config import Settings
-from agent.db.models import Decision
-from agent.db.session import open_db
 from agent.graph.backtest import AgentBacktest, run_agent_backtest
 from agent.graph.factory import open_agent
 from agent.market.source import FrameSource
 from agent.testing.vllm_emulator import VLLMEmulator, default_answer
-from tests.graph.helpers import emulator_settings, ledger, short_source
+from tests.graph.helpers import book, emulator_settings, short_source
 
 BARS = 48
-
-
-def _decisions(db_url: str, run_id: str) -> pd.DataFrame:
-    engine, factory = open_db(db_url)
-    try:
-        with factory() as s:
-            rows = s.execute(
-                select(
-                    Decision.bar_ts,
-                    Decision.symbol,
-                    Decision.source,
-                    Decision.action,
-                    Decision.target_exposure,
-                    Decision.final_exposure,
-                    Decision.prompt_hash,
-                    Decision.abstained,
-                )
-                .where(Decision.run_id == run_id)
-                .order_by(Decision.bar_ts, Decision.symbol)
-            ).all()
-    finally:
-        engine.dispose()
-    return pd.DataFrame(
-        rows, columns=["bar_ts", "symbol", "source", "action", "target", "final", "hash", "abst"]
-    )
-
-
-def _book(db_url: str, run_id: str) -> dict[str, pd.DataFrame]:
-    engine, factory = open_db(db_url)
-    try:
-        out = ledger(factory, run_id)
-    finally:
-        engine.dispose()
-    return out | {"decisions": _decisions(db_url, run_id)}
 
 
 def _assert_same(a: dict[str, pd.DataFrame], b: dict[str, pd.DataFrame]) -> None:
@@ -111,7 +74,7 @@ def test_the_ledger_does_not_depend_on_concurrency_or_arrival_order(
         emulator.set_responder(_shuffled_arrival(seed))
         run = _run(settings, short_source(settings), tmp_path, f"stateless-{i}")
         assert run.metrics["llm_prompt_mode"] == "stateless"
-        books.append(_book(db_url, run.run_id))
+        books.append(book(db_url, run.run_id))
     assert (books[0]["decisions"]["source"] == "llm").any(), "the model decides some bars"
     assert (books[0]["fills"]["side"] == "buy").any(), "and trades happen"
     for other in books[1:]:
@@ -127,7 +90,7 @@ def test_a_rerun_from_the_cache_makes_no_call_and_the_same_ledger(
     calls = emulator.call_count
     second = _run(settings, source, tmp_path, "second")
     assert emulator.call_count == calls, "the rerun is served from the cache"
-    a, b = _book(sqlite_url, first.run_id), _book(sqlite_url, second.run_id)
+    a, b = book(sqlite_url, first.run_id), book(sqlite_url, second.run_id)
     _assert_same(a, b)
 
 
@@ -146,7 +109,7 @@ def test_ticking_bar_by_bar_without_the_stream_gives_the_same_ledger(
         assert r.rt.stream is None
         for t in times:  # the daemon's way: one tick per bar, nothing requested ahead
             r.tick(t)
-    _assert_same(_book(settings.db_url, streamed.run_id), _book(seq_settings.db_url, "sequential"))
+    _assert_same(book(settings.db_url, streamed.run_id), book(seq_settings.db_url, "sequential"))
 
 
 def test_a_stateless_prompt_shows_no_account_positions_or_past_decisions(
