@@ -1,10 +1,12 @@
 """A backtest's files under `reports/<run id>/`: `report.html`, `equity.png`, `trades.csv`, `fills.csv`.
 
 Contracts:
-- The HTML is self-contained: inline CSS, figures embedded as base64 PNG, no script, CDN or network
-  resource; it opens offline in any browser.
+- The HTML is self-contained: inline CSS, interactive charts (`agent.backtest.charts`: plotly.js inline
+  once, the figures as JSON), no CDN or network resource; it opens offline in any browser. Without
+  JavaScript it shows `equity.png` (equity and drawdown, the same figures drawn by matplotlib) instead.
 - It shows the run's settings, the metrics of the strategy next to buy-and-hold and cash (same window,
-  same costs), equity against buy-and-hold, drawdown, each symbol's trades on its price chart, and the
+  same costs), one chart of equity against buy-and-hold and cash, drawdown and exposure over time (zoom
+  and hover), each symbol's trades on its price chart (the first `MAX_SYMBOL_CHARTS` symbols), and the
   trades table (the first `MAX_TRADE_ROWS`; all of them are in trades.csv).
 - Files are written into a temporary folder that is renamed into place at the end, so a failure never
   leaves a half-written report.
@@ -14,7 +16,6 @@ Contracts:
 
 from __future__ import annotations
 
-import base64
 import shutil
 from collections.abc import Mapping
 from pathlib import Path
@@ -22,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from agent.backtest.charts import drawdown_figure, equity_figure, png_bytes, trades_figure
+from agent.backtest import charts
 from agent.backtest.formatting import COLUMNS, METRICS, fmt
 from agent.backtest.runner import BacktestResult
 from agent.textsafe import csv_frame, for_html
@@ -37,6 +38,7 @@ table { border-collapse: collapse; font-size: 0.9rem; }
 th, td { border-bottom: 1px solid #ddd; padding: 0.25rem 0.7rem; text-align: right; }
 th:first-child, td:first-child { text-align: left; }
 img { max-width: 100%; }
+.js-plotly-plot { margin-bottom: 1rem; }
 .note { color: #8a5a00; }
 """
 
@@ -54,11 +56,11 @@ def write_report(
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     try:
-        equity_png = png_bytes(equity_figure(result.sim, hold.sim if hold else None, result.strategy))
-        (tmp / "equity.png").write_bytes(equity_png)
+        overview = charts.sim_overview(result.sim, hold.sim if hold else None, result.strategy)
+        (tmp / "equity.png").write_bytes(charts.overview_png(overview))
         csv_frame(result.sim.trades_frame()).to_csv(tmp / "trades.csv", index=False)
         csv_frame(result.sim.fills_frame()).to_csv(tmp / "fills.csv", index=False)
-        body = _body(result, hold, comparison, meta, notes or [], equity_png)
+        body = _body(result, comparison, meta, notes or [], overview)
         (tmp / "report.html").write_text(body, encoding="utf-8")
         if out_dir.exists():
             shutil.rmtree(out_dir)
@@ -71,35 +73,31 @@ def write_report(
 
 def _body(
     result: BacktestResult,
-    hold: BacktestResult | None,
     comparison: Mapping[str, Mapping[str, Any]],
     meta: Mapping[str, Any],
     notes: list[str],
-    equity_png: bytes,
+    overview: charts.Overview,
 ) -> str:
     e = for_html
     parts = [
         f"<!doctype html><html><head><meta charset='utf-8'><title>{e(str(meta.get('title', 'backtest')))}"
-        f"</title><style>{_CSS}</style></head><body>"
+        f"</title><style>{_CSS}</style>{charts.script()}</head><body>"
     ]
     parts.append(f"<h1>{e(str(meta.get('title', 'backtest')))}</h1>")
     parts.extend(f"<p class='note'>{e(n)}</p>" for n in notes)
     parts.append(_kv_table({k: v for k, v in meta.items() if k != "title"}))
     parts.append("<h2>Metrics</h2>" + _metrics_table(comparison))
-    parts.append("<h2>Equity</h2>" + _img(equity_png))
     parts.append(
-        "<h2>Drawdown</h2>" + _img(png_bytes(drawdown_figure(result.sim, hold.sim if hold else None)))
+        "<h2>Equity, drawdown and exposure</h2>"
+        + charts.div(charts.overview_figure(overview), "chart-overview")
+        + charts.noscript("equity.png")
     )
     for j, symbol in enumerate(result.symbols[:MAX_SYMBOL_CHARTS]):
-        fig = trades_figure(result.sim, j, result.close[:, j])
-        parts.append(f"<h2>Trades: {e(symbol)}</h2>" + _img(png_bytes(fig)))
+        fig = charts.trades_figure(charts.sim_marks(result.sim, j, result.close[:, j]))
+        parts.append(f"<h2>Trades: {e(symbol)}</h2>" + charts.div(fig, f"chart-trades-{j}"))
     parts.append("<h2>Trades</h2>" + _trades_table(result))
     parts.append("</body></html>")
     return "\n".join(parts)
-
-
-def _img(png: bytes) -> str:
-    return f"<img alt='chart' src='data:image/png;base64,{base64.b64encode(png).decode('ascii')}'>"
 
 
 def _kv_table(items: Mapping[str, Any]) -> str:

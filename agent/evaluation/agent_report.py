@@ -14,16 +14,19 @@ Contracts:
 - Calibration: decisions with an action other than HOLD, bucketed by confidence, against the realised
   next-bar return in the decision's direction — computed after the run from the full data, never shown to
   the model.
-- `write_agent_report` writes `report.html` (self-contained, figures embedded), `equity.png`,
-  `decisions.csv` and `orders.csv` into the given folder and returns the HTML path.
+- `write_agent_report` writes `report.html`, `equity.png`, `decisions.csv` and `orders.csv` into the given
+  folder and returns the HTML path. The HTML is self-contained: interactive charts (`agent.backtest.charts`:
+  plotly.js inline once, no CDN or network resource) of equity against buy & hold and cash, drawdown and
+  exposure over time, and each symbol's fills on its closes (the first `MAX_SYMBOL_CHARTS` symbols; hover
+  shows the order and the rationale of the decision behind it); without JavaScript it shows `equity.png`
+  (equity and drawdown, drawn by matplotlib).
 - Model text is data (`agent.textsafe`): in the CSVs a text cell starting with `=`, `+`, `-`, `@`, a tab or
   a carriage return gets a leading `'` (numbers are left alone); in the HTML every text is cut to its
-  display length first, then escaped.
+  display length first, then escaped, in the tables and in the charts' hover text alike.
 """
 
 from __future__ import annotations
 
-import base64
 import math
 from collections.abc import Mapping
 from pathlib import Path
@@ -33,7 +36,7 @@ import numpy as np
 import pandas as pd
 from sqlalchemy.orm import Session, sessionmaker
 
-from agent.backtest import baseline
+from agent.backtest import baseline, charts
 from agent.backtest.market import engine_config, rules_matrix
 from agent.backtest.metrics import cash_metrics, compute_metrics
 from agent.config import Settings
@@ -47,6 +50,8 @@ from agent.textsafe import csv_frame, for_html
 
 RATIONALE_SHOWN = 300
 """Characters of a rationale (or abstention reason) shown in the decision timeline."""
+MAX_SYMBOL_CHARTS = 8
+"""Symbols whose fills are drawn on their price chart (the first, in sorted order)."""
 
 
 def buy_and_hold(
@@ -195,9 +200,10 @@ def write_agent_report(
     calib = calibration(decisions, source)
     csv_frame(decisions.drop(columns=["reasoning"])).to_csv(out_dir / "decisions.csv", index=False)
     csv_frame(orders).to_csv(out_dir / "orders.csv", index=False)
-    png = _equity_png(eq, metrics.get("hold_curve"), settings.broker.initial_cash)
-    (out_dir / "equity.png").write_bytes(png)
-    page = _html(title, run_id, metrics, calib, decisions, orders, png, header or {}, traffic or {})
+    overview = _overview(eq, metrics.get("hold_curve"), settings.broker.initial_cash)
+    (out_dir / "equity.png").write_bytes(charts.overview_png(overview))
+    figures = _charts(overview, _price_marks(eq, orders, decisions, source, settings.symbols))
+    page = _html(title, run_id, metrics, calib, decisions, orders, figures, header or {}, traffic or {})
     path = out_dir / "report.html"
     path.write_text(page, encoding="utf-8")
     metrics.pop("hold_curve", None)
@@ -207,28 +213,65 @@ def write_agent_report(
 # ---------------------------------------------------------------------------------------------- render
 
 
-def _equity_png(eq: pd.DataFrame, hold: pd.Series | None, initial: float) -> bytes:
-    import io
-
-    from matplotlib.figure import Figure  # the OO API needs no backend (and leaves Jupyter's alone)
-
-    fig = Figure(figsize=(11, 5))
-    ax1, ax2 = fig.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [3, 1]})
-    ax1.plot(eq.index, eq["equity"], label="agent", color="tab:blue", linewidth=1.2)
+def _overview(eq: pd.DataFrame, hold: pd.Series | None, initial: float) -> charts.Overview:
+    """The run's equity (and buy & hold's) after each bar, and its exposure (1 - cash / equity)."""
+    equity = [charts.Line("agent", eq["equity"].astype(float))]
     if hold is not None:
-        ax1.plot(hold.index, hold.to_numpy(), label="buy & hold", color="tab:gray", linewidth=1.0)
-    ax1.axhline(initial, color="black", linewidth=0.8, linestyle=":", label="cash")
-    ax1.legend(loc="upper left")
-    ax1.grid(alpha=0.3)
-    ax1.set_ylabel("equity")
-    peak = eq["equity"].cummax()
-    ax2.fill_between(eq.index, eq["equity"] / peak - 1.0, 0.0, color="tab:red", alpha=0.4)
-    ax2.set_ylabel("drawdown")
-    ax2.grid(alpha=0.3)
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=90)
-    return buf.getvalue()
+        equity.append(charts.Line("buy & hold", hold.astype(float)))
+    exposure = charts.Line("agent", 1.0 - eq["cash"].astype(float) / eq["equity"].astype(float))
+    return charts.Overview(tuple(equity), initial, (exposure,))
+
+
+def _price_marks(
+    eq: pd.DataFrame, orders: pd.DataFrame, decisions: pd.DataFrame, source: CandleSource, symbols: list[str]
+) -> list[charts.PriceMarks]:
+    """Each symbol's closes over the run's bars with its filled orders; a fill's note is the order and the
+    raw rationale of the decision behind it (the chart escapes it)."""
+    if eq.empty:
+        return []
+    last = int(eq.index[-1].value // 1_000_000)
+    why = dict(zip(decisions["id"].tolist(), decisions["rationale"].tolist(), strict=True))
+    filled = orders[orders["status"] == "filled"]
+    marks = []
+    for symbol in sorted(symbols)[:MAX_SYMBOL_CHARTS]:
+        close = source.history(symbol, last)["close"].reindex(eq.index).astype(float)
+        mine = filled[filled["symbol"] == symbol]
+        columns = ("side", "reason", "fill_amount", "fill_price", "decision_id")
+        fills = tuple(
+            charts.Fill(
+                when,
+                float(price),
+                charts.fill_kind(side == "buy", str(reason)),
+                _note(str(reason), float(amount), float(price), why.get(decision)),
+            )
+            for when, side, reason, amount, price, decision in zip(
+                pd.DatetimeIndex(mine["date"]), *(mine[c].tolist() for c in columns), strict=True
+            )
+        )
+        marks.append(charts.PriceMarks(symbol, close, fills))
+    return marks
+
+
+def _note(reason: str, amount: float, price: float, rationale: object) -> str:
+    """A fill's hover note: the order, then the rationale behind it (raw text, if any)."""
+    order = f"{reason}: {amount:.8g} at {price:.8g}"
+    return f"{order}. {rationale}" if isinstance(rationale, str) and rationale else order
+
+
+def _charts(overview: charts.Overview, marks: list[charts.PriceMarks]) -> str:
+    """The report's interactive charts (needs `charts.script()` on the page) with the PNG fallback note."""
+    if not overview.equity or overview.equity[0].values.empty:
+        return ""
+    parts = [
+        "<h2>Equity, drawdown and exposure</h2>",
+        charts.div(charts.overview_figure(overview), "chart-overview"),
+        charts.noscript("equity.png"),
+    ]
+    for j, m in enumerate(marks):
+        parts.append(
+            f"<h2>Trades: {for_html(m.symbol)}</h2>{charts.div(charts.trades_figure(m), f'chart-trades-{j}')}"
+        )
+    return "".join(parts)
 
 
 _ROWS = [
@@ -275,7 +318,7 @@ def _html(
     calib: pd.DataFrame,
     decisions: pd.DataFrame,
     orders: pd.DataFrame,
-    png: bytes,
+    figures: str,
     header: Mapping[str, str],
     traffic: Mapping[str, float | int | str | None],
 ) -> str:
@@ -358,7 +401,6 @@ def _html(
             for o in orders.tail(200).itertuples()
         ],
     )
-    img = base64.b64encode(png).decode()
     notes = "".join(f"<p>warning: {for_html(w)}</p>" for w in m.get("warnings", []))
     style = (
         "body{font-family:sans-serif;margin:2em;max-width:1200px}table{border-collapse:collapse;margin:1em 0}"
@@ -366,9 +408,8 @@ def _html(
     )
     return (
         f"<!doctype html><html><head><meta charset='utf-8'><title>{for_html(title)}</title>"
-        f"<style>{style}</style></head><body><h1>{for_html(title)}</h1>"
-        f"<p>run <code>{for_html(run_id)}</code></p>{facts}{notes}"
-        f"<img src='data:image/png;base64,{img}' alt='equity'>"
+        f"<style>{style}</style>{charts.script()}</head><body><h1>{for_html(title)}</h1>"
+        f"<p>run <code>{for_html(run_id)}</code></p>{facts}{notes}{figures}"
         f"<h2>Performance (same bars, same fees)</h2>{perf}<h2>Model usage</h2>{llm}<h2>Behaviour</h2>{beh}"
         f"<h2>Calibration: confidence against the next bar's return in the decision's direction</h2>{cal}"
         f"<h2>Decision timeline (last 200)</h2>{timeline}<h2>Orders (last 200)</h2>{order_rows}</body></html>"

@@ -73,7 +73,8 @@ def decisions_frame(factory: sessionmaker[Session], run_id: str) -> pd.DataFrame
 
 
 def orders_frame(factory: sessionmaker[Session], run_id: str) -> pd.DataFrame:
-    """Orders of the run (filled and rejected) with their fills' price and fee, if any."""
+    """Orders of the run (filled and rejected) with their fills' price and fee, if any, and the id of the
+    decision behind each (`decisions_frame`'s `id`; None for an exit or the initial position)."""
     cols = [
         "client_order_id",
         "bar_ts",
@@ -85,6 +86,7 @@ def orders_frame(factory: sessionmaker[Session], run_id: str) -> pd.DataFrame:
         "fill_amount",
         "fill_price",
         "fee",
+        "decision_id",
     ]
     stmt = (
         select(
@@ -98,6 +100,7 @@ def orders_frame(factory: sessionmaker[Session], run_id: str) -> pd.DataFrame:
             Fill.amount,
             Fill.price,
             Fill.fee,
+            Order.decision_id,
         )
         .outerjoin(Fill, Fill.order_id == Order.id)
         .where(Order.run_id == run_id)

@@ -1,4 +1,5 @@
-"""The report files: self-contained HTML, PNG, CSVs; nothing half-written on failure."""
+"""The report files: self-contained HTML (interactive charts; tests/test_report_browser.py opens it in a
+browser), PNG, CSVs; nothing half-written on failure."""
 
 from __future__ import annotations
 
@@ -46,8 +47,14 @@ def test_report_files_are_complete_and_self_contained(tmp_path: Path) -> None:
     assert (path.parent / "equity.png").read_bytes().startswith(b"\x89PNG")
     html = path.read_text()
     assert "t &lt;&amp;&gt;" in html and "a note" in html and "buy &amp; hold" in html
-    assert len(re.findall(r"src='data:image/png;base64,", html)) == 3  # equity, drawdown, one symbol's trades
-    assert not re.search(r"(src|href)=['\"]?(https?:)?//", html)  # no network resource
+    # one interactive chart of equity, drawdown and exposure, one of the symbol's trades; the PNG for no-JS
+    assert re.findall(r'<div id="(chart-[\w-]+)" class="plotly-graph-div"', html) == [
+        "chart-overview",
+        "chart-trades-0",
+    ]
+    assert "<noscript>" in html and "src='equity.png'" in html
+    markup = re.sub(r"<script[^>]*>.*?</script>", "", html, flags=re.S)  # plotly.js names links in strings
+    assert not re.search(r"(src|href)=['\"]?(https?:)?//", markup)  # no network resource
     trades = pd.read_csv(path.parent / "trades.csv")
     assert len(trades) == result.metrics["trades"] + result.metrics["open_trades"]
     assert f"{result.metrics['final_equity']:,.2f}" in html
