@@ -147,6 +147,25 @@ class BrokerSettings(_Section):
     maker_fee: float | None = Field(None, ge=0, le=0.1)
     slippage_bps: float = Field(5.0, ge=0, le=1000)
     max_participation: float | None = Field(None, gt=0, le=1, description="cap on fill / bar volume")
+    fixed_fee: float = Field(
+        0.0, ge=0, description="quote currency charged on every fill, on top of the proportional fee"
+    )
+    initial_position: dict[str, float] = Field(
+        default_factory=dict,
+        description="symbol -> fraction of the initial equity held from the first bar's open (no costs)",
+    )
+
+    @field_validator("initial_position")
+    @classmethod
+    def _check_initial_position(cls, v: dict[str, float]) -> dict[str, float]:
+        for symbol, share in v.items():
+            if "/" not in symbol:
+                raise ValueError(f"initial_position: {symbol!r} must look like BASE/QUOTE, e.g. BTC/USDT")
+            if not 0.0 <= share <= 1.0:
+                raise ValueError(f"initial_position: {symbol} {share} must be a fraction of equity in [0, 1]")
+        if sum(v.values()) > 1.0 + 1e-12:
+            raise ValueError(f"initial_position: the fractions sum to {sum(v.values()):g}, more than 1")
+        return v
 
 
 class Settings(BaseSettings):

@@ -10,9 +10,15 @@ Contracts:
   of a spot long position (fraction of equity, 0..1) that the strategy wants after each bar.
 - Point in time: the value at bar t may use only rows <= t. It is decided at bar t's close and executed
   by the engine at bar t+1's open. `tradegraph check-lookahead` verifies this by truncating the data.
+- Two class-level declarations name the strategy's kind (`agent.execution.conventions`):
+  `style` = `target` (the default: the output is a target exposure, an order only when it changes) or
+  `order_fraction` (the output is an order per bar in [-1, 1]: +f buys with f of the cash, -f sells f of
+  the holdings, 0 does nothing); `fill_timing` = `next_open` (the default: decided at bar t's close) or
+  `same_open` (decided at bar t's open and filled there: the engine then gives `signal` a frame with the
+  `open` column only, so reading anything else is an error, never a silent peek).
 - `exposure(candles)` is what callers use: it runs `signal` and checks the result. NaN, values outside
-  [0, 1] or a wrong length raise `StrategyError` (never clipped or filled silently); flat is 0.0, also
-  during indicator warm-up.
+  [0, 1] ([-1, 1] for `order_fraction`) or a wrong length raise `StrategyError` (never clipped or filled
+  silently); flat (or no order) is 0.0, also during indicator warm-up.
 - Exit plan: every `Params` carries `stop_atr`, `take_profit_atr`, `trailing_atr` (ATR multiples; None =
   off) and `atr_period`; the engine turns them into price levels when a position is entered.
 - Pure: no I/O and no state between calls; the same frame gives bit-identical output. Indicators come
@@ -31,6 +37,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic.config import JsonDict
 
 from agent.errors import StrategyError
+from agent.execution.conventions import SIGNAL_BOUNDS, FillTiming, OrderStyle
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -51,6 +58,10 @@ class Strategy(ABC):
 
     name: ClassVar[str] = ""
     Params: ClassVar[type[StrategyParams]] = StrategyParams
+    style: ClassVar[OrderStyle] = "target"
+    """What `signal` returns: target exposures, or order fractions (module contract)."""
+    fill_timing: ClassVar[FillTiming] = "next_open"
+    """When it decides: at the bar's close (filled at the next open), or at its open (filled there)."""
 
     def __init__(self, params: StrategyParams | None = None, **values: Any) -> None:
         """Build from a `Params` instance or from keyword values (validated; bad ones raise)."""
@@ -88,19 +99,22 @@ class Strategy(ABC):
 
     @abstractmethod
     def signal(self, candles: pd.DataFrame) -> FloatArray:
-        """Target exposure per bar (0..1), using only rows <= t for the value at t."""
+        """Target exposure per bar (0..1), or order fraction (-1..1) for the `order_fraction` style, using
+        only rows <= t for the value at t."""
 
     def exposure(self, candles: pd.DataFrame) -> FloatArray:
-        """`signal(candles)` checked: float64, same length, finite and within [0, 1]."""
+        """`signal(candles)` checked: float64, same length, finite and within the style's bounds."""
         out = np.ascontiguousarray(self.signal(candles), dtype=np.float64)
         if out.shape != (len(candles),):
             raise StrategyError(f"{self.name}: signal has shape {out.shape}, expected ({len(candles)},)")
-        if len(out) and not (out.min() >= 0.0 and out.max() <= 1.0):  # NaN fails both comparisons
-            bad = ~np.isfinite(out) | (out < 0.0) | (out > 1.0)
+        low, high = SIGNAL_BOUNDS[self.style]
+        if len(out) and not (out.min() >= low and out.max() <= high):  # NaN fails both comparisons
+            bad = ~np.isfinite(out) | (out < low) | (out > high)
             i = int(np.argmax(bad))
+            what = "target exposure" if self.style == "target" else "order fraction"
             raise StrategyError(
-                f"{self.name}: target exposure {float(out[i])} at {candles.index[i]} is not within [0, 1] "
-                "(return 0.0 for flat, also during warm-up)"
+                f"{self.name}: {what} {float(out[i])} at {candles.index[i]} is not within "
+                f"[{low:g}, {high:g}] (return 0.0 for flat, also during warm-up)"
             )
         return out
 

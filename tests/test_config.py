@@ -113,7 +113,8 @@ def _float_keys() -> list[str]:
         section = field.annotation
         if isinstance(section, type) and issubclass(section, BaseModel):
             fields = section.model_fields.items()
-            keys += [f"{name}.{sub}" for sub, f in fields if "float" in str(f.annotation)]
+            scalar = [(sub, str(f.annotation)) for sub, f in fields if "dict" not in str(f.annotation)]
+            keys += [f"{name}.{sub}" for sub, annotation in scalar if "float" in annotation]
         elif "float" in str(field.annotation):
             keys.append(name)
     return keys

@@ -4,7 +4,8 @@ Contracts:
 - Buy & hold over a window = equal weights over the run's symbols, fully invested (each 1/k of equity)
   bought at the first bar's open and held to the end, marked at every close. It goes through the compiled
   engine (`agent.backtest.engine.simulate`, a target in force before the first bar), so its fills pay the
-  same fee, slippage, amount step and minimums as the run it is compared with; holding costs nothing more.
+  same fee (the fixed fee too), slippage, amount step and minimums as the run it is compared with; holding
+  costs nothing more. It starts from the run's initial position, if any: the rest is bought at that open.
 - `cap` lowers each weight to at most `cap` (the per-symbol risk cap): the "buy & hold (capped)" column, shown
   next to the full one (never instead of it) when the cap binds, e.g. one symbol with
   `max_position_exposure` 0.5.
@@ -49,6 +50,8 @@ def buy_and_hold(
         initial_cash=config.initial_cash,
         slippage_bps=config.slippage_bps,
         max_participation=config.max_participation,
+        fixed_fee=config.fixed_fee,
+        initial_position=config.initial_position,
     )
     return simulate(index, symbols, ohlcv, target, rules, plain, None, timeframe, initial=weights)
 

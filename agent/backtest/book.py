@@ -7,7 +7,8 @@ Contracts:
 - Fills are the log rows with status FILLED, in order. Counters: dust and zero orders (not filled), orders
   cut by the participation cap, buys cut by the book's room, target changes refused by a breaker.
 - Round trips run from flat to flat, rebuilt from the fills in one compiled pass: a buy from flat opens
-  one; the sell the log marks as closing the position ends it. pnl = sell proceeds - buy cost - all fees
+  one (the initial position's row too: a trade entered at the first bar's open without fees); the sell the
+  log marks as closing the position ends it. pnl = sell proceeds - buy cost - all fees
   of the trade; entry and exit prices are averages; trades still open at the end are marked at the last
   close, with no exit bar (-1) and reason -1.
 """
@@ -112,7 +113,7 @@ def result(
     capped = 0
     if participation > 0.0 and len(li):
         cap = volume[li[:, bar.L_ROW], li[:, bar.L_SYMBOL]] * participation
-        capped = int(np.count_nonzero(lf[:, bar.L_ASKED] > cap))
+        capped = int(np.count_nonzero((lf[:, bar.L_ASKED] > cap) & (li[:, bar.L_REASON] != bar.INITIAL)))
     counters = Counters(
         dust=int(np.count_nonzero(status == DUST)),
         zero=int(np.count_nonzero(status == ZERO)),

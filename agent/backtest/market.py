@@ -9,15 +9,17 @@ Contracts:
   `DataError` (never a silent default fee). Such symbols are listed by `unknown_rules` for a warning.
 - Market orders pay the taker fee; the engine takes rules as a (k, 4) array: taker fee, amount step,
   minimum amount, minimum notional.
-- `engine_config(settings, ...)` takes cash, slippage and the participation cap from `Settings.broker`, and
-  the limits the per-bar semantics applies (book room at the fill, cooldown, daily loss limit, drawdown
-  breaker) from `Settings.risk`, as the paper broker and the risk layer do; keyword arguments that are not
-  None override them.
+- `engine_config(settings, ...)` takes cash, slippage, the participation cap, the fixed fee and the initial
+  position from `Settings.broker`, and the limits the per-bar semantics applies (book room at the fill,
+  cooldown, daily loss limit, drawdown breaker) from `Settings.risk`, as the paper broker and the risk layer
+  do; keyword arguments that are not None override them.
+- `plain_rules(symbol, fee)`: a market with the fee only (no amount step, no minimums), for protocols that
+  apply none (`exchange_rules = false` in a campaign preset).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
@@ -42,6 +44,12 @@ def rules_for(symbol: str, settings: Settings, fee: float | None = None) -> Mark
     return MarketRules(symbol, 0.0, 0.0, 0.0, float(taker), float(maker if maker is not None else taker))
 
 
+def plain_rules(symbol: str, settings: Settings, fee: float | None = None) -> MarketRules:
+    """`symbol` with no amount step and no minimums: only the fee of `rules_for` applies."""
+    market = rules_for(symbol, settings, fee)
+    return MarketRules(symbol, 0.0, 0.0, 0.0, market.taker_fee, market.maker_fee)
+
+
 def unknown_rules(symbols: Sequence[str]) -> list[str]:
     """Symbols for which no amount step or minimums are known (only the fee applies)."""
     return [s for s in symbols if s not in SPOT_SYMBOLS]
@@ -61,6 +69,8 @@ def engine_config(
     fill: FillMode = "next_open",
     slippage_bps: float | None = None,
     max_participation: float | None = None,
+    fixed_fee: float | None = None,
+    initial_position: Mapping[str, float] | None = None,
 ) -> EngineConfig:
     """Fill settings from `Settings.broker`, with optional overrides."""
     broker, risk = settings.broker, settings.risk
@@ -76,6 +86,8 @@ def engine_config(
         cooldown_bars=int(risk.cooldown_bars),
         daily_loss_limit=float(risk.daily_loss_limit),
         max_drawdown=float(risk.max_drawdown),
+        fixed_fee=float(fixed_fee if fixed_fee is not None else broker.fixed_fee),
+        initial_position=dict(initial_position if initial_position is not None else broker.initial_position),
     )
 
 

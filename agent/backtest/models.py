@@ -4,7 +4,9 @@ Contracts:
 - `EngineConfig`: cash, fill timing, slippage and the participation cap, and the risk limits the per-bar
   semantics apply (book room at the fill, cooldown, breakers); the same numbers the paper broker reads from
   `Settings.broker` and `Settings.risk` (see `agent.backtest.market.engine_config`). The defaults are a bare
-  simulation: no cooldown, no breakers, no room limit beyond cash.
+  simulation: no cooldown, no breakers, no room limit beyond cash. The conventions of published protocols
+  are parameters of it (`agent.execution.conventions`): the fixed fee per fill, the initial position and
+  the style of the target matrix (target exposures, or order fractions); defaults change nothing.
 - `SizingRules`: how a strategy's signal becomes a target exposure, via `agent.risk.sizing`.
 - `SimResult`: the equity curve, fills and round-trip trades of one simulation, as arrays (the compiled
   loop writes them); `fills_frame()` / `trades_frame()` give pandas views for reports.
@@ -13,6 +15,7 @@ Contracts:
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -21,11 +24,12 @@ import numpy.typing as npt
 import pandas as pd
 
 from agent.execution import bar
+from agent.execution.conventions import FillMode as FillMode
+from agent.execution.conventions import OrderStyle as OrderStyle
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
 
-FillMode = Literal["next_open", "same_close"]
 
 REASONS = bar.REASONS
 """Fill reasons by code: target orders (0-3), then exits triggered inside a bar (4-6)."""
@@ -54,6 +58,13 @@ class EngineConfig:
     """No entry is decided while equity is this fraction (or more) below the day's start; None = off."""
     max_drawdown: float | None = None
     """No entry is decided while equity is this fraction (or more) below its peak; None = off."""
+    fixed_fee: float = 0.0
+    """Quote currency charged on every fill, on top of the proportional fee."""
+    initial_position: Mapping[str, float] = field(default_factory=dict)
+    """Symbol -> fraction of the initial equity held in it from the first bar's open (bought there without
+    costs); the rest is cash."""
+    style: OrderStyle = "target"
+    """What the target matrix holds: target exposures, or order fractions (`agent.execution.conventions`)."""
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,15 @@ Contracts:
   ATR_t, trailing distance = trailing_atr x ATR_t; NaN where a multiple is off or ATR is warming up.
 - Alignment: the union of all symbols' bar times; prices are NaN where a symbol has no bar (it does not
   trade there); targets and distances carry forward the last decided value (0 before a symbol's first
-  bar), which is point in time.
+  bar), which is point in time. Order fractions do not carry forward: a bar without the symbol has no order.
+- Strategy kinds (`strategies.base`, `agent.execution.conventions`): an `order_fraction` strategy's output
+  is taken as it is (orders need no sizing: fixed sizing with fraction 1 only; no caps, the book's room
+  is kept at the fill). With the fill timing `same_open` the strategy is given each frame's `open` column
+  only (reading another is a `StrategyError`: the guard against a strategy deciding on an open it has
+  not seen the rest of the bar for) and takes no exit plan and no `vol_target` sizing (both use bar t's
+  close and ATR). `check_conventions` says so before anything runs.
+- `rule_plan` without a fill timing is the agent's call (`agent.graph.nodes`): it runs target strategies
+  deciding at the close only, and refuses the other kinds with one line.
 """
 
 from __future__ import annotations
@@ -28,7 +36,8 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
-from agent.backtest.models import FloatArray, SizingRules
+from agent.backtest.models import FillMode, FloatArray, SizingRules
+from agent.errors import StrategyError
 from agent.market.indicators import atr
 from agent.risk.sizing import fixed_fraction_exposure, vol_target_exposure
 from strategies.base import Strategy, StrategyParams, prices
@@ -153,9 +162,62 @@ class RulePlan:
     """(n, k) aligned bars (NaN where a symbol has none)."""
 
 
-def rule_plan(frames: Mapping[str, pd.DataFrame], strategy: Strategy, sizing: SizingRules) -> RulePlan:
+def check_conventions(strategy: Strategy, sizing: SizingRules, fill: FillMode) -> None:
+    """Refuse what the conventions do not define (module contract), with one line."""
+    if strategy.style == "order_fraction" and (sizing.mode != "fixed" or sizing.fraction != 1.0):
+        raise StrategyError(
+            f"{strategy.name} places order fractions (style order_fraction): sizing {sizing.mode} with "
+            f"fraction {sizing.fraction:g} does not apply to them; use fixed sizing with fraction 1"
+        )
+    if fill != "same_open":
+        return
+    p = strategy.params
+    if any(m is not None for m in (p.stop_atr, p.take_profit_atr, p.trailing_atr)):
+        raise StrategyError(
+            f"{strategy.name}: an exit plan (stop_atr, take_profit_atr, trailing_atr) is set from bar t's "
+            "ATR, unknown at its open; with fill same_open there is none"
+        )
+    if sizing.mode == "vol_target":
+        raise StrategyError(
+            f"{strategy.name}: vol_target sizing reads bar t's close and ATR, unknown at its open; "
+            "with fill same_open use fixed sizing"
+        )
+
+
+def decided_signal(strategy: Strategy, frame: pd.DataFrame, fill: FillMode) -> FloatArray:
+    """The strategy's checked output on `frame` as it is known when it decides: with `same_open`, the
+    `open` column only (reading another column is a `StrategyError`)."""
+    if fill != "same_open":
+        return strategy.exposure(frame)
+    try:
+        return strategy.exposure(frame[["open"]])
+    except KeyError as e:
+        raise StrategyError(
+            f"{strategy.name} decides on each bar's open (fill same_open), so it sees only the open column; "
+            f"it read {e}"
+        ) from None
+
+
+def rule_plan(
+    frames: Mapping[str, pd.DataFrame],
+    strategy: Strategy,
+    sizing: SizingRules,
+    *,
+    fill: FillMode | None = None,
+) -> RulePlan:
     """Each symbol's signal on its whole frame, sized and capped, aligned on the union of bar times (sorted
-    symbols), gross-capped across symbols, with the exit plans. Point in time: row t uses bars <= t only."""
+    symbols), gross-capped across symbols, with the exit plans. Point in time: row t uses bars <= t only
+    (with `same_open`, the open of bar t and nothing else of it). `fill` None: the agent's call (module
+    contract)."""
+    if fill is None:
+        if strategy.style != "target" or strategy.fill_timing != "next_open":
+            raise StrategyError(
+                f"{strategy.name} ({strategy.style}, decided for {strategy.fill_timing}) runs in tradegraph "
+                "backtest only for now; the agent executes target strategies decided at the close"
+            )
+        fill = "next_open"
+    check_conventions(strategy, sizing, fill)
+    orders = strategy.style == "order_fraction"
     symbols = sorted(frames)
     index, ohlcv, rows = align(frames, symbols)
     n, k = len(index), len(symbols)
@@ -164,17 +226,28 @@ def rule_plan(frames: Mapping[str, pd.DataFrame], strategy: Strategy, sizing: Si
     plan: FloatArray | None = None
     for j, symbol in enumerate(symbols):
         frame = frames[symbol]
-        sized, capped = sized_targets(strategy.exposure(frame), frame, sizing)
-        if capped.any():
-            clamped[rows[j], j] = capped
-        targets[:, j] = spread(sized, rows[j], n, 0.0)
+        signal = decided_signal(strategy, frame, fill)
+        if orders:
+            targets[:, j] = signal if len(rows[j]) == n else _placed(signal, rows[j], n)
+        else:
+            sized, capped = sized_targets(signal, frame, sizing)
+            if capped.any():
+                clamped[rows[j], j] = capped
+            targets[:, j] = spread(sized, rows[j], n, 0.0)
         levels = exit_plan(frame, strategy.params)
         if levels is not None:
             if plan is None:
                 plan = np.full((3, n, k), np.nan)
             for i in range(3):
                 plan[i, :, j] = spread(levels[i], rows[j], n, np.nan)
-    if k > 1:
+    if k > 1 and not orders:
         targets, scaled = gross_cap(targets, sizing.gross_cap)
         clamped[scaled] = True
     return RulePlan(index, tuple(symbols), targets, plan, clamped, ohlcv)
+
+
+def _placed(values: FloatArray, rows: np.ndarray, n: int) -> FloatArray:
+    """A symbol's per-bar orders on the union rows; 0 (no order) where it has no bar."""
+    out = np.zeros(n)
+    out[rows] = values
+    return out

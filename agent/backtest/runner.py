@@ -9,16 +9,18 @@ Contracts:
   short).
 - `rules` are the symbols' `MarketRules` (in sorted symbol order) or a ready (k, 4) array; required,
   so no fee is ever assumed.
+- The strategy's kind sets the meaning of its output (`EngineConfig.style` is taken from it) and the fill
+  timing `config.fill` sets what it may read (`agent.backtest.plan.rule_plan`).
 - `compare(result, frames, ...)` gives the references every report shows over the same bars: buy & hold
-  (`agent.backtest.baseline`: fully invested from the first bar, same costs; plus `buy_and_hold_capped`
-  when the per-symbol cap binds) and cash.
+  (`agent.backtest.baseline`: fully invested from the first bar, same costs and initial position; plus
+  `buy_and_hold_capped` when the per-symbol cap binds) and cash.
 - Deterministic: the same inputs give bit-identical outputs.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -72,7 +74,9 @@ def run_backtest(
     sizing = sizing or SizingRules()
     if not frames:
         raise DataError("no symbols to backtest")
-    plan = rule_plan(frames, strategy, sizing)
+    if config.style != strategy.style:
+        config = replace(config, style=strategy.style)
+    plan = rule_plan(frames, strategy, sizing, fill=config.fill)
     index, ohlcv, targets, levels, clamped = plan.index, plan.ohlcv, plan.targets, plan.plan, plan.clamped
     n, k = len(index), len(plan.symbols)
     first = 0 if start is None else int(index.searchsorted(start))

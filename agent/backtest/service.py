@@ -9,8 +9,12 @@ Contracts:
   `strategy`, `buy_and_hold`, `cash` and, when the per-symbol cap binds, `buy_and_hold_capped`, plus the
   window's `warnings`, which also join the outcome's and the report's notes) and report path; any failure
   after the run row exists marks it failed and re-raises.
-- Settings supply the defaults (cash, fees, slippage, participation cap, risk caps and limits); request
-  fields that are not None override them and are stored in the run's `config`.
+- Settings supply the defaults (cash, fees, slippage, participation cap, fixed fee, initial position, risk
+  caps and limits); request fields that are not None override them and are stored in the run's `config`.
+- Conventions (`agent.execution.conventions`): the fill timing is the request's `fill`, else the strategy's
+  declared `fill_timing`; the order style is the strategy's. `initial_position` names symbols of the run
+  (fractions of the initial equity, summing to at most 1); `exchange_rules = False` drops the amount step
+  and the minimums (only the fee applies), as protocols that model neither.
 - History: the strategy's indicators are computed from `agent.market.history.history_bars` bar times before
   the first traded bar (1000, more when the strategy declares a longer warm-up; `warmup` overrides it), the
   history the daemon reads by default (`tradegraph run --history-bars`), so a backtest and a daemon over the
@@ -31,11 +35,13 @@ import pandas as pd
 from sqlalchemy.orm import Session, sessionmaker
 
 from agent.backtest.data import Window, epoch_ms, load_window
-from agent.backtest.market import engine_config, rules_for, sizing_rules, unknown_rules
+from agent.backtest.market import engine_config, plain_rules, rules_for, sizing_rules, unknown_rules
 from agent.backtest.models import EngineConfig, FillMode, SizingRules
+from agent.backtest.plan import check_conventions
 from agent.backtest.runner import BacktestResult, compare, run_backtest
 from agent.config import Settings
 from agent.errors import ConfigError
+from agent.execution.conventions import FILL_MODES
 from agent.market.candles import timeframe_ms
 from agent.market.exchange import MarketRules
 from agent.market.history import history_bars
@@ -50,12 +56,14 @@ class BacktestRequest:
     """What the user asked for; None means: from the configuration."""
 
     strategy: str
-    params: dict[str, str] = field(default_factory=dict)
+    params: dict[str, Any] = field(default_factory=dict)
+    """Raw parameter values (strings from the command line, numbers from a campaign file)."""
     symbols: list[str] = field(default_factory=list)
     timeframe: str | None = None
     start: str | None = None
     end: str | None = None
-    fill: str = "next_open"
+    fill: str | None = None
+    """next_open, same_open or same_close; None = the strategy's declared timing."""
     sizing: str = "fixed"
     fraction: float = 1.0
     max_position: float | None = None
@@ -64,6 +72,11 @@ class BacktestRequest:
     slippage_bps: float | None = None
     max_participation: float | None = None
     warmup: int | None = None
+    fixed_fee: float | None = None
+    initial_position: dict[str, float] | None = None
+    """Symbol -> fraction of the initial equity held from the first bar's open; None = `[broker]`."""
+    exchange_rules: bool = True
+    """False: no amount step and no minimums, only the fee."""
 
 
 @dataclass(frozen=True)
@@ -103,8 +116,12 @@ def parse_symbols(symbol: str | None, symbols: str | None, default: list[str]) -
 
 
 def _check_options(r: BacktestRequest) -> None:
+    position = r.initial_position or {}
     checks = [
-        (r.fill in ("next_open", "same_close"), f"--fill {r.fill!r}: use next_open or same_close"),
+        (
+            r.fill is None or r.fill in FILL_MODES,
+            f"--fill {r.fill!r}: use next_open, same_open or same_close",
+        ),
         (r.sizing in ("fixed", "vol_target"), f"--sizing {r.sizing!r}: use fixed or vol_target"),
         (0 < r.fraction <= 1, f"--fraction {r.fraction}: must be in (0, 1]"),
         (
@@ -119,6 +136,11 @@ def _check_options(r: BacktestRequest) -> None:
             f"--max-participation {r.max_participation}: must be in (0, 1]",
         ),
         (r.warmup is None or r.warmup >= 0, f"--warmup {r.warmup}: must be >= 0"),
+        (r.fixed_fee is None or r.fixed_fee >= 0, f"fixed fee {r.fixed_fee}: must be >= 0 (quote currency)"),
+        (
+            all(0 <= v <= 1 for v in position.values()) and sum(position.values()) <= 1 + 1e-12,
+            f"initial position {position}: fractions of equity in [0, 1], summing to at most 1",
+        ),
     ]
     for ok, message in checks:
         if not ok:
@@ -134,6 +156,9 @@ def prepare(request: BacktestRequest, settings: Settings) -> Prepared:
     sizing = sizing_rules(
         settings, mode=request.sizing, fraction=request.fraction, position_cap=request.max_position
     )
+    fill = _fill(request.fill or strategy.fill_timing)
+    check_conventions(strategy, sizing, fill)
+    position = _initial_position(request, settings, symbols)
     warmup = request.warmup
     if warmup is None:
         needed = max(strategy.warmup_bars(), sizing.atr_period + 1 if sizing.mode == "vol_target" else 0)
@@ -143,19 +168,23 @@ def prepare(request: BacktestRequest, settings: Settings) -> Prepared:
         load_window(symbols, timeframe, settings.data_dir, request.start, request.end, warmup, exchange),
         warmup * timeframe_ms(timeframe),
     )
-    rules = [rules_for(s, settings, request.fee) for s in sorted(symbols)]
+    market = rules_for if request.exchange_rules else plain_rules
+    rules = [market(s, settings, request.fee) for s in sorted(symbols)]
     notes = list(window.notes)
     notes += [
         f"{s}: no exchange precision or minimums known offline; only the fee applies"
-        for s in unknown_rules(symbols)
+        for s in (unknown_rules(symbols) if request.exchange_rules else [])
     ]
     config = engine_config(
         settings,
         initial_cash=request.cash,
-        fill=_fill(request.fill),
+        fill=fill,
         slippage_bps=request.slippage_bps,
         max_participation=request.max_participation,
+        fixed_fee=request.fixed_fee,
+        initial_position=position,
     )
+    config = replace(config, style=strategy.style)
     return Prepared(strategy, sorted(symbols), timeframe, window, rules, config, sizing, notes)
 
 
@@ -168,7 +197,21 @@ def history_from(window: Window, span_ms: int) -> Window:
 
 
 def _fill(value: str) -> FillMode:
-    return "same_close" if value == "same_close" else "next_open"
+    return next((mode for mode in FILL_MODES if mode == value), "next_open")
+
+
+def _initial_position(request: BacktestRequest, settings: Settings, symbols: list[str]) -> dict[str, float]:
+    """The request's initial position (else `[broker] initial_position`); every symbol in it is traded."""
+    given = (
+        request.initial_position if request.initial_position is not None else settings.broker.initial_position
+    )
+    position = {s.upper(): float(v) for s, v in given.items() if v > 0}
+    unknown = sorted(set(position) - set(symbols))
+    if unknown:
+        raise ConfigError(
+            f"initial position in {unknown[0]}, which this backtest does not trade ({', '.join(symbols)})"
+        )
+    return position
 
 
 def simulate_prepared(p: Prepared) -> tuple[BacktestResult, BacktestResult, dict[str, dict[str, float]]]:
@@ -254,6 +297,8 @@ def _meta(run_id: str, p: Prepared, result: BacktestResult) -> dict[str, Any]:
         "parameters": p.strategy.describe(),
         "fills": f"{p.config.fill}, slippage {p.config.slippage_bps} bps, "
         f"participation cap {p.config.max_participation or 'none'}",
+        "conventions": f"{p.strategy.style}, fixed fee {p.config.fixed_fee:g} per fill, initial position "
+        f"{', '.join(f'{s} {v:g}' for s, v in p.config.initial_position.items()) or 'none'}",
         "fees (taker)": ", ".join(f"{r.symbol} {r.taker_fee:g}" for r in p.rules),
         "sizing": f"{p.sizing.mode}, fraction {p.sizing.fraction}, per-symbol cap {p.sizing.position_cap}, "
         f"gross cap {p.sizing.gross_cap}",

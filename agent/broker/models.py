@@ -11,8 +11,13 @@ Contracts:
 - `client_order_id(run, symbol, bar, leg)` is deterministic (`{run}-{BASEQUOTE}-{bar_ts}-{leg}`, characters
   outside [A-Za-z0-9_-] dropped, at most 96 characters): a retried tick produces the same ids, and the
   unique `orders.client_order_id` stops a second fill.
-- Legs: `target` (the order moving to a pending target) and `exit` (a stop-loss, trailing-stop or
-  take-profit exit); a symbol has at most one of each per bar.
+- Legs: `target` (the order moving to a pending target), `exit` (a stop-loss, trailing-stop or
+  take-profit exit) and `initial` (the initial position, at the first bar); a symbol has at most one of
+  each per bar.
+- `FillTerms` also carries the run's conventions (`agent.execution.conventions`): the fill timing
+  (`next_open`, or `same_open`: a pending target decided at bar t's open fills at that open) and the order
+  style (`target`, or `order_fraction`: a pending "target" is an order fraction in [-1, 1]); the fixed fee
+  and the initial position are `[broker]` settings. The defaults are the agent's: next open, targets.
 - All records are frozen dataclasses of plain values: the graph's state holds them as they are, and the
   checkpointer's serializer (`agent.graph.checkpoint.STATE_TYPES`) stores and restores them exactly. They
   carry every column the `orders` and `fills` tables need.
@@ -28,6 +33,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from agent.config import BrokerSettings, RiskSettings, Settings
+from agent.execution.conventions import FillTiming, OrderStyle
 from agent.market.candles import timeframe_ms
 from agent.market.exchange import MarketRules
 from agent.portfolio import PortfolioState
@@ -49,6 +55,7 @@ __all__ = [
 
 TARGET_LEG = "target"
 EXIT_LEG = "exit"
+INITIAL_LEG = "initial"
 _MAX_ID = 96
 
 
@@ -64,17 +71,24 @@ def client_order_id(run_id: str, symbol: str, bar_ts: int, leg: str) -> str:
 
 @dataclass(frozen=True)
 class FillTerms:
-    """The settings the paper broker reads: fills and fees (`[broker]`), the book's limits, cooldown and
-    breakers (`[risk]`), and the bar length (the run's timeframe)."""
+    """The settings the paper broker reads: fills, fees and the initial position (`[broker]`), the book's
+    limits, cooldown and breakers (`[risk]`), the bar length (the run's timeframe), and the run's fill timing
+    and order style."""
 
     risk: RiskSettings
     broker: BrokerSettings
     bar_ms: int
+    timing: FillTiming = "next_open"
+    """`same_open`: a pending target decided at bar t's open (decided_ts == bar_ts) fills at that open."""
+    style: OrderStyle = "target"
+    """`order_fraction`: pending targets are order fractions (+f buys with f of cash, -f sells f held)."""
 
     @classmethod
-    def of(cls, settings: Settings) -> FillTerms:
+    def of(
+        cls, settings: Settings, timing: FillTiming = "next_open", style: OrderStyle = "target"
+    ) -> FillTerms:
         """The terms a run with `settings` fills on."""
-        return cls(settings.risk, settings.broker, timeframe_ms(settings.timeframe))
+        return cls(settings.risk, settings.broker, timeframe_ms(settings.timeframe), timing, style)
 
 
 @dataclass(frozen=True)
@@ -94,7 +108,8 @@ class PendingTarget:
 
     symbol: str
     target_exposure: float
-    """The risk result's `target_exposure` (fraction of equity; the ledger's `decisions.final_exposure`)."""
+    """The risk result's `target_exposure` (fraction of equity; the ledger's `decisions.final_exposure`);
+    with `FillTerms.style` `order_fraction`, the order fraction (-1..1)."""
     decided_ts: int
     """Open time of the bar at whose close the target was decided."""
     stop_loss: float | None = None

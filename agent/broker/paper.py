@@ -6,10 +6,15 @@ backtest engine's compiled loop, and the result is read back as a new state plus
 records. A paper session and a backtest therefore fill identically, bit for bit.
 
 For bar t (see `agent.execution.bar` for the rules themselves):
-  1. At open_t: pending targets decided at close_{t-1} become orders (equity marked at open_t once; sells
-     first, then buys, in symbol order; a buy cut to keep the book's `max_gross_exposure` and
-     `min_cash_fraction`, a `portfolio_room` event). An entry stores the pending target's exit plan
-     (`PendingTarget.plan`) and invalidation on the position; an add keeps the position's plan and entry time.
+  0. At the first bar (the state has seen no close: `day` -1): the initial position of `[broker]
+     initial_position` (a fraction of the equity per symbol) is bought at open_t without costs, recorded as a
+     filled order of leg and reason `initial`; every such symbol needs a bar then (`DataError`).
+  1. At open_t: pending targets decided at close_{t-1} (with `FillTerms.timing` `same_open`: at open_t
+     itself) become orders (equity marked at open_t once; sells first, then buys, in symbol order; a buy cut
+     to keep the book's `max_gross_exposure` and `min_cash_fraction`, a `portfolio_room` event); in the
+     `order_fraction` style they are order fractions, every one given is placed. An entry stores the pending
+     target's exit plan (`PendingTarget.plan`) and invalidation on the position; an add keeps the position's
+     plan and entry time.
   2. Within bar t: stop-loss, trailing stop and take-profit exits; a filled stop-out starts the symbol's
      cooldown (`bar.cooldown_end`, a `cooldown` event). Then trailing stops follow the bar's high.
   3. At close_t: marks = closes; equity; peak equity; the day roll (`bar.roll_day`).
@@ -21,9 +26,12 @@ target series every bar (as the backtest engine reads its target matrix) passes 
 Unfilled orders are recorded too: status `rejected`, reason `...: dust` (below the exchange minimum) or
 `...: nothing fillable` (no cash, no position or no volume), each with a `BrokerEvent`.
 
+Fees are the proportional fee plus `[broker] fixed_fee` on every fill (`execution.costs.execute_order`).
+
 Inputs are checked: every symbol with a position or a pending target needs a finite, positive bar
-(`DataError` otherwise: the caller skips the tick); a pending target outside [0, 1], for another symbol, or
-decided at or after bar t (look-ahead) is a bug (`ValueError`).
+(`DataError` otherwise: the caller skips the tick); a pending target outside [0, 1] (outside [-1, 1] in the
+`order_fraction` style), for another symbol, or decided at or after bar t (look-ahead; after bar t with
+`same_open`) is a bug (`ValueError`).
 Positions are kept in symbol order so equity sums identically after a reload (bit-identical resumes).
 """
 
@@ -37,6 +45,7 @@ import numpy as np
 
 from agent.broker.models import (
     EXIT_LEG,
+    INITIAL_LEG,
     TARGET_LEG,
     Bar,
     BarOutcome,
@@ -51,6 +60,7 @@ from agent.broker.models import (
 from agent.errors import DataError
 from agent.execution import bar
 from agent.execution.compiled import compiled
+from agent.execution.conventions import SIGNAL_BOUNDS
 from agent.execution.costs import DUST, FILLED, STATUS_NAMES, effective_fee
 from agent.portfolio import PortfolioState, Position
 from agent.risk.models import PORTFOLIO_ROOM
@@ -77,25 +87,34 @@ def process_bar(
 ) -> BarOutcome:
     """Settle bar t: pending targets at the open, exits within the bar, marks at the close (see module).
     `terms` are the settings it reads (`FillTerms.of(settings)`)."""
-    _check_inputs(state, bars, pending, bar_ts)
+    _check_inputs(state, bars, pending, bar_ts, terms)
     book = _Arrays.of(state, bars, pending, bar_ts, rules, terms, in_force)
     book.run()
     return _Reading(book, state, pending, bar_ts, terms, run_id).outcome()
 
 
 def _check_inputs(
-    state: PortfolioState, bars: Mapping[str, Bar], pending: Mapping[str, PendingTarget], bar_ts: int
+    state: PortfolioState,
+    bars: Mapping[str, Bar],
+    pending: Mapping[str, PendingTarget],
+    bar_ts: int,
+    terms: FillTerms,
 ) -> None:
-    for symbol in sorted(set(state.positions) | set(pending)):
+    seeded = (
+        {s for s, share in terms.broker.initial_position.items() if share > 0} if state.day == -1 else set()
+    )
+    for symbol in sorted(set(state.positions) | set(pending) | seeded):
         candle = bars.get(symbol)
         if candle is None:
-            raise DataError(f"no bar for {symbol}, which has a position or a pending target")
+            raise DataError(f"no bar for {symbol}, which has a position, a pending target or an initial one")
         prices = (candle.open, candle.high, candle.low, candle.close)
         if not all(math.isfinite(p) and p > 0 for p in prices) or not (candle.volume >= 0):
             raise DataError(f"invalid bar for {symbol}: {candle}")
+    low, high = SIGNAL_BOUNDS[terms.style]
+    latest = bar_ts if terms.timing == "same_open" else bar_ts - 1
     for symbol, target in pending.items():
         exposure = target.target_exposure
-        if target.symbol != symbol or not (0.0 <= exposure <= 1.0) or target.decided_ts >= bar_ts:
+        if target.symbol != symbol or not (low <= exposure <= high) or target.decided_ts > latest:
             raise ValueError(f"invalid pending target for {symbol} at bar {bar_ts}: {target}")
 
 
@@ -108,6 +127,7 @@ class _Arrays:
     ohlcv: dict[str, np.ndarray]
     goal: np.ndarray
     plan: np.ndarray
+    seed: np.ndarray
     rules: np.ndarray
     cfg: np.ndarray
     st: np.ndarray
@@ -134,7 +154,10 @@ class _Arrays:
         goal = np.full((1, k), math.nan)
         plan = np.full((3, 1, k), math.nan)
         st = bar.new_state(k, math.nan)
+        seed = np.zeros(k if state.day == -1 and terms.broker.initial_position else 0)
         for j, s in enumerate(symbols):
+            if len(seed):
+                seed[j] = terms.broker.initial_position.get(s, 0.0)
             if s in pending:
                 goal[0, j] = pending[s].target_exposure
                 plan[:, 0, j] = pending[s].plan()
@@ -171,17 +194,20 @@ class _Arrays:
             risk.daily_loss_limit,
             risk.max_drawdown,
             terms.bar_ms,
+            broker.fixed_fee,
+            bar.STYLE_CODES[terms.style],
         )
         acct = np.array(
             [state.cash, state.fees_paid, state.peak_equity, float(state.day), state.day_start_equity]
         )
-        li, lf = bar.order_log(2 * k + 1)
+        li, lf = bar.order_log(3 * k + 1)
         return cls(
             symbols,
             bar_ts,
             ohlcv,
             bar.frozen(goal),
             bar.frozen(plan),
+            bar.frozen(seed),
             bar.frozen(matrix),
             bar.frozen(cfg),
             st,
@@ -190,11 +216,12 @@ class _Arrays:
         )
 
     def run(self) -> None:
-        """The kernel's steps 1-4 for this bar."""
+        """The kernel's steps 0-4 for this bar."""
         o = self.ohlcv
         at_open = (o["open"], o["volume"])
         args = (self.rules, self.cfg, self.st, self.acct, self.log)
-        _settle(self.ts, self.goal, self.plan, (o["open"], o["high"], o["low"]), o["close"], at_open, *args)
+        ohl = (o["open"], o["high"], o["low"])
+        _settle(self.ts, self.goal, self.plan, self.seed, ohl, o["close"], at_open, *args)
 
 
 @compiled()
@@ -202,6 +229,7 @@ def _settle(
     ts: int,
     goal: bar.FloatArray,
     plan: bar.FloatArray,
+    seed: bar.FloatArray,
     ohl: tuple[bar.FloatArray, bar.FloatArray, bar.FloatArray],
     close: bar.FloatArray,
     at_open: bar.Bars,
@@ -211,8 +239,10 @@ def _settle(
     acct: bar.FloatArray,
     log: bar.Log,
 ) -> float:
-    """Steps 1-4 of the per-bar semantics for one bar (row 0); returns the equity at the close."""
-    bar.open_targets(0, 0, goal, plan, at_open, rules, cfg, st, acct, log)
+    """Steps 0-4 of the per-bar semantics for one bar (row 0); returns the equity at the close."""
+    if seed.shape[0] > 0:
+        bar.endow(0, seed, ohl[0], rules, st, acct, log)
+    bar.open_goals(0, 0, goal, plan, at_open, rules, cfg, st, acct, log)
     bar.check_exits(0, ts, ohl, plan, at_open, rules, cfg, st, acct, log)
     bar.trail_stops(0, ohl[1], st)
     equity, _ = bar.close_bar(0, ts, close, cfg, st, acct)
@@ -239,7 +269,7 @@ class _Reading:
 
     def outcome(self) -> BarOutcome:
         li, lf, cnt = self.book.log
-        bought: dict[str, tuple[float, float]] = {}
+        bought: dict[str, list[tuple[float, float]]] = {}
         for i in range(int(cnt[0])):
             self._order(li[i], lf[i], bought)
         state = self._state(bought)
@@ -259,11 +289,13 @@ class _Reading:
             in_force,
         )
 
-    def _order(self, ints: np.ndarray, floats: np.ndarray, bought: dict[str, tuple[float, float]]) -> None:
+    def _order(
+        self, ints: np.ndarray, floats: np.ndarray, bought: dict[str, list[tuple[float, float]]]
+    ) -> None:
         s = self.book.symbols[int(ints[bar.L_SYMBOL])]
         side = "buy" if ints[bar.L_SIDE] > 0 else "sell"
         reason = bar.REASONS[int(ints[bar.L_REASON])]
-        leg = TARGET_LEG if ints[bar.L_REASON] < bar.TRIGGERED else EXIT_LEG
+        leg = _leg(int(ints[bar.L_REASON]))
         wanted, ref = float(floats[bar.L_WANTED]), float(floats[bar.L_REF])
         target = self.pending.get(s) if leg == TARGET_LEG else None
         decided = target.decided_ts if target is not None else None
@@ -316,12 +348,12 @@ class _Reading:
             )
         )
         if side == "buy":
-            bought[s] = (amount, price)  # one target order per symbol and bar
+            bought.setdefault(s, []).append((amount, price))  # the initial position, then the target order
         elif ints[bar.L_REASON] in (bar.STOPPED, bar.TRAILED):
             until = int(self.book.st[int(ints[bar.L_SYMBOL]), bar.COOL])
             self.events.append(BrokerEvent(s, COOLDOWN, f"stopped out at {ref:.10g}; cooldown until {until}"))
 
-    def _state(self, bought: dict[str, tuple[float, float]]) -> PortfolioState:
+    def _state(self, bought: dict[str, list[tuple[float, float]]]) -> PortfolioState:
         st, acct = self.book.st, self.book.acct
         positions: dict[str, Position] = {}
         for j, s in enumerate(self.book.symbols):
@@ -334,15 +366,15 @@ class _Reading:
             if old is None or old.amount <= 0.0:
                 target = self.pending.get(s)
                 invalidation = target.invalidation if target is not None else ""
-                price = bought[s][1]
+                price = _average(bought[s])
                 positions[s] = Position(
                     s, amount, price, self.bar_ts, stop, take, invalidation, trail, trailing
                 )
                 continue
             avg = old.avg_price
             if s in bought:
-                added, price = bought[s]
-                avg = (old.amount * old.avg_price + added * price) / amount
+                cost = sum(a * p for a, p in bought[s])
+                avg = (old.amount * old.avg_price + cost) / amount
             positions[s] = Position(
                 s, amount, avg, old.entry_ts, stop, take, old.invalidation, trail, trailing
             )
@@ -359,6 +391,19 @@ class _Reading:
             day=int(acct[bar.DAY]),
             cooldown_until=cooldown,
         )
+
+
+def _leg(reason: int) -> str:
+    if reason == bar.INITIAL:
+        return INITIAL_LEG
+    return TARGET_LEG if reason < bar.TRIGGERED else EXIT_LEG
+
+
+def _average(buys: list[tuple[float, float]]) -> float:
+    """The price paid per unit over a bar's buys of one symbol (the one buy's price when there is one)."""
+    if len(buys) == 1:
+        return buys[0][1]
+    return sum(a * p for a, p in buys) / sum(a for a, _ in buys)
 
 
 def _nan(value: float | None) -> float:

@@ -40,7 +40,12 @@ def backtest(
     start: str | None = _START,
     end: str | None = _END,
     param: list[str] | None = _PARAM,
-    fill: str = typer.Option("next_open", "--fill", help="next_open (default) or same_close (optimistic)"),
+    fill: str | None = typer.Option(
+        None,
+        "--fill",
+        help="next_open, same_open (strategies deciding on the open) or same_close (optimistic); "
+        "default: the strategy's (next_open for the built-ins)",
+    ),
     sizing: str = typer.Option("fixed", "--sizing", help="fixed (signal x fraction) or vol_target (ATR)"),
     fraction: float = typer.Option(1.0, "--fraction", help="fixed sizing: exposure when fully in"),
     max_position: float | None = typer.Option(

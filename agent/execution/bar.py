@@ -9,28 +9,38 @@ The book is plain arrays so that the engine's loop and the broker call the very 
   open time in ms; NaN = none). NaN means "none" for every level.
 - `acct`, (NACCT,): cash, fees paid, peak equity, the UTC day of the last close and the equity at its start.
 - `cfg`, (NCFG,): slippage (bps), participation cap (0 = none), `max_gross_exposure`, `min_cash_fraction`,
-  the cooldown in bars, the daily loss limit and the maximum drawdown (inf = off), one bar in ms.
+  the cooldown in bars, the daily loss limit and the maximum drawdown (inf = off), one bar in ms, the fixed
+  fee per fill (quote currency) and the style of the goal rows (TARGETS or ORDERS).
 - `rules`, (k, 4): taker fee, amount step, minimum amount, minimum notional (as `agent.backtest.market`).
 - Bars are (n, k) arrays (`ref`, `open`, `high`, `low`, `close`, `volume`); NaN = no bar for that symbol.
   The broker passes one row (n = 1). `t` is the row, `ts` its open time in ms.
 - Targets are (n, k) (`goal[row]`, NaN = nothing pending) with their exit plans (3, n, k): the stop-loss
   level, the take-profit level and the trailing distance decided with them (NaN = none; an empty (3, 0, k)
-  plan = no plan at all).
+  plan = no plan at all). In the ORDERS style a goal is an order fraction instead (`open_orders`).
+- `seed`, (k,): the initial position, a fraction of the initial equity per symbol (`endow`).
 - Every order attempted is one row of the order log (`li`, `lf`, written at `cnt[0]`): ints (row, symbol,
   side, reason, status, room binding, closed) and floats (wanted, reference price, amount asked after the
   book's room, amount filled, fill price, fee). Fills are the rows with status FILLED.
 
-Per-bar rules (next-bar-open timing: the targets decided at close_{t-1} are executed at open_t):
- 1. `open_targets`: equity is marked at the reference prices once (a symbol without a price at its last
-    mark); every symbol whose pending target differs from the target in force becomes an order of
-    `costs.order_for_target(target, equity, position, ref)`: all sells first, then all buys, each group in
-    symbol order, so cash is freed first; the target is then in force. Entry (flat -> long), increase,
-    decrease, exit. A buy is first cut so that the book after it keeps `max_gross_exposure` and cash >=
-    `min_cash_fraction` of equity, positions at the reference prices, fee and slippage paid (`book_room`;
-    with the defaults 1 and 0 that is cash >= 0, which `execute_order` keeps). An entry takes its plan:
-    stop = the stop level, take-profit = the take-profit level, and with a trailing distance d the stop is
-    raised to fill price - d when that is higher (the stop is then the trailing stop). An add keeps the
-    position's plan.
+Per-bar rules (next-bar-open timing: the targets decided at close_{t-1} are executed at open_t; the callers
+choose the row, so the same steps serve the fill at the deciding bar's own open, see `agent.backtest.engine`):
+ 0. `endow`, at the first bar only (no close seen yet): the initial position. Symbol s gets seed[s] of the
+    book's equity in the asset at open_t, floored to the amount step, with no fee and no slippage (it is the
+    starting book, not a trade); it is logged as a filled buy of reason `initial` and is the target in force.
+ 1. `open_goals`, in the TARGETS style `open_targets`: equity is marked at the reference prices once (a symbol
+    without a price at its last mark); every symbol whose pending target differs from the target in force
+    becomes an order of `costs.order_for_target(target, equity, position, ref)`: all sells first, then all
+    buys, each group in symbol order, so cash is freed first; the target is then in force. Entry (flat ->
+    long), increase, decrease, exit. A buy is first cut so that the book after it keeps `max_gross_exposure`
+    and cash >= `min_cash_fraction` of equity, positions at the reference prices, fee and slippage paid
+    (`book_room`; with the defaults 1 and 0 that is cash >= 0, which `execute_order` keeps). An entry takes
+    its plan: stop = the stop level, take-profit = the take-profit level, and with a trailing distance d the
+    stop is raised to fill price - d when that is higher (the stop is then the trailing stop). An add keeps
+    the position's plan.
+    In the ORDERS style (`open_orders`) every non-zero goal is an order, repeated goals included: all sells
+    first, then all buys, in symbol order; -f sells f of the position held (an exit at -1), +f buys for
+    f x the cash at that moment (after the bar's sells and the buys before it), the fees on top and the buy
+    capped at what the cash affords. A sell with nothing held or a buy with no cash places no order.
  2. `check_exits`: every open position against its levels with `costs.exit_trigger` (the stop wins when both
     are touched; a gap fills at the open); a hit sells the whole position: stop_loss, take_profit, or
     trailing_stop when the stop is the trailing level. A filled stop-out (either kind) starts the symbol's
@@ -42,10 +52,14 @@ Per-bar rules (next-bar-open timing: the targets decided at close_{t-1} are exec
  5. At the close the next targets are decided. `entries_blocked` is the breakers' verdict on an increase
     (the daily loss limit, the maximum drawdown and the cooldown, as `agent.risk.breakers`); the engine's
     `refuse_blocked` drops a changed target above the current exposure while it holds (the change is in
-    force, so it is not retried), as the risk layer refuses a rule's BUY.
-Orders are placed only when a target changes; drift is never rebalanced. An order that does not fill (dust,
-nothing affordable) is logged and not retried. A sell that leaves at most `CLOSED` of the amount sold closes
-the position exactly (floating-point residue of step flooring) and clears its plan.
+    force, so it is not retried), as the risk layer refuses a rule's BUY. For a decision at the open the
+    engine calls it at the previous close with the decision's bar time.
+    In the ORDERS style a buy decided while a breaker blocks is refused (the symbol's DONE is REFUSED until
+    the bar it was pending for is processed); sells are never refused.
+Fees: `costs.execute_order`, the proportional fee plus `cfg[FIXED_FEE]` on every fill.
+In the TARGETS style orders are placed only when a target changes; drift is never rebalanced. An order that
+does not fill (dust, nothing affordable) is logged and not retried. A sell that leaves at most `CLOSED` of the
+amount sold closes the position exactly (floating-point residue of step flooring) and clears its plan.
 
 The functions allocate nothing (`_nrt=False`); the small per-bar steps are inlined into the engine's loop,
 `execute` (one order) is an ordinary compiled call made only when an order is placed.
@@ -65,6 +79,7 @@ from agent.execution.costs import (
     STOP_LOSS,
     execute_order,
     exit_trigger,
+    floor_to_step,
     order_for_target,
 )
 
@@ -82,16 +97,22 @@ CASH, FEES, PEAK, DAY, DAY_START = 0, 1, 2, 3, 4
 NACCT = 5
 """Slots of the account."""
 SLIPPAGE, PARTICIPATION, MAX_GROSS, MIN_CASH, COOLDOWN_BARS, DAILY_LOSS, MAX_DRAWDOWN, BAR_MS = range(8)
-NCFG = 8
+FIXED_FEE, STYLE = 8, 9
+NCFG = 10
 """Slots of the configuration."""
+TARGETS, ORDERS = 0, 1
+"""Styles of the goal rows (`cfg[STYLE]`): target exposures, or order fractions (`conventions.OrderStyle`)."""
+STYLE_CODES = {"target": TARGETS, "order_fraction": ORDERS}
+REFUSED = math.inf
+"""ORDERS style: a symbol's DONE while the buy pending for its next fill was refused by a breaker."""
 FEE, STEP, MIN_AMOUNT, MIN_NOTIONAL = 0, 1, 2, 3
 """Columns of the rules."""
 PLAN_STOP, PLAN_TAKE, PLAN_TRAIL = 0, 1, 2
 """Rows of an exit plan."""
 
-ENTRY, INCREASE, DECREASE, EXIT, STOPPED, TAKEN, TRAILED = 0, 1, 2, 3, 4, 5, 6
-REASONS = ("entry", "increase", "decrease", "exit", "stop_loss", "take_profit", "trailing_stop")
-"""Order reasons by code: target orders (0-3), then exits triggered inside a bar (4-6)."""
+ENTRY, INCREASE, DECREASE, EXIT, STOPPED, TAKEN, TRAILED, INITIAL = 0, 1, 2, 3, 4, 5, 6, 7
+REASONS = ("entry", "increase", "decrease", "exit", "stop_loss", "take_profit", "trailing_stop", "initial")
+"""Order reasons by code: target orders (0-3), exits triggered inside a bar (4-6), initial position (7)."""
 TRIGGERED = STOPPED
 """First reason code of an exit triggered inside a bar."""
 
@@ -135,6 +156,8 @@ def config(
     daily_loss_limit: float | None,
     max_drawdown: float | None,
     bar_ms: int,
+    fixed_fee: float = 0.0,
+    style: int = TARGETS,
 ) -> FloatArray:
     """The `cfg` array (module contract); None limits are off."""
     out = np.empty(NCFG)
@@ -144,6 +167,8 @@ def config(
     out[DAILY_LOSS] = math.inf if daily_loss_limit is None else daily_loss_limit
     out[MAX_DRAWDOWN] = math.inf if max_drawdown is None else max_drawdown
     out[BAR_MS] = float(bar_ms)
+    out[FIXED_FEE] = fixed_fee
+    out[STYLE] = float(style)
     return out
 
 
@@ -243,7 +268,8 @@ def _within_room(
             held += st[j, POS] * price
     slip = cfg[SLIPPAGE] * 1e-4
     unit_cost = ref[t, s] * ((1.0 + slip) * (1.0 + rules[s, FEE]))
-    gross, floor = book_room(acct[CASH], held, ref[t, s], unit_cost, cfg[MAX_GROSS], cfg[MIN_CASH])
+    cash = acct[CASH] - cfg[FIXED_FEE]
+    gross, floor = book_room(cash, held, ref[t, s], unit_cost, cfg[MAX_GROSS], cfg[MIN_CASH])
     limit = min(gross, floor)
     if wanted <= limit * (1.0 + ROOM_TOLERANCE):
         return wanted, NO_CUT
@@ -306,6 +332,7 @@ def execute(
         rules[s, MIN_NOTIONAL],
         volume[t, s],
         cfg[PARTICIPATION],
+        cfg[FIXED_FEE],
     )
     closed = 0
     if status == FILLED:
@@ -338,6 +365,77 @@ def execute(
 
 
 @compiled(inline=True)
+def endow(
+    t: int, seed: FloatArray, ref: FloatArray, rules: FloatArray, st: FloatArray, acct: FloatArray, log: Log
+) -> None:
+    """Step 0 at the first bar (no close seen yet, `acct[DAY]` -1): the initial position `seed` at ref[t]
+    (module contract). Cash never goes below 0 (float residue of a seed summing to 1 is dropped)."""
+    if acct[DAY] != -1.0:
+        return
+    equity = acct[CASH]
+    for s in range(ref.shape[1]):
+        if st[s, POS] != 0.0:
+            equity += st[s, POS] * (ref[t, s] if ref[t, s] > 0.0 else st[s, MARK])
+    li, lf, cnt = log
+    for s in range(ref.shape[1]):
+        price, share = ref[t, s], seed[s]
+        if not share > 0.0 or not price > 0.0:
+            continue
+        wanted = share * equity / price
+        amount = floor_to_step(wanted, rules[s, STEP])
+        if not amount > 0.0:
+            continue
+        acct[CASH] = max(acct[CASH] - amount * price, 0.0)
+        if st[s, POS] <= 0.0:
+            st[s, STOP] = st[s, TP] = st[s, TRAIL] = math.nan
+            st[s, TRAILING] = 0.0
+        st[s, POS] += amount
+        st[s, DONE] = share
+        i = cnt[0]
+        li[i, L_ROW], li[i, L_SYMBOL], li[i, L_SIDE], li[i, L_REASON] = t, s, 1, INITIAL
+        li[i, L_STATUS], li[i, L_ROOM], li[i, L_CLOSED] = FILLED, NO_CUT, 0
+        lf[i, L_WANTED], lf[i, L_REF], lf[i, L_ASKED] = wanted, price, wanted
+        lf[i, L_FILLED], lf[i, L_PRICE], lf[i, L_FEE] = amount, price, 0.0
+        cnt[0] = i + 1
+
+
+@compiled(inline=True)
+def open_orders(
+    t: int,
+    row: int,
+    goal: FloatArray,
+    plan: FloatArray,
+    bars: Bars,
+    rules: FloatArray,
+    cfg: FloatArray,
+    st: FloatArray,
+    acct: FloatArray,
+    log: Log,
+) -> None:
+    """Step 1 in the ORDERS style: every non-zero goal[row] is an order at ref[t] (module contract)."""
+    ref = bars[0]
+    k = ref.shape[1]
+    for side in (-1, 1):
+        for s in range(k):
+            price, g = ref[t, s], goal[row, s]
+            if not price > 0.0 or not g == g or g == 0.0 or (g > 0.0) != (side > 0):
+                continue
+            if side < 0:
+                amount = -g * st[s, POS]
+                reason = EXIT if g <= -1.0 else DECREASE
+            else:
+                if st[s, DONE] == REFUSED:
+                    continue
+                amount = g * acct[CASH] / price
+                reason = ENTRY if st[s, POS] <= 0.0 else INCREASE
+            if amount > 0.0:
+                execute(t, s, side, amount, price, reason, row, plan, bars, rules, cfg, st, acct, log)
+    for s in range(k):
+        if st[s, DONE] == REFUSED:
+            st[s, DONE] = math.nan
+
+
+@compiled(inline=True)
 def open_targets(
     t: int,
     row: int,
@@ -350,7 +448,8 @@ def open_targets(
     acct: FloatArray,
     log: Log,
 ) -> None:
-    """Step 1: every symbol whose goal[row] differs from the target in force moves to it at ref[t]."""
+    """Step 1 in the TARGETS style: every symbol whose goal[row] differs from the target in force moves to it
+    at ref[t]."""
     ref = bars[0]
     k = ref.shape[1]
     changed = False
@@ -379,6 +478,26 @@ def open_targets(
                 else:
                     reason = EXIT if g == 0.0 else DECREASE
                 execute(t, s, side, abs(delta), price, reason, row, plan, bars, rules, cfg, st, acct, log)
+
+
+@compiled(inline=True)
+def open_goals(
+    t: int,
+    row: int,
+    goal: FloatArray,
+    plan: FloatArray,
+    bars: Bars,
+    rules: FloatArray,
+    cfg: FloatArray,
+    st: FloatArray,
+    acct: FloatArray,
+    log: Log,
+) -> None:
+    """Step 1 in the run's style (`cfg[STYLE]`): `open_targets` or `open_orders`."""
+    if cfg[STYLE] == ORDERS:
+        open_orders(t, row, goal, plan, bars, rules, cfg, st, acct, log)
+    else:
+        open_targets(t, row, goal, plan, bars, rules, cfg, st, acct, log)
 
 
 @compiled(inline=True)
@@ -455,6 +574,7 @@ def entries_blocked(
 @compiled(inline=True)
 def refuse_blocked(
     t: int,
+    row: int,
     ts: int,
     goal: FloatArray,
     close: FloatArray,
@@ -463,11 +583,19 @@ def refuse_blocked(
     st: FloatArray,
     acct: FloatArray,
 ) -> int:
-    """Step 5 for a target series: a changed goal[t] above the current exposure (positions at close_t) is
-    refused (put in force without an order) while a breaker blocks entries; returns how many were refused."""
+    """Step 5 for a target series: a changed goal[row], decided at bar time `ts` with the book as it stands
+    after close_t, above the current exposure (positions at close_t) is refused (put in force without an
+    order) while a breaker blocks entries; in the ORDERS style a buy is refused (DONE = REFUSED). Returns
+    how many were refused."""
     refused = 0
+    orders = cfg[STYLE] == ORDERS
     for s in range(goal.shape[1]):
-        g = goal[t, s]
+        g = goal[row, s]
+        if orders:
+            if g > 0.0 and entries_blocked(s, ts, equity, cfg, st, acct):
+                st[s, DONE] = REFUSED
+                refused += 1
+            continue
         if not g == g or g == st[s, DONE]:
             continue
         mark = close[t, s] if close[t, s] > 0.0 else st[s, MARK]

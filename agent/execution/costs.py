@@ -4,8 +4,11 @@ loop and the paper broker both call, so a backtest and a paper session fill iden
 Contracts (all prices and cash in the quote currency, amounts in the base currency):
 - `side` is +1 for buy, -1 for sell.
 - Fill price = reference price moved against the trader by `slippage_bps` (buy higher, sell lower).
-- The fee is `fee_rate × filled notional`, charged in the quote currency (deducted from cash).
-- Buys are capped so that amount × price × (1 + fee_rate) <= cash; sells are capped at the position
+- The fee is `fee_rate × filled notional + fixed_fee`, charged in the quote currency (deducted from cash):
+  the fixed fee (`broker.fixed_fee`, 0 by default) is charged once on every fill, buy or sell, whatever its
+  size (a sell pays it out of its proceeds).
+- Buys are capped so that amount × price × (1 + fee_rate) + fixed_fee <= cash (nothing fills when the cash
+  does not cover the fixed fee); sells are capped at the position
   (spot: never short). The caps hold after flooring to the step too: a buy that the rounding tolerance
   floors past the cash is one step smaller; a sell floored past the position sells the position exactly.
 - With `max_participation > 0` an order is capped at that fraction of the bar's volume.
@@ -75,12 +78,13 @@ def execute_order(
     min_notional: float,
     bar_volume: float,
     max_participation: float,
+    fixed_fee: float = 0.0,
 ) -> tuple[float, float, float, int]:
     """Fill a market order of `amount` at `ref_price`; returns (filled_amount, price, fee, status)."""
     price = slipped_price(side, ref_price, slippage_bps)
     if max_participation > 0.0 and amount > bar_volume * max_participation:
         amount = bar_volume * max_participation
-    limit = cash / (price * (1.0 + fee_rate)) if side > 0 else position
+    limit = (cash - fixed_fee) / (price * (1.0 + fee_rate)) if side > 0 else position
     if amount > limit:
         amount = limit
     amount = floor_to_step(amount, amount_step)
@@ -91,7 +95,7 @@ def execute_order(
     notional = amount * price
     if amount < min_amount or notional < min_notional:
         return 0.0, price, 0.0, DUST
-    return amount, price, notional * fee_rate, FILLED
+    return amount, price, notional * fee_rate + fixed_fee, FILLED
 
 
 @njit(cache=True)
