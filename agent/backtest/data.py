@@ -7,7 +7,9 @@ Contracts:
   sample; validated, and resampled from a shorter stored timeframe when needed); missing or invalid data
   raises its `DataError` (one line; for missing data with the download command, from `--start`). A window
   with no bars raises `DataError` naming the span the data does cover.
-- When the data covers only part of the window, the backtest runs on the part covered and `notes` says so.
+- When the data covers only part of the window (a day or more missing at either end; the last bar counts
+  up to its close, so a daily window ending the day after its last bar is covered), the backtest runs on
+  the part covered and `notes` says so.
 - Up to `warmup` bars before the window are included so indicators are ready at its first bar; the
   engine trades only from `trade_start` (the first bar in the window, over all symbols).
 """
@@ -75,7 +77,8 @@ def load_window(
                 f"{symbol} {timeframe} data starts {_day(first)}, after --start {start}: "
                 "backtesting from there"
             )
-        if hi is not None and hi - last >= pd.Timedelta(days=1):
+        covered = last + pd.Timedelta(milliseconds=timeframe_ms(timeframe))  # the last bar's close
+        if hi is not None and hi - covered >= pd.Timedelta(days=1):
             notes.append(
                 f"{symbol} {timeframe} data ends {_day(last)}, before --end {end}: backtesting up to there"
             )
