@@ -10,6 +10,7 @@ Modules (one job each):
     data        loading a backtest window with warm-up history
     reference   an independent numpy backtest of the simplest case, for cross-checks
     service     the `tradegraph backtest` job (validate, simulate, report, record)
+    preset      campaign files (windows x symbols x strategies, costs, conventions) run through `service`
     sweep       grid parsing, parallel trials, ranking; sweep_job: the `tradegraph sweep` job
     lookahead   truncation test for point-in-time strategies
     report, charts, tables, formatting   HTML/PNG/CSV reports and Rich tables
