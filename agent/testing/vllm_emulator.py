@@ -766,3 +766,53 @@ def _instance(node: dict[str, Any], root: dict[str, Any], rnd: random.Random) ->
     if kind == "array":
         return []
     return None
+
+
+def _serve_main(argv: list[str] | None = None) -> None:
+    """`python -m agent.testing.vllm_emulator --latency 0.2 --seqs 16`: serve in a process of its own.
+
+    Prints the base URL as the first line of stdout, then serves until stdin closes or SIGTERM/SIGINT (so a
+    parent process that dies takes the emulator with it). Benchmarks use this to keep the emulator's CPU off
+    the client's GIL. Request bodies and memoised message tokens are dropped every second (`calls` is for
+    in-process tests), so memory stays flat over long runs; the prefix cache is kept.
+    """
+    import argparse
+    import signal
+    import sys
+
+    parser = argparse.ArgumentParser(description="the vLLM emulator in its own process")
+    parser.add_argument("--latency", type=float, default=0.0, help="seconds per running request")
+    parser.add_argument("--seqs", type=int, default=256, help="max running requests (--max-num-seqs)")
+    parser.add_argument("--max-model-len", type=int, default=32768, help="context length it reports")
+    parser.add_argument("--model", default="nemotron", help="served model id")
+    args = parser.parse_args(argv)
+    done = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: done.set())
+    signal.signal(signal.SIGINT, lambda *_: done.set())
+
+    def watch_stdin() -> None:
+        sys.stdin.read()  # returns at EOF: the parent closed the pipe or went away
+        done.set()
+
+    threading.Thread(target=watch_stdin, daemon=True).start()
+    emulator = VLLMEmulator(
+        model=args.model, latency_s=args.latency, max_num_seqs=args.seqs, max_model_len=args.max_model_len
+    )
+
+    def forget_calls() -> None:
+        # nobody reads them from another process, and a long run would hold every body, and every distinct
+        # message's tokens in `_tokenize_cached` (about 1 MB each for a 30k-token prompt)
+        while not done.wait(1.0):
+            with emulator._lock:
+                emulator._calls.clear()
+                emulator._requests.clear()
+            _tokenize_cached.cache_clear()
+
+    with emulator:
+        print(emulator.base_url, flush=True)
+        threading.Thread(target=forget_calls, daemon=True).start()
+        done.wait()
+
+
+if __name__ == "__main__":
+    _serve_main()
