@@ -1,8 +1,10 @@
 """The LLM agent backtest at the server's speed: decisions/s against the endpoint's capacity, per prompt mode.
 
 Case. `run_agent_backtest` with strategy `llm` on BTC/USDT and ETH/USDT, 1h bars, the last `--bars` bars
-(2,000 by default; 200 with `--quick`) of the bundled year (`--history 5y`: the last 5 years of the shared
-Binance data beside the checkout, as in `bench_context.py`, so the prompts can draw on 5 years). Every row
+(2,000 by default; 200 with `--quick`) of the bundled year, with the year before the first bar that every
+LLM run reads (`agent.market.history`); `--history 5y`: the last 5 years of the shared Binance data beside
+the checkout (`bench_context.five_year_history`), all of it readable (`history=`), so the prompts can draw
+on up to 5 years. Every row
 runs in a fresh process with a fresh SQLite database and `llm.cache_mode = "write"`, so every decision is a
 real call; `llm.concurrency` is set to `--seqs`; the drawdown and daily-loss breakers and the cooldown are
 off (`NEVER_HALT`), so the emulator's random answers never leave HOLD as the only action (which asks no
@@ -29,15 +31,16 @@ targets of issue 12 beside each figure (PASS/MISS; on the emulator only):
 
 - latency 0.2 s / 16 seqs: stateless >= 90% of capacity (72/s); stateful >= 90% of its bound (9/s);
 - instant: stateless >= 300/s and overhead <= 3 ms; stateful >= 150/s and overhead <= 7 ms;
-- `--rss`: an extra stateless row over 8,760 bars x 5 symbols at latency 0 (with `--history 5y`, 5 years
-  of history behind them), peak RSS <= 1.5 GB;
+- `--rss` (`--rss-only`): a stateless row over 8,760 bars x 5 symbols at latency 0 with 5 years of
+  history (the last 8,760 of them traded), peak RSS <= 1.5 GB;
 - `--context-only`: only the context build per prompt at 5 years of hourly history on 5 symbols, p50 <= 5 ms
   and p99 <= 20 ms (`bench_context.py`'s incremental tick-by-tick measurement, in its own process).
 
 Run:
     .venv/bin/python benchmarks/bench_agent_backtest.py --quick            # 200 bars, about 3 minutes
-    .venv/bin/python benchmarks/bench_agent_backtest.py                    # 2,000 bars, about 15 minutes
-    .venv/bin/python benchmarks/bench_agent_backtest.py --history 5y --rss # + the 5-symbol memory row
+    .venv/bin/python benchmarks/bench_agent_backtest.py                    # 2,000 bars, about 20 minutes
+    .venv/bin/python benchmarks/bench_agent_backtest.py --history 5y       # prompts reach back 5 years
+    .venv/bin/python benchmarks/bench_agent_backtest.py --rss-only         # the memory row, about 35 minutes
     .venv/bin/python benchmarks/bench_agent_backtest.py --context-only
     .venv/bin/python benchmarks/bench_agent_backtest.py --base-url http://gpu-host:8000/v1 --model nemotron \
         --seqs 16                                                          # a real server
@@ -69,6 +72,7 @@ PAIR = ("BTC/USDT", "ETH/USDT")
 FIVE = ("BTC/USDT", "ETH/USDT", "SOL/USDT", "BNB/USDT", "LTC/USDT")
 """The memory row's symbols: those with replay trading rules (LTC has no 1h data: the BTC year, tiled)."""
 RSS_BARS = 8_760
+FIVE_YEARS = 5 * 8_760
 RSS_LIMIT_MB = 1536.0
 NEVER_HALT = {"max_drawdown": 1.0, "daily_loss_limit": 1.0, "cooldown_bars": 0}
 """Risk limits under which the emulator's random answers never stop the model being asked: with the
@@ -205,6 +209,7 @@ def run_row(spec: RowSpec) -> dict[str, Any]:
             reports_dir=tmp / "reports",
             show_progress=sys.stderr.isatty(),
             source=source,
+            history=FIVE_YEARS if spec.history == "5y" else None,
         )
     finally:
         backtest.drive = drive
