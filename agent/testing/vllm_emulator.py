@@ -24,7 +24,8 @@ Contracts:
   Nemotron-style reasoning (`reasoning`, or `reasoning_content` with `reasoning_field=`) is returned
   unless `chat_template_kwargs.enable_thinking` is false. Output beyond `max_tokens` is cut
   (`finish_reason="length"`).
-- Prefix caching: prompts are tokenised by a crude regex tokenizer;
+- Prefix caching: prompts are tokenised by a crude regex tokenizer (`/tokenize` uses it too: an empty prompt
+  is 0 tokens, and counts add up over texts split after a newline, as with a real tokenizer);
   `usage.prompt_tokens_details.cached_tokens` counts whole `block_size` blocks shared with earlier prompts
   (like vLLM's APC).
 - Faults on demand through `script(...)`/`set_responder(...)`: any `Reply`, or a name in `FAULTS`:
@@ -68,7 +69,9 @@ from typing import Any
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-_TOKEN = re.compile(r"\s?\w+|\s?[^\w\s]|\s+")
+_TOKEN = re.compile(r"\n|[^\S\n]?\w+|[^\S\n]?[^\w\s]|[^\S\n]+")
+"""A newline is always a token of its own (a pre-token boundary, as in BPE tokenizers), so the counts of
+texts split after a newline add up to the count of the whole."""
 __all__ = [
     "FAULTS",
     "MODELS_FAULTS",
@@ -289,8 +292,9 @@ class VLLMEmulator:
             answer = b'{"count": 3, "tokens": [1, 2, 3]}'
             return await self._endpoint_fault(request, self.tokenize_fault, answer)
         body = await request.json()
-        prompt = body.get("prompt")
-        tokens = tokenize(str(prompt)) if prompt else prompt_tokens(body.get("messages") or [], {})
+        prompt = body.get("prompt")  # an empty prompt is no tokens (vLLM, add_special_tokens false)
+        messages = body.get("messages") or []
+        tokens = tokenize(str(prompt)) if prompt is not None else prompt_tokens(messages, {})
         return web.json_response(
             {"count": len(tokens), "max_model_len": self.max_model_len, "tokens": tokens, "token_strs": None}
         )
