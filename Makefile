@@ -44,6 +44,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_llm.py
 	$(BIN)/python benchmarks/bench_context.py
 	$(BIN)/python benchmarks/bench_tick.py
+	$(BIN)/python benchmarks/bench_agent_backtest.py
 
 clean:
 	rm -rf $(VENV) reports data/store data/reports data/logs data/tradegraph.db*

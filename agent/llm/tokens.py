@@ -8,9 +8,10 @@ Contracts:
   adds a margin per join, and the server counters over-count, never under-count.
 - `ServerTokenCounter` asks the serving endpoint (vLLM `POST /tokenize`, llama-cpp-python
   `POST /extras/tokenize/count`) under a total deadline per count (`http_deadline`: a hanging or dripping
-  server is cut off); it raises `LLMUnavailable` when the endpoint cannot be used: unreachable, an HTTP
-  error, past the deadline, or garbage (no JSON object, a count that is not a non-negative integer, or more
-  tokens than the text has bytes plus the server's own additions).
+  server is cut off), over kept-alive connections (`JsonClient`: no TCP handshake per count); it raises
+  `LLMUnavailable` when the endpoint cannot be used: unreachable, an HTTP error, past the deadline, or
+  garbage (no JSON object, a count that is not a non-negative integer, or more tokens than the text has
+  bytes plus the server's own additions).
 - `FallbackTokenCounter` is what runs use for a server: the server's count while it works; from its first
   fault on, for the rest of the counter's life, the calibrated estimate with an extra margin
   (`SERVER_FALLBACK_MARGIN`: the server's tokenizer is not the one the estimate was calibrated on). The
@@ -37,7 +38,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from agent.errors import LLMUnavailable
-from agent.llm.http_deadline import DeadlineExceeded, post_json
+from agent.llm.http_deadline import DeadlineExceeded, JsonClient
 from agent.llm.profiles import profile_of
 
 if TYPE_CHECKING:
@@ -128,7 +129,12 @@ class ServerTokenCounter:
         self._api_key = api_key
         self._timeout_s = timeout_s
         self._offset: int | None = None
+        self._client = JsonClient()
         self.name = f"{api}-server:{self._root}"
+
+    def close(self) -> None:
+        """Close the kept connections (counting again reconnects)."""
+        self._client.close()
 
     def count(self, text: str) -> int:
         """Tokens of `text` as the server counts them, minus what it adds to an empty text."""
@@ -156,7 +162,7 @@ class ServerTokenCounter:
     def _post(self, url: str, body: dict[str, Any]) -> Any:
         headers = {"Authorization": f"Bearer {self._api_key}"} if self._api_key else {}
         try:
-            status, raw = post_json(url, body, headers=headers, deadline_s=self._timeout_s)
+            status, raw = self._client.post(url, body, headers=headers, deadline_s=self._timeout_s)
         except DeadlineExceeded as e:
             raise LLMUnavailable(f"token count failed: {url}: {e}") from e
         except (OSError, http.client.HTTPException) as e:
