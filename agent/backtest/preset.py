@@ -50,6 +50,9 @@ class CampaignInfo(_Strict):
     timeframe: Literal["1m", "5m", "15m", "1h", "4h", "1d", "1w"]
     symbols: list[str] = Field(min_length=1)
     cells: Literal["per_symbol", "portfolio"] = "per_symbol"
+    training_cutoff: str | None = None
+    """The last date the model may have seen (UTC, ISO): windows after it test what it cannot remember;
+    an LLM variant may declare its own."""
 
 
 class Conventions(_Strict):
@@ -84,6 +87,44 @@ class StrategySpec(_Strict):
     fill: FillMode | None = None
 
 
+class LlmVariant(_Strict):
+    """An LLM strategy of the campaign: the graph's `llm` (or `hybrid`, with a rule) under one set of model
+    settings; a field left out is the configuration's `[llm]` value."""
+
+    name: str = Field(min_length=1)
+    strategy: Literal["llm", "hybrid"] = "llm"
+    rule: str | None = None
+    """The hybrid's rule strategy (a registry name, default parameters); only with strategy = "hybrid"."""
+    profile: str | None = None
+    model: str | None = None
+    thinking: Literal["on", "off", "low"] | None = None
+    prompt_mode: Literal["stateful", "stateless"] | None = None
+    context_tokens: int | None = Field(None, ge=512)
+    max_tokens: int | None = Field(None, ge=16)
+    leakage_control: bool | None = None
+    training_cutoff: str | None = None
+    """This model's cutoff, if it differs from the campaign's."""
+
+    @model_validator(mode="after")
+    def _rule_with_hybrid(self) -> LlmVariant:
+        if (self.strategy == "hybrid") != (self.rule is not None):
+            raise ValueError(f"llm variant {self.name!r}: a rule is given exactly when strategy = 'hybrid'")
+        return self
+
+
+class Statistics(_Strict):
+    """How a campaign's figures are tested: a stationary block bootstrap over bar returns."""
+
+    samples: int = Field(1000, ge=100, le=100_000)
+    confidence: float = Field(0.95, gt=0.5, lt=1)
+    block_bars: int | None = Field(None, ge=1)
+    """Mean block length in bars; None = chosen from the data (Politis and White)."""
+    seed: int = 20240101
+    variants_tried: int | None = Field(None, ge=1)
+    """Strategies tried in all, including those tried before and left out of the file (prompts, parameter
+    sets); None = the strategies in the file. The deflated Sharpe ratio corrects for this many trials."""
+
+
 class Preset(_Strict):
     """A whole campaign file."""
 
@@ -93,12 +134,15 @@ class Preset(_Strict):
     """Merged over the configuration's `[risk]` for every cell."""
     windows: list[WindowSpec] = Field(min_length=1)
     strategies: list[StrategySpec] = Field(min_length=1)
+    llm: list[LlmVariant] = Field(default_factory=list)
+    """LLM variants, each run on every window and symbol group (`tradegraph eval`)."""
+    statistics: Statistics = Field(default_factory=Statistics)
 
     @model_validator(mode="after")
     def _unique_names(self) -> Preset:
         for kind, names in (
             ("window", [w.name for w in self.windows]),
-            ("strategy", [s.name for s in self.strategies]),
+            ("strategy", [s.name for s in self.strategies] + [v.name for v in self.llm]),
         ):
             twice = sorted({n for n in names if names.count(n) > 1})
             if twice:
@@ -148,10 +192,15 @@ def load_preset(path: str | Path) -> Preset:
         raise ConfigError(f"campaign file {file}: {describe_validation(e)}") from None
 
 
-def preset_cells(preset: Preset) -> list[Cell]:
-    """Every window x symbol group x strategy, in file order."""
+def symbol_groups(preset: Preset) -> list[tuple[str, ...]]:
+    """The symbol groups of the campaign's cells: one per symbol, or one of all symbols (sorted)."""
     symbols = [s.upper() for s in preset.campaign.symbols]
-    groups = [(s,) for s in symbols] if preset.campaign.cells == "per_symbol" else [tuple(sorted(symbols))]
+    return [(s,) for s in symbols] if preset.campaign.cells == "per_symbol" else [tuple(sorted(symbols))]
+
+
+def preset_cells(preset: Preset) -> list[Cell]:
+    """Every window x symbol group x rule strategy, in file order."""
+    groups = symbol_groups(preset)
     return [Cell(w, g, s) for w in preset.windows for g in groups for s in preset.strategies]
 
 

@@ -304,3 +304,42 @@ def _meta(run_id: str, p: Prepared, result: BacktestResult) -> dict[str, Any]:
         f"gross cap {p.sizing.gross_cap}",
         "initial cash": p.config.initial_cash,
     }
+
+
+def record_simulated(
+    prepared: Prepared,
+    spec: str,
+    factory: sessionmaker[Session],
+    reports_dir: Path | None,
+    run_id: str,
+    config: dict[str, Any] | None = None,
+) -> Outcome:
+    """Simulate, write the report, then record the run as done with its metrics in one transaction, so a run
+    `run_id` either exists whole or not at all (a campaign cell: `agent.eval`); `config` joins the run's
+    `config` column."""
+    from agent.backtest.report import write_report
+    from agent.runs import lifecycle as runs
+    from agent.runs.metrics import RunMetrics
+
+    window = prepared.window
+    record = runs.RunSpec(
+        id=run_id,
+        kind=runs.RunKind.BACKTEST,
+        strategy=prepared.strategy.name,
+        params=prepared.strategy.params.model_dump(),
+        symbols=prepared.symbols,
+        timeframe=prepared.timeframe,
+        start_ts=epoch_ms(window.trade_start),
+        end_ts=epoch_ms(window.trade_end),
+        config=run_config(prepared) | {"strategy_spec": spec} | (config or {}),
+    )
+    result, hold, comparison = simulate_prepared(prepared)
+    metrics = RunMetrics.of(comparison)
+    notes = [*prepared.notes, *metrics.warnings]
+    report_path = None
+    if reports_dir is not None:
+        folder = reports_dir.absolute() / run_id
+        report_path = write_report(folder, result, hold, comparison, _meta(run_id, prepared, result), notes)
+    done = metrics.to_json()
+    runs.record_done(factory, [(record, done)], {run_id: str(report_path)} if report_path else None)
+    return Outcome(run_id, result, hold, comparison, report_path, notes)

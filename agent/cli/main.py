@@ -23,6 +23,7 @@ from agent.cli import (
     daemon_cmd,
     data_cmd,
     db_cmd,
+    eval_cmd,
     llm_cmd,
     runs_cmd,
 )
@@ -38,7 +39,17 @@ app = typer.Typer(
     add_completion=False,
 )
 
-for _module in (config_cmd, db_cmd, data_cmd, backtest_cmd, runs_cmd, llm_cmd, agent_cmd, daemon_cmd):
+for _module in (
+    config_cmd,
+    db_cmd,
+    data_cmd,
+    backtest_cmd,
+    runs_cmd,
+    eval_cmd,
+    llm_cmd,
+    agent_cmd,
+    daemon_cmd,
+):
     _module.register(app)
 
 

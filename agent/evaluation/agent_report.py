@@ -147,8 +147,10 @@ def run_metrics(
     return metrics.to_json() | {"hold_curve": hold_curve}
 
 
-def calibration(decisions: pd.DataFrame, source: CandleSource, buckets: int = 5) -> pd.DataFrame:
-    """Confidence buckets against the realised next-bar return in each decision's direction."""
+def directional_outcomes(decisions: pd.DataFrame, source: CandleSource) -> pd.DataFrame:
+    """Each buy, sell or close decision (abstentions left out) with its confidence and the next bar's
+    close-to-close return in its direction (`ret`: positive when the market moved the decision's way);
+    decisions on the last known bar are left out."""
     active = decisions[
         decisions["action"].isin(["buy", "sell", "close"]) & ~decisions["abstained"].astype(bool)
     ]
@@ -162,9 +164,14 @@ def calibration(decisions: pd.DataFrame, source: CandleSource, buckets: int = 5)
         ret = float(hist["close"].iloc[i + 1] / hist["close"].iloc[i] - 1.0)
         sign = 1.0 if d["action"] == "buy" else -1.0
         rows.append((float(d["confidence"] or 0.0), sign * ret))
-    if not rows:
+    return pd.DataFrame(rows, columns=["confidence", "ret"])
+
+
+def calibration(decisions: pd.DataFrame, source: CandleSource, buckets: int = 5) -> pd.DataFrame:
+    """Confidence buckets against the realised next-bar return in each decision's direction."""
+    df = directional_outcomes(decisions, source)
+    if df.empty:
         return pd.DataFrame(columns=["confidence", "decisions", "mean_directional_return", "hit_rate"])
-    df = pd.DataFrame(rows, columns=["confidence", "ret"])
     edges = pd.Index(np.linspace(0.0, 1.0, buckets + 1))
     df["bucket"] = pd.cut(df["confidence"], edges, include_lowest=True)
     out = df.groupby("bucket", observed=True).agg(

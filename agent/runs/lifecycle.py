@@ -137,13 +137,19 @@ def create_run(factory: sessionmaker[Session], spec: RunSpec) -> bool:
         return True
 
 
-def record_done(factory: sessionmaker[Session], runs: Iterable[tuple[RunSpec, Mapping[str, Any]]]) -> None:
-    """Insert finished runs (e.g. a sweep's trials), each with its metrics, in one transaction."""
+def record_done(
+    factory: sessionmaker[Session],
+    runs: Iterable[tuple[RunSpec, Mapping[str, Any]]],
+    report_paths: Mapping[str, str] | None = None,
+) -> None:
+    """Insert finished runs (e.g. a sweep's trials), each with its metrics (and report path, by run id),
+    in one transaction."""
     rows = []
     now = utcnow()
     for spec, metrics in runs:
         row = _row(spec)
         row.status, row.metrics, row.finished_at = RunStatus.DONE.value, json_safe(metrics), now
+        row.report_path = (report_paths or {}).get(spec.id)
         rows.append(row)
     with transaction(factory) as session:
         session.add_all(rows)

@@ -1,0 +1,1 @@
+"""Evaluation campaigns (`tradegraph eval CAMPAIGN.toml`): many recorded runs, one honest table."""
