@@ -18,6 +18,7 @@ import typer
 
 from agent.cli import (
     agent_cmd,
+    ask_cmd,
     backtest_cmd,
     config_cmd,
     daemon_cmd,
@@ -51,6 +52,7 @@ for _module in (
     daemon_cmd,
 ):
     _module.register(app)
+ask_cmd.register(app)
 
 
 def _terminate(signum: int, _frame: FrameType | None) -> None:

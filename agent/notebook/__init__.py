@@ -8,6 +8,7 @@ and sweeps go through `agent.backtest.service` / `agent.backtest.sweep_job`, the
 
     market      list_data, load_candles
     backtests   run_backtest, sweep, check_lookahead (rule strategies)
+    analytics   ask (the analytics agent over read-only tools)
     model       build_context, ask_model (one bar, one symbol); local_model (the embedded server, kept up)
     runs        run_agent, read_decisions, read_equity, calibration
     common      settings, symbols, times, the database
@@ -24,6 +25,7 @@ Contracts shared by all functions:
   session's backend (no `matplotlib.use`, no pyplot).
 """
 
+from agent.notebook.analytics import ask
 from agent.notebook.backtests import BacktestRun, check_lookahead, run_backtest, sweep
 from agent.notebook.market import list_data, load_candles
 from agent.notebook.model import ContextView, LocalModel, ModelAnswer, ask_model, build_context, local_model
@@ -35,6 +37,7 @@ __all__ = [
     "ContextView",
     "LocalModel",
     "ModelAnswer",
+    "ask",
     "ask_model",
     "build_context",
     "calibration",

@@ -46,6 +46,11 @@ Contracts:
   "garbage" (an HTML body), "hang", "drip" (the answer one byte per `drip_s`)) applies to every `/tokenize`;
   `models_fault` (one of `MODELS_FAULTS`: "hang", "drip", "nan_max_model_len", "inf_max_model_len",
   "plain_strings" (`data` lists bare model ids)) to every `/v1/models`.
+- Tool calls as vLLM returns them with `--enable-auto-tool-choice`: a `Reply` with `tool_calls`
+  (`ToolCall(name, arguments)`) answers `message.tool_calls` (`{"id", "type": "function", "function":
+  {"name", "arguments": JSON text}}`), `content` None unless the reply has text, and
+  `finish_reason="tool_calls"`; the arguments count as completion tokens. Script a conversation with
+  `script(...)` (callables see the request, tool results included) or `set_responder(...)`.
 """
 
 from __future__ import annotations
@@ -77,6 +82,7 @@ __all__ = [
     "MODELS_FAULTS",
     "TOKENIZE_FAULTS",
     "Reply",
+    "ToolCall",
     "Responder",
     "VLLMEmulator",
     "fault",
@@ -436,6 +442,14 @@ class VLLMEmulator:
             self.reasoning_field: reasoning,
             "tool_calls": [],
         }
+        if answer.tool_calls:  # vLLM's tool parser: calls out of the content, finish reason tool_calls
+            calls = answer.tool_calls
+            message["tool_calls"] = [c.wire(f"chatcmpl-tool-{seed % 10**9}-{i}") for i, c in enumerate(calls)]
+            message["content"] = content or None
+            finish = "tool_calls"
+            arguments = sum(len(tokenize(c.arguments_text())) for c in calls)
+            usage["completion_tokens"] += arguments
+            usage["total_tokens"] += arguments
         if body.get("stream"):
             return await self._stream(request, body, message, finish, usage)
         payload = {
@@ -599,6 +613,26 @@ class Reply:
     """Follow the content with this many spaces, streamed without holding them (huge answers)."""
     declare_length: bool = False
     """With `pad_bytes`: send the Content-Length header (else the body is chunked)."""
+    tool_calls: tuple[ToolCall, ...] = ()
+    """Function calls the model makes (vLLM's `message.tool_calls`, `finish_reason="tool_calls"`)."""
+
+
+@dataclass(frozen=True)
+class ToolCall:
+    """One function call in a scripted answer; `arguments` as JSON text (sent as is) or a dict."""
+
+    name: str
+    arguments: str | dict[str, Any] = "{}"
+    id: str | None = None
+
+    def arguments_text(self) -> str:
+        """The arguments as the wire carries them: JSON text."""
+        return self.arguments if isinstance(self.arguments, str) else json.dumps(self.arguments)
+
+    def wire(self, default_id: str) -> dict[str, Any]:
+        """The call as `message.tool_calls[i]`."""
+        fn = {"name": self.name, "arguments": self.arguments_text()}
+        return {"id": self.id or default_id, "type": "function", "function": fn}
 
 
 Responder = Callable[[dict[str, Any]], "Reply | str | dict[str, Any] | None"]
