@@ -26,6 +26,7 @@ from agent.cli import (
     db_cmd,
     eval_cmd,
     llm_cmd,
+    mcp_cmd,
     runs_cmd,
 )
 from agent.errors import TradegraphError
@@ -53,6 +54,7 @@ for _module in (
 ):
     _module.register(app)
 ask_cmd.register(app)
+mcp_cmd.register(app)
 
 
 def _terminate(signum: int, _frame: FrameType | None) -> None:
