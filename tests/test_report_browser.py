@@ -267,3 +267,66 @@ def test_agent_report_charts_render_and_hover_shows_the_rationale_as_text(
     assert "</script><script>window.pwned=1;alert(1)</script>" in shown, "shown literally"
     assert "<b>bold</b>" in shown, "plotly's own markup in the rationale is shown, not applied"
     assert browser.execute_script("return window.pwned === undefined"), "nothing from the rationale ran"
+
+
+# ------------------------------------------------------------------------------------- campaign report
+
+CAMPAIGN = """
+[campaign]
+name = "browser"
+timeframe = "1d"
+symbols = ["BTC/USDT", "ETH/USDT"]
+
+[statistics]
+samples = 200
+
+[[windows]]
+name = "w"
+start = "2023-01-01"
+end = "2023-04-01"
+
+[[strategies]]
+name = "sma"
+spec = "sma_cross"
+
+[[strategies]]
+name = "HOSTILE"
+spec = "rsi_reversion"
+"""
+
+
+@pytest.fixture(scope="module")
+def campaign_report(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """`tradegraph eval`'s report of a rule campaign (one window, two symbols), one strategy named with
+    markup."""
+    from agent.config import DEFAULT_DATA_DIR, load_settings
+    from agent.eval import report, table
+    from agent.eval.campaign import load_campaign
+    from agent.eval.runner import run_campaign
+
+    tmp = tmp_path_factory.mktemp("campaign")
+    (tmp / "data").mkdir()
+    (tmp / "data" / "binance").symlink_to(DEFAULT_DATA_DIR / "binance", target_is_directory=True)
+    path = tmp / "c.toml"
+    path.write_text(CAMPAIGN.replace("HOSTILE", HOSTILE.replace('"', "'")), encoding="utf-8")
+    settings = load_settings(database_url=f"sqlite:///{tmp / 'c.db'}", data_dir=tmp / "data")
+    campaign = load_campaign(path, settings)
+    results = run_campaign(campaign, settings, tmp / "reports", show_progress=False)
+    groups = table.build(campaign, results)
+    return report.write(tmp / "out", campaign, results, groups, table.cutoff_rows(campaign, results))
+
+
+def test_campaign_report_embeds_its_charts_offline_and_keeps_names_inert(campaign_report: Path) -> None:
+    page = _assert_offline_charts(campaign_report, ["chart-0", "chart-1"])
+    html = campaign_report.read_text(encoding="utf-8")
+    assert HOSTILE.replace('"', "'") not in html and "<b>bold</b>" not in html
+    assert html.count("<h2>w · ") == 2 and "deflated Sharpe" in html
+    assert not any("</" in text for _, text in page.scripts if "Plotly.newPlot" in text)
+
+
+def test_campaign_report_charts_render_in_a_headless_browser(browser: Any, campaign_report: Path) -> None:
+    _open(browser, campaign_report, ["chart-0", "chart-1"])
+    assert {"sma", "buy & hold", "cash"} <= set(_legend(browser, "chart-0"))
+    assert browser.execute_script("return window.pwned === undefined"), "nothing from a name ran"
+    shown = browser.execute_script("return document.body.innerText")
+    assert "window.pwned=1" in shown, "the hostile name is shown as text"

@@ -45,17 +45,24 @@ def evaluate(
     console = Console()
     total = len(loaded.cells)
     started = time.perf_counter()
-    console.print(f"campaign [bold]{loaded.id}[/]: {total} cells ({loaded.preset.campaign.name})")
+
+    def start() -> None:
+        console.print(
+            for_terminal(f"campaign {loaded.id}: {total} cells ({loaded.preset.campaign.name})"),
+            soft_wrap=True,
+        )
 
     def line(result: CellResult) -> None:
         state = "read back" if result.resumed else "done"
         ret = result.metrics.strategy.total_return
         where = f"[{result.cell.index + 1}/{total}] {result.cell.key}"
         text = f"{where}: {state}, return {ret:+.2%} ({result.run_id})"
-        console.print(for_terminal(text))
+        console.print(for_terminal(text), soft_wrap=True)
 
     folder = Path(reports_dir or settings.reports_dir).absolute()
-    results = run_campaign(loaded, settings, folder, console=console, show_progress=progress, on_cell=line)
+    results = run_campaign(
+        loaded, settings, folder, console=console, show_progress=progress, on_start=start, on_cell=line
+    )
     groups = table.build(loaded, results)
     cutoffs = table.cutoff_rows(loaded, results)
     console.print(report.terminal(loaded, groups, cutoffs))

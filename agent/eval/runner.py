@@ -9,6 +9,7 @@ Contracts:
   a report under `<reports>/<campaign id>/<run id>/`. On resume a recorded rule cell is simulated again
   without recording (the engine is deterministic, so its curve is the recorded one; milliseconds).
 - LLM cells: `agent.graph.backtest.run_agent_backtest` with the cell's settings
+  (without `llm.base_url`, the embedded model's server is started once for all of them)
   (`agent.eval.campaign.llm_settings`), the same graph as the daemon. A cell recorded `done` is read back from
   the ledger (its equity after each bar and its metrics); one left `running` or `failed` by an interrupted
   campaign is run again under the same run id, which resumes it: the answers it had come from the response
@@ -16,13 +17,14 @@ Contracts:
 - Cells run one after another, in the campaign's order. Within an LLM cell the stateless prompt mode keeps
   the gateway's concurrency of requests in flight (`agent.graph.stream`), which is what fills a vLLM server;
   rule cells take milliseconds.
-- `on_cell` is called after each cell (resumed or run), e.g. for progress lines.
+- `on_start` is called once the checks pass, `on_cell` after each cell (resumed or run): progress lines.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -42,6 +44,7 @@ from agent.evaluation.agent_report import buy_and_hold, directional_outcomes
 from agent.evaluation.frames import decisions_frame, equity_frame
 from agent.graph.backtest import run_agent_backtest
 from agent.graph.factory import load_source, rule_strategy, trading_rules
+from agent.llm.local_server import resolve_endpoint
 from agent.market.candles import utc_timestamp
 from agent.runs.lifecycle import RunStatus
 from agent.runs.metrics import RunMetrics
@@ -82,13 +85,21 @@ def run_campaign(
     *,
     console: Console | None = None,
     show_progress: bool = True,
+    on_start: Callable[[], None] | None = None,
     on_cell: Callable[[CellResult], None] | None = None,
 ) -> list[CellResult]:
-    """Run (or resume) every cell of `campaign` (module contract)."""
+    """Run (or resume) every cell of `campaign` (module contract); `on_start` is called once every cell
+    has been checked, before the first runs."""
     folder = reports_dir.absolute() / campaign.id
     prepared = _check(campaign, settings)
+    if on_start is not None:
+        on_start()
     engine, factory = open_db(settings.db_url)
+    stack = ExitStack()
     try:
+        if settings.llm.base_url is None and any(c.kind == "llm" for c in campaign.cells):
+            url = stack.enter_context(resolve_endpoint(settings))  # the embedded model, started once
+            settings = settings.model_copy(update={"llm": settings.llm.model_copy(update={"base_url": url})})
         results = []
         for cell in campaign.cells:
             run_id = campaign.run_id(cell)
@@ -104,6 +115,7 @@ def run_campaign(
                 on_cell(result)
         return results
     finally:
+        stack.close()
         engine.dispose()
 
 
