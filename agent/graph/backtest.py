@@ -22,12 +22,13 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
@@ -46,7 +47,7 @@ from agent.graph.throughput import Throughput
 from agent.llm.schema import DecisionRequest, DecisionResult
 from agent.market.candles import utc_timestamp
 from agent.market.history import history_bars, history_start_ms
-from agent.market.source import FrameSource
+from agent.market.source import CandleSource, FrameSource, ts_ms
 from agent.runs.lifecycle import RunKind, fail_run, finish_run, new_run_id
 
 
@@ -73,6 +74,7 @@ def drive(
     prepare_history(runner, times)
     stream = attach_stream(runner, times)
     outcomes: list[TickOutcome] = []
+    unused = rt.unused_calls
     started = time.perf_counter()
     try:
         with Progress(
@@ -90,12 +92,15 @@ def drive(
             for t in times:
                 outcomes.append(runner.tick(t))
                 if show:
-                    in_flight = stream.stats().in_flight if stream is not None else 0
+                    stats = stream.stats() if stream is not None else None
+                    rt.unused_calls = unused + (stats.unused if stats is not None else 0)
+                    in_flight = stats.in_flight if stats is not None else 0
                     line = Throughput.of(rt, time.perf_counter() - started, in_flight).line()
                     progress.update(task, advance=1, llm=line)
     finally:
         if stream is not None:
             stream.close()
+            rt.unused_calls = unused + stream.stats().unused
             rt.stream = None
     rt.elapsed_s += time.perf_counter() - started
     return outcomes
@@ -115,7 +120,8 @@ def prepare_history(runner: AgentRunner, times: list[int]) -> None:
 
 def attach_stream(runner: AgentRunner, times: list[int]) -> DecisionStream | None:
     """In the stateless prompt mode, a `DecisionStream` over `times` for the runner's analyse node, keeping
-    twice the gateway's concurrency of requests ahead; None otherwise (or without a model)."""
+    twice the gateway's concurrency of requests ahead; None otherwise (or without a model). A symbol is not
+    asked ahead for a bar it has no candle at (the graph skips it there: `_has_bar`)."""
     rt = runner.rt
     if rt.gateway is None or rt.builder is None or rt.settings.llm.prompt_mode != "stateless":
         return None
@@ -129,8 +135,23 @@ def attach_stream(runner: AgentRunner, times: list[int]) -> DecisionStream | Non
             return done
 
     window = max(1, math.ceil(2 * rt.settings.llm.concurrency / max(1, len(rt.symbols))))
-    rt.stream = DecisionStream(times, rt.symbols, lambda s, t: prepare(rt, s, t, None)[1], submit, window)
+    ahead = _has_bar(rt.source, rt.symbols, times[-1]) if times else None
+    rt.stream = DecisionStream(
+        times, rt.symbols, lambda s, t: prepare(rt, s, t, None)[1], submit, window, ahead=ahead
+    )
     return rt.stream
+
+
+def _has_bar(source: CandleSource, symbols: Sequence[str], last: int) -> Callable[[str, int], bool]:
+    """Whether a symbol has a candle opening exactly at t (else the observe node skips it at t)."""
+    opens = {s: ts_ms(source.history(s, last).index) for s in symbols}
+
+    def has_bar(symbol: str, t: int) -> bool:
+        times = opens[symbol]
+        i = int(np.searchsorted(times, t))
+        return i < len(times) and int(times[i]) == t
+
+    return has_bar
 
 
 def run_agent_backtest(

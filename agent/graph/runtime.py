@@ -58,6 +58,8 @@ class AgentRuntime:
     prompt_tokens: int = 0
     cached_tokens: int = 0
     """Prompt tokens the server reported as served from its prefix cache."""
+    unused_calls: int = 0
+    """Answers requested ahead that no settled bar used (`DecisionStream`, stateless prompt mode)."""
     latencies_ms: list[float] = field(default_factory=list)
     """Latency of every answer the endpoint gave this run (cache hits excluded)."""
     elapsed_s: float = 0.0

@@ -13,6 +13,12 @@ Contracts:
 - An answer is keyed by (symbol, bar) and its prompt does not depend on anything settled, so the ledger does
   not depend on the window, the concurrency, or the order in which answers arrive; with `window=0` the
   stream asks bar by bar, exactly as the graph does without it.
+- What cannot be used is not asked where that is known before the bar settles: `ahead(symbol, t)` False
+  (e.g. the symbol has no bar at t, so the graph skips it) leaves the symbol out of bar t's batch; if bar t
+  wants it after all, it is asked on the spot. What depends on the book (the risk layer's allowance leaves
+  only HOLD) is not known ahead: such answers are requested and then not used. `stats().unused` counts
+  every answer requested and not used (a symbol the bar did not want, a bar never settled, a request
+  still running at `close`), so a run reports the calls it made, not only the decisions it used.
 - A prompt that cannot be built (budget, tokenizer) is an abstained `Analysis` from `prepare`, never sent.
   The gateway's `LLMUnavailable` is raised again by `answers` for the bar it failed on.
 - Prompts are built in the caller's thread (the GIL would make another thread no faster); HTTP runs on the
@@ -41,6 +47,8 @@ class _Batch:
     """Per request, in order: the real symbol and its prompt's mapping back (price scale, alias); under
     leakage control every request names the same alias, so answers are matched by position."""
     unasked: dict[str, Analysis]
+    left_out: frozenset[str] = frozenset()
+    """Symbols not asked ahead (`ahead` said they cannot be used at this bar)."""
 
     @property
     def size(self) -> int:
@@ -50,11 +58,13 @@ class _Batch:
 
 @dataclass(frozen=True)
 class StreamStats:
-    """What the stream is doing: requests in flight now, requests sent, bars submitted ahead."""
+    """What the stream is doing: requests in flight now, requests sent, bars submitted ahead, and answers
+    requested that no settled bar used."""
 
     in_flight: int
     sent: int
     ahead: int
+    unused: int = 0
 
 
 @dataclass
@@ -69,10 +79,13 @@ class DecisionStream:
     submit: Callable[[Sequence[DecisionRequest]], Future[list[DecisionResult]]]
     window: int
     """How many bars after the one being settled are kept submitted."""
+    ahead: Callable[[str, int], bool] | None = None
+    """Whether (symbol, bar) can be used, as far as is known before the bar settles (None: always)."""
     _index: dict[int, int] = field(default_factory=dict, init=False)
     _next: int = field(default=0, init=False)
     _batches: dict[int, _Batch] = field(default_factory=dict, init=False)
     _sent: int = field(default=0, init=False)
+    _unused: int = field(default=0, init=False)
 
     def __post_init__(self) -> None:
         if self.window < 0:
@@ -83,17 +96,15 @@ class DecisionStream:
         """Bar t's answer per symbol in `symbols` (see the module contract)."""
         i = self._index.get(t)
         if i is None:  # not planned: ask now, on its own
-            batch = self._submit(t)
+            batch = self._submit(t, self.symbols)
         else:
             self._forget_before(t)
             self._fill(i + self.window)
             batch = self._batches.pop(t)
-        results = batch.future.result() if batch.future is not None else []
-        out = {
-            s: Analysis.of(res, scale, alias)
-            for (s, scale, alias), res in zip(batch.asked, results, strict=True)
-        }
-        out.update(batch.unasked)
+        late = [s for s in symbols if s in batch.left_out]
+        extra = self._submit(t, late) if late else None  # wanted after all: asked now
+        self._unused += sum(s not in symbols for s, _, _ in batch.asked)
+        out = _collect(batch) | (_collect(extra) if extra is not None else {})
         return {s: out[s] for s in symbols if s in out}
 
     def stats(self) -> StreamStats:
@@ -101,32 +112,36 @@ class DecisionStream:
         in_flight = sum(
             b.size for b in self._batches.values() if b.future is not None and not b.future.done()
         )
-        return StreamStats(in_flight, self._sent, len(self._batches))
+        return StreamStats(in_flight, self._sent, len(self._batches), self._unused)
 
     def close(self) -> None:
-        """Cancel what has not started (answers already on the way still land in the cache)."""
+        """Cancel what has not started (answers already on the way still land in the cache, unused)."""
         for batch in self._batches.values():
-            if batch.future is not None:
-                batch.future.cancel()
+            if batch.future is not None and not batch.future.cancel():
+                self._unused += batch.size
         self._batches.clear()
 
     def _fill(self, last: int) -> None:
         last = min(last, len(self.times) - 1)
         while self._next <= last:
             t = self.times[self._next]
-            self._batches[t] = self._submit(t)
+            usable = [s for s in self.symbols if self.ahead is None or self.ahead(s, t)]
+            batch = self._submit(t, usable)
+            self._batches[t] = _Batch(
+                batch.future, batch.asked, batch.unasked, frozenset(self.symbols) - set(usable)
+            )
             self._next += 1
 
     def _forget_before(self, t: int) -> None:
         for old in [b for b in self._batches if b < t]:
-            self._batches.pop(old)
+            self._unused += self._batches.pop(old).size  # a bar never settled: its answers go unused
         self._next = max(self._next, self._index[t])
 
-    def _submit(self, t: int) -> _Batch:
+    def _submit(self, t: int, symbols: Sequence[str]) -> _Batch:
         requests: list[DecisionRequest] = []
         asked: list[tuple[str, float, str | None]] = []
         unasked: dict[str, Analysis] = {}
-        for symbol in self.symbols:
+        for symbol in symbols:
             prepared = self.prepare(symbol, t)
             if isinstance(prepared, Analysis):
                 unasked[symbol] = prepared
@@ -137,3 +152,12 @@ class DecisionStream:
         future = self.submit(requests) if requests else None
         self._sent += len(requests)
         return _Batch(future, asked, unasked)
+
+
+def _collect(batch: _Batch) -> dict[str, Analysis]:
+    """A batch's answers per real symbol (waiting for them), with the answers known without asking."""
+    results = batch.future.result() if batch.future is not None else []
+    out = {
+        s: Analysis.of(res, scale, alias) for (s, scale, alias), res in zip(batch.asked, results, strict=True)
+    }
+    return out | batch.unasked

@@ -3,7 +3,10 @@
 Contracts:
 - `Throughput.of(rt, elapsed_s, in_flight)` reads the runtime's counters (filled by the analyse node) and
   the wall time since the first bar; nothing here does I/O.
-- A decision is one answer the model gave for one symbol at one bar (cache hits counted apart); latency
+- A decision is one answer the model gave for one symbol at one bar (cache hits counted apart); answers
+  requested ahead that no settled bar used (`rt.unused_calls`: stateless mode asks before the risk layer
+  has decided whether the symbol has a choice) are counted apart, as `unused_calls`, and `requests` is
+  both: what the endpoint was asked (context-length retries aside); latency
   percentiles are over the endpoint's answers only; the prefix-cache hit rate is the share of prompt tokens
   the server reported as cached (`usage.prompt_tokens_details.cached_tokens`), None when it reported none.
 """
@@ -31,6 +34,13 @@ class Throughput:
     prompt_tokens: int
     completion_tokens: int
     prefix_cache_hit_rate: float | None
+    unused_calls: int = 0
+    """Answers requested ahead that no settled bar used (their tokens and latencies are not counted)."""
+
+    @property
+    def requests(self) -> int:
+        """Requests the endpoint answered: the decisions used and the unused answers."""
+        return self.decisions + self.unused_calls
 
     @classmethod
     def of(cls, rt: AgentRuntime, elapsed_s: float, in_flight: int = 0) -> Throughput:
@@ -48,6 +58,7 @@ class Throughput:
             prompt_tokens=rt.prompt_tokens,
             completion_tokens=rt.tokens - rt.prompt_tokens,
             prefix_cache_hit_rate=rate,
+            unused_calls=rt.unused_calls,
         )
 
     def line(self) -> str:
@@ -60,8 +71,8 @@ class Throughput:
         hit = f"{self.prefix_cache_hit_rate:.0%}" if self.prefix_cache_hit_rate is not None else "-"
         return (
             f"{self.decisions_per_s:.1f} dec/s  in flight {self.in_flight}  {lat}  calls {self.decisions}  "
-            f"cached {self.cache_hits}  tokens {self.prompt_tokens:,}+{self.completion_tokens:,}  "
-            f"prefix hits {hit}"
+            f"cached {self.cache_hits}  unused {self.unused_calls}  "
+            f"tokens {self.prompt_tokens:,}+{self.completion_tokens:,}  prefix hits {hit}"
         )
 
     def metrics(self) -> dict[str, float | int | None]:
@@ -69,6 +80,8 @@ class Throughput:
         return {
             "llm_decisions": self.decisions,
             "llm_cache_hits": self.cache_hits,
+            "llm_unused_calls": self.unused_calls,
+            "llm_requests": self.requests,
             "llm_decisions_per_s": self.decisions_per_s,
             "llm_latency_p50_ms": self.latency_p50_ms,
             "llm_latency_p95_ms": self.latency_p95_ms,
