@@ -53,7 +53,7 @@ def ask(
     if session is not None and not _SESSION.match(session):
         raise ConfigError(f"--session {session!r}: use 1-64 letters, digits, '.', '_' or '-'")
     limits = limits or AskLimits()
-    ctx = ToolContext(settings, reports_dir=ask_dir(settings) / "charts")
+    ctx = ToolContext(settings)
     try:
         with _model(settings, model) as chat, _checkpointer(settings, session) as saver:
             budget = Budget(limits)

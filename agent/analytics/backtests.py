@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field, field_validator, model_validator
 
@@ -31,6 +31,9 @@ from agent.analytics.models import (
     num,
 )
 from agent.errors import ConfigError
+
+if TYPE_CHECKING:
+    from agent.backtest.service import Prepared
 
 MAX_TRIALS = 50
 FIGURES = ("total_return", "cagr", "volatility", "sharpe", "sortino", "max_drawdown", "trades", "win_rate",
@@ -86,10 +89,9 @@ class BacktestResult(ToolOutput):
     notes: list[str]
 
 
-def backtest_tool(ctx: ToolContext, a: BacktestInput) -> BacktestResult:
-    """Simulate the strategy with the engine of `tradegraph backtest` (not recorded) and read its metrics."""
-    from agent.backtest.service import BacktestRequest, prepare, simulate_prepared
-    from agent.runs.metrics import RunMetrics
+def prepared_for(ctx: ToolContext, a: BacktestInput) -> Prepared:
+    """The request validated and its data loaded by the backtest service (`prepare`)."""
+    from agent.backtest.service import BacktestRequest, prepare
 
     _known_symbols(ctx, a.symbols)
     request = BacktestRequest(
@@ -103,7 +105,15 @@ def backtest_tool(ctx: ToolContext, a: BacktestInput) -> BacktestResult:
         slippage_bps=a.slippage_bps,
         cash=a.cash,
     )
-    prepared = prepare(request, ctx.settings)
+    return prepare(request, ctx.settings)
+
+
+def backtest_tool(ctx: ToolContext, a: BacktestInput) -> BacktestResult:
+    """Simulate the strategy with the engine of `tradegraph backtest` (not recorded) and read its metrics."""
+    from agent.backtest.service import simulate_prepared
+    from agent.runs.metrics import RunMetrics
+
+    prepared = prepared_for(ctx, a)
     _, _, comparison = simulate_prepared(prepared)
     metrics = RunMetrics.of(comparison)
     hold = metrics.buy_and_hold

@@ -5,8 +5,9 @@ Contracts:
   `tool_choice="auto"`, vLLM's and OpenAI's format) and returns a `ChatTurn`: the text, the tool calls
   (id, function name, raw JSON arguments), the tokens the server reported, the finish reason. Transport
   and HTTP errors raise `LLMUnavailable` with one line.
-- `OpenAIChat` uses the configured endpoint (`settings.llm`: base URL, key, model, sampling, timeout); it
-  sends `chat_template_kwargs.enable_thinking` only on profiles with thinking switches (vLLM/Nemotron),
+- `OpenAIChat` uses the configured endpoint (`settings.llm`: base URL, key, model, sampling, timeout) and
+  its profile row (`agent.llm.profiles`): the token-limit key (`max_tokens`, or `max_completion_tokens` for
+  `openai`), and `chat_template_kwargs.enable_thinking` only on profiles with thinking switches (vLLM),
   and reads reasoning from `reasoning` or `reasoning_content` (vLLM's old and new field).
 - Tests give a fake or the vLLM emulator; no network in tests.
 """
@@ -68,7 +69,9 @@ class OpenAIChat:
 
         self.llm = llm
         self.model = model
-        self._thinking = profile_of(llm.profile).thinking_kwargs
+        profile = profile_of(llm.profile)
+        self._thinking = profile.thinking_kwargs
+        self._limit_key = profile.token_limit_key
         self._client = openai.OpenAI(
             api_key=llm.api_key.get_secret_value() or "EMPTY", base_url=base_url, max_retries=llm.max_retries
         )
@@ -91,7 +94,7 @@ class OpenAIChat:
                 messages=list(messages),
                 tools=list(tools),
                 tool_choice="auto",
-                max_tokens=max_tokens,
+                **{self._limit_key: max_tokens},
                 temperature=self.llm.temperature,
                 top_p=self.llm.top_p,
                 seed=self.llm.seed,

@@ -33,7 +33,7 @@ class ToolContext:
     @property
     def charts_dir(self) -> Path:
         """The folder charts are written to."""
-        return self.reports_dir or Path(self.settings.data_dir) / "reports" / "ask"
+        return self.reports_dir or self.settings.reports_dir / "ask"
 
     @property
     def factory(self) -> sessionmaker[Session]:

@@ -308,3 +308,25 @@ def require(condition: bool, message: str) -> None:
     """A `ConfigError` with `message` unless `condition`."""
     if not condition:
         raise ConfigError(message)
+
+
+class UsageInput(ToolInput):
+    """A run's model traffic."""
+
+    run_id: str
+
+
+class UsageResult(ToolOutput):
+    """A run's LLM calls: how many, cache hits, errors, tokens, mean latency."""
+
+    run_id: str
+    usage: dict[str, float]
+
+
+def usage_tool(ctx: ToolContext, a: UsageInput) -> UsageResult:
+    """The run's LLM calls: requests, real calls, cache hits, errors, tokens and mean latency."""
+    from agent.evaluation.frames import llm_usage
+    from agent.runs.catalog import get_runs
+
+    get_runs(ctx.factory, [a.run_id])
+    return UsageResult(run_id=a.run_id, usage=llm_usage(ctx.factory, a.run_id))

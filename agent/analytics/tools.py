@@ -24,7 +24,7 @@ from typing import Any, Generic, TypeVar
 
 from pydantic import ValidationError
 
-from agent.analytics import backtests, explain, indicators, ledger, market_data, statistics
+from agent.analytics import backtests, charts, explain, indicators, ledger, market_data, statistics
 from agent.analytics.context import ToolContext
 from agent.analytics.models import ToolError, ToolInput, ToolOutput
 from agent.errors import TradegraphError
@@ -78,6 +78,8 @@ TOOLS: dict[str, Tool[Any, Any]] = {
         _tool("run_trades", ledger.trades_tool, ledger.RunSlice, ledger.TradesResult),
         _tool("run_decisions", ledger.decisions_tool, ledger.RunSlice, ledger.DecisionsResult),
         _tool("explain_decision", explain.explain_tool, explain.ExplainInput, explain.ExplainResult),
+        _tool("llm_usage", ledger.usage_tool, ledger.UsageInput, ledger.UsageResult),
+        _tool("chart", charts.chart_tool, charts.ChartInput, charts.ChartResult),
     )
 }
 """Every analytics tool by name."""

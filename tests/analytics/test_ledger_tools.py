@@ -100,3 +100,29 @@ def test_the_tools_database_refuses_writes(ledger: Ledger, lctx: ToolContext) ->
     with lctx.factory() as s, pytest.raises(OperationalError, match="readonly"):
         s.execute(text("DELETE FROM runs"))
         s.commit()
+
+
+def test_llm_usage_of_a_run(ledger: Ledger, lctx: ToolContext) -> None:
+    engine, factory = open_db(ledger.url)
+    with factory() as s:
+        calls = list(s.scalars(select(LLMCall).where(LLMCall.run_id == ledger.agent_id)))
+    engine.dispose()
+    usage = call(lctx, "llm_usage", run_id=ledger.agent_id)["usage"]
+    assert usage["llm_requests"] == len(calls) == 16  # type: ignore[index]
+    assert usage["prompt_tokens"] == sum(c.prompt_tokens or 0 for c in calls)  # type: ignore[index]
+
+
+def test_charts_of_a_run_and_a_backtest(ledger: Ledger, tmp_path: pytest.TempPathFactory) -> None:
+    ctx = ToolContext(ledger.settings, reports_dir=tmp_path)  # type: ignore[arg-type]
+    run = call(ctx, "chart", kind="run", run_id=ledger.agent_id, symbols=["BTC/USDT"])
+    bt = call(ctx, "chart", symbols=["BTC/USDT"], strategy="sma_cross", start="2025-06-01", end="2025-07-01")
+    price = call(ctx, "chart", kind="price", symbols=["ETH/USDT"], start="2025-06-01", end="2025-06-08")
+    for out in (run, bt):
+        png = open(str(out["png"]), "rb").read()
+        assert png.startswith(b"\x89PNG")
+    for out in (run, bt, price):
+        html = open(str(out["html"]), encoding="utf-8").read()
+        assert "<script type='text/javascript'>" in html and "<script src=" not in html  # plotly.js inline
+    assert price["png"] is None and "sma_cross" in str(bt["title"])
+    bad = tools.call(ctx, "chart", {"kind": "run", "symbols": ["BTC/USDT"]})
+    assert isinstance(bad, ToolError) and "needs run_id" in bad.error
