@@ -7,7 +7,10 @@ Contracts:
 - Idempotent: writing a tick that is already there writes nothing and returns `written=False`; within a
   tick, a decision (unique per run, symbol, bar), an order (unique `client_order_id`, with its fill), a
   position snapshot or an identical risk event that already exists is skipped. A concurrent writer losing
-  the race on a unique constraint gets `written=False` too, never a duplicate.
+  the race on a unique constraint gets `written=False` too, never a duplicate. One query tells whether
+  the tick is there and whether any decision, position snapshot or risk event of its bar is (a tick is
+  written whole, so there normally is none: another writer's risk event, or a lost balance snapshot);
+  only then are those rows read back one by one to skip what exists.
 - Decisions: `action`, `target_exposure`, `confidence` and `rationale` are the proposal as made (a
   non-finite number is stored as NULL and kept verbatim in `clamps`); `stop_loss`/`take_profit` (and a
   rule's `trailing_stop` distance) are the exit plan after the risk layer; `final_exposure` is the target
@@ -33,7 +36,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from sqlalchemy import select
+from sqlalchemy import exists, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -122,9 +125,10 @@ def write_tick(factory: sessionmaker[Session], tick: TickRecord) -> WriteSummary
     try:
         with transaction(factory) as session:
             check_fence(session, tick.run_id)  # first: a writer that lost its lease writes nothing
-            if _tick_exists(session, tick.run_id, tick.bar_ts):
+            written, partial = _probe(session, tick.run_id, tick.bar_ts)
+            if written:
                 return WriteSummary(False)
-            return WriteSummary(True, _write(session, tick))
+            return WriteSummary(True, _write(session, tick, partial))
     except IntegrityError:
         with factory() as session:
             if _tick_exists(session, tick.run_id, tick.bar_ts):
@@ -160,9 +164,22 @@ def _tick_exists(session: Session, run_id: str, bar_ts: int) -> bool:
     return session.scalar(query) is not None
 
 
-def _write(session: Session, tick: TickRecord) -> dict[str, int]:
+def _probe(session: Session, run_id: str, bar_ts: int) -> tuple[bool, bool]:
+    """Whether the tick is written (its balance snapshot), and whether any decision, position snapshot or
+    risk event of its bar is there: one query."""
+
+    def there(table: Any) -> Any:
+        return exists().where(table.run_id == run_id, table.bar_ts == bar_ts)
+
+    partial = or_(there(Decision), there(PositionSnapshot), there(RiskEvent))
+    row = session.execute(select(there(BalanceSnapshot), partial)).one()
+    return bool(row[0]), bool(row[1])
+
+
+def _write(session: Session, tick: TickRecord, partial: bool = True) -> dict[str, int]:
+    """Insert the tick's rows; with `partial` False (nothing of its bar is there) without reading back."""
     counts = {"decisions": 0, "orders": 0, "fills": 0, "positions": 0, "risk_events": 0}
-    decision_ids = _write_decisions(session, tick, counts)
+    decision_ids = _write_decisions(session, tick, counts, partial)
     order_ids = _write_orders(session, tick.run_id, tick.outcome.orders, counts)
     for fill in tick.outcome.fills:
         if fill.client_order_id in order_ids:
@@ -190,13 +207,12 @@ def _write(session: Session, tick: TickRecord) -> dict[str, int]:
             fees_paid=outcome.state.fees_paid,
         )
     )
-    stored = set(
-        session.scalars(
-            select(PositionSnapshot.symbol).where(
-                PositionSnapshot.run_id == tick.run_id, PositionSnapshot.bar_ts == tick.bar_ts
-            )
+    stored: set[str] = set()
+    if partial:
+        positions_there = select(PositionSnapshot.symbol).where(
+            PositionSnapshot.run_id == tick.run_id, PositionSnapshot.bar_ts == tick.bar_ts
         )
-    )
+        stored = set(session.scalars(positions_there))
     for symbol, pos in outcome.state.positions.items():
         if symbol in stored:
             continue
@@ -219,13 +235,12 @@ def _write(session: Session, tick: TickRecord) -> dict[str, int]:
         for e in entry.events
     ]
     events += [(None, e.symbol, e.kind, e.detail) for e in outcome.events]
-    seen = set(
-        session.execute(
-            select(RiskEvent.symbol, RiskEvent.kind, RiskEvent.detail).where(
-                RiskEvent.run_id == tick.run_id, RiskEvent.bar_ts == tick.bar_ts
-            )
-        ).all()
-    )
+    seen: set[tuple[str | None, str, str]] = set()
+    if partial:
+        events_there = select(RiskEvent.symbol, RiskEvent.kind, RiskEvent.detail).where(
+            RiskEvent.run_id == tick.run_id, RiskEvent.bar_ts == tick.bar_ts
+        )
+        seen = {(r[0], r[1], r[2]) for r in session.execute(events_there)}
     for decision_id, symbol, kind, detail in events:
         symbol, kind, detail = for_storage(symbol), for_storage(kind[:32]), for_storage(detail)
         if (symbol, kind, detail) not in seen:
@@ -243,15 +258,16 @@ def _write(session: Session, tick: TickRecord) -> dict[str, int]:
     return counts
 
 
-def _write_decisions(session: Session, tick: TickRecord, counts: dict[str, int]) -> dict[str, int]:
-    """Insert the tick's decisions (skipping existing ones); symbol → decision id."""
-    ids: dict[str, int] = dict(
-        session.execute(
-            select(Decision.symbol, Decision.id).where(
-                Decision.run_id == tick.run_id, Decision.bar_ts == tick.bar_ts
-            )
-        ).all()
-    )
+def _write_decisions(
+    session: Session, tick: TickRecord, counts: dict[str, int], partial: bool
+) -> dict[str, int]:
+    """Insert the tick's decisions (skipping existing ones, read only when `partial`); symbol → id."""
+    ids: dict[str, int] = {}
+    if partial:
+        query = select(Decision.symbol, Decision.id).where(
+            Decision.run_id == tick.run_id, Decision.bar_ts == tick.bar_ts
+        )
+        ids = {r[0]: r[1] for r in session.execute(query)}
     rows = {
         e.result.symbol: _decision_row(tick.run_id, tick.bar_ts, e)
         for e in tick.decisions

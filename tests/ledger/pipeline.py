@@ -198,8 +198,8 @@ def _main(url: str, run_id: str, bars: int, kill_at: int) -> None:
 
     original = writer._write
 
-    def write_then_die(session: Session, tick: TickRecord) -> dict[str, int]:
-        counts = original(session, tick)
+    def write_then_die(session: Session, tick: TickRecord, *args: bool) -> dict[str, int]:
+        counts = original(session, tick, *args)
         if tick.bar_ts == pipe.times[kill_at]:
             session.flush()
             os.kill(os.getpid(), signal.SIGKILL)
