@@ -102,6 +102,8 @@ class LlmVariant(_Strict):
     context_tokens: int | None = Field(None, ge=512)
     max_tokens: int | None = Field(None, ge=16)
     leakage_control: bool | None = None
+    concurrency: int | None = Field(None, ge=1, le=256)
+    """Requests in flight (1 for a server that answers one at a time, such as the embedded model)."""
     training_cutoff: str | None = None
     """This model's cutoff, if it differs from the campaign's."""
 

@@ -152,6 +152,7 @@ def llm_settings(campaign: Campaign, cell: EvalCell, settings: Settings) -> Sett
         "context_tokens",
         "max_tokens",
         "leakage_control",
+        "concurrency",
     )
     llm = merged.llm.model_copy(
         update={f: getattr(variant, f) for f in fields if getattr(variant, f) is not None}

@@ -128,13 +128,14 @@ def test_an_llm_cell_runs_with_the_variant_and_the_campaigns_conventions(tmp_pat
     text = CAMPAIGN.replace(
         "fixed_fee = 1.5", 'initial_position = 0.5\n[conventions.fixed_fee]\n"BTC/USDT" = 4.0'
     )
-    text += '[[llm]]\nname = "hy"\nstrategy = "hybrid"\nrule = "rsi_reversion"\nthinking = "on"\n'
+    text += '[[llm]]\nname = "hy"\nstrategy = "hybrid"\nrule = "rsi_reversion"\nthinking = "on"\nconcurrency = 2\n'
     text += "[risk]\nmax_position_exposure = 0.9\n"
     base = load_settings()
     campaign = load_campaign(_file(tmp_path, text), base)
     cell = next(c for c in campaign.cells if c.strategy == "hy")
     cs = llm_settings(campaign, cell, base)
     assert (cs.strategy, cs.fallback_strategy, cs.llm.thinking) == ("hybrid", "rsi_reversion", "on")
+    assert cs.llm.concurrency == 2
     assert cs.symbols == ["BTC/USDT"] and cs.timeframe == "1d"
     assert cs.broker.taker_fee == 0.001 and cs.broker.fixed_fee == 4.0
     assert cs.broker.initial_position == {"BTC/USDT": 0.5} and cs.risk.max_position_exposure == 0.9
