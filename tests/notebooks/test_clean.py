@@ -12,8 +12,9 @@ from tests.notebooks.run import NOTEBOOKS
 PATHS = sorted(NOTEBOOKS.glob("*.ipynb"))
 
 
-def test_the_three_notebooks_are_there() -> None:
-    assert [p.name for p in PATHS] == ["01_market_data.ipynb", "02_backtests.ipynb", "03_agent.ipynb"]
+def test_the_notebooks_are_there() -> None:
+    names = ["01_market_data.ipynb", "02_backtests.ipynb", "03_agent.ipynb", "04_analytics.ipynb"]
+    assert [p.name for p in PATHS] == names
 
 
 @pytest.mark.parametrize("path", PATHS, ids=lambda p: p.name)
