@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
+from agent.cli.dates import iso_date
+from agent.cli.verbosity import quiet_native_logs
 from agent.config import load_settings
 from agent.errors import ConfigError
 
@@ -58,6 +60,7 @@ def demo(
             update={"context_tokens": 2000, "max_tokens": 160, "concurrency": 1}
         )
     settings = load_settings(**overrides, timeframe="1h", exchange={"id": "replay"}, strategy="llm")
+    quiet_native_logs()
     console = Console()
     where = settings.llm.base_url or "the embedded SmolLM2-135M (llama.cpp, 127.0.0.1)"
     console.print(
@@ -104,9 +107,12 @@ def _summary(console: Console, metrics: dict[str, Any]) -> None:
 def tick(
     strategy: str = typer.Option(None, help="llm | hybrid | a rule strategy (default: settings.strategy)"),
     run_id: str = typer.Option(None, help="paper run to advance (default: paper-<strategy>-<timeframe>)"),
-    at: str = typer.Option(None, help="replay only: process the bar that opened at this time"),
+    at: str = typer.Option(
+        None, callback=iso_date, help="replay only: process the bar that opened at this time (ISO, UTC)"
+    ),
 ) -> None:
     """Run one paper cycle now: refresh data, then process the last closed bar for every symbol."""
+    from agent.cli.strategies_cmd import check_strategy
     from agent.graph.factory import load_source
     from agent.market.candles import utc_timestamp
     from agent.runs.lifecycle import check_run_id, paper_run_id
@@ -114,6 +120,7 @@ def tick(
 
     settings = load_settings()
     strategy = strategy or settings.strategy
+    check_strategy(strategy)
     run_id = check_run_id(run_id, "--run-id") if run_id else paper_run_id(strategy, settings.timeframe)
     if settings.exchange.id != "replay":
         if at:
@@ -127,6 +134,7 @@ def tick(
         if failed:
             raise failed[0]
     source = load_source(settings)
+    quiet_native_logs()
     bar = min(source.last_ts(s) for s in settings.symbols)
     if at:
         bar = int(utc_timestamp(at).value // 1_000_000)
@@ -287,8 +295,9 @@ def decisions(
         "rationale",
         "clamps",
         "orders (next open)",
-    ):
-        table.add_column(col, overflow="fold")
+    ):  # short fixed-format cells stay on one line; the free text wraps (and folds, never "…")
+        short = col in ("bar (UTC)", "symbol", "action", "target→final", "conf.")
+        table.add_column(col, overflow="fold", no_wrap=short)
     for d in dec.itertuples():
         nxt = orders[(orders.symbol == d.symbol) & (orders.bar_ts > d.bar_ts)].head(1)
         order_text = (

@@ -14,14 +14,20 @@ from typing import Literal
 
 import typer
 
+from agent.cli.dates import iso_date
+from agent.cli.strategies_cmd import check_strategy
+from agent.cli.verbosity import quiet_native_logs
+
 _STRATEGY = typer.Option(
     ..., "--strategy", "-s", help="built-in name (e.g. sma_cross) or path/to/file.py:Class"
 )
 _SYMBOL = typer.Option(None, "--symbol", help="one symbol, e.g. BTC/USDT")
 _SYMBOLS = typer.Option(None, "--symbols", help="several symbols, comma-separated (shared cash)")
 _TIMEFRAME = typer.Option(None, "--timeframe", "-t", help="bar size; default: the configured timeframe")
-_START = typer.Option(None, "--start", help="first bar (UTC date or timestamp, inclusive)")
-_END = typer.Option(None, "--end", help="end of the window (exclusive)")
+_START = typer.Option(
+    None, "--start", callback=iso_date, help="first bar, inclusive: ISO date or timestamp (UTC), 2025-01-02"
+)
+_END = typer.Option(None, "--end", callback=iso_date, help="end of the window (exclusive), ISO like --start")
 _PARAM = typer.Option(None, "--param", "-p", help="strategy parameter NAME=VALUE (repeatable)")
 
 
@@ -74,6 +80,7 @@ def backtest(
     from agent.graph.mode import StrategyMode
     from strategies.registry import parse_params
 
+    check_strategy(strategy)
     settings = load_settings()
     chosen = parse_symbols(symbol, symbols, list(settings.symbols))
     if StrategyMode.of(strategy).asks_model:
@@ -105,9 +112,8 @@ def backtest(
     for note in outcome.notes:
         console.print(f"[yellow]note:[/] {note}")
     idx = outcome.result.sim.index
-    title = (
-        f"{strategy} on {', '.join(outcome.result.symbols)} {outcome.result.timeframe}: {idx[0]} to {idx[-1]}"
-    )
+    span = f"{idx[0]:%Y-%m-%d %H:%M} to {idx[-1]:%Y-%m-%d %H:%M} UTC"  # bar open times, index in UTC
+    title = f"{strategy} on {', '.join(outcome.result.symbols)} {outcome.result.timeframe}: {span}"
     console.print(summary_table(outcome.comparison, title))
     console.print(f"run id: {outcome.run_id}")
     if outcome.report_path is not None:
@@ -141,6 +147,7 @@ def sweep(
     from agent.backtest.tables import sweep_table
     from agent.config import load_settings
 
+    check_strategy(strategy)
     settings = load_settings()
     request = SweepRequest(
         strategy=strategy,
@@ -213,6 +220,7 @@ def check_lookahead(
 
     if samples is not None and samples < 1:
         raise ConfigError(f"--samples {samples}: must be >= 1")
+    check_strategy(strategy)
     settings = load_settings()
     strat = build_strategy(strategy, parse_params(param or []))
     history = history_bars([strat], warmup)
@@ -272,6 +280,7 @@ def _agent_backtest(
     if prompt_mode:
         overrides["llm"] = {"prompt_mode": prompt_mode}  # merged into the configured [llm] section
     settings = load_settings(**overrides)
+    quiet_native_logs()
     console = Console()
     result = run_agent_backtest(settings, strategy=strategy, start=start, end=end, console=console)
     _summary(console, result.metrics)

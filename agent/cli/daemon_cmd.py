@@ -5,9 +5,13 @@ Contracts:
 - `run` logs (text or JSON, `--log-format` or `settings.log_format`) to stderr and to a rotating file
   `<data_dir>/logs/daemon.log`, with every configured secret redacted. SIGTERM and SIGINT stop it within
   seconds (exit 0); a tick still running after the grace period is abandoned (it resumes on restart).
+  A replay ends with one summary line on stdout (`agent.cli.run_summary`): bars, decisions, fills, return,
+  final equity.
 - A second daemon on the same database, bad options or a bad strategy exit 1 with one `error:` line.
 - `status` prints Rich tables; it never changes the database. Its `state` is the daemon's health
   (`agent.daemon.health`): alive, degraded (with the reason and the last error), stalled or stopped.
+  `status --watch` re-reads and redraws the view every `--interval` seconds (`rich.live`) until Ctrl-C
+  (exit 0) or `--count` refreshes.
 """
 
 from __future__ import annotations
@@ -15,6 +19,9 @@ from __future__ import annotations
 import os
 
 import typer
+
+from agent.cli import verbosity
+from agent.cli.dates import iso_date
 
 
 def register(app: typer.Typer) -> None:
@@ -27,10 +34,13 @@ def run(
     replay: bool = typer.Option(False, "--replay", help="replay the bundled data on a simulated clock"),
     speed: float = typer.Option(3600.0, "--speed", help="replay: market seconds per real second"),
     start: str | None = typer.Option(
-        None, "--start", help="replay: first bar (UTC); default 30 days before the end"
+        None,
+        "--start",
+        callback=iso_date,
+        help="replay: first bar (ISO date or timestamp, UTC); default 30 days before the end",
     ),
     end: str | None = typer.Option(
-        None, "--end", help="replay: end of the window (exclusive); default: data end"
+        None, "--end", callback=iso_date, help="replay: end of the window (exclusive, ISO); default: data end"
     ),
     strategy: str | None = typer.Option(None, "--strategy", "-s", help="default: the configured strategy"),
     param: list[str] | None = typer.Option(None, "--param", "-p", help="strategy parameter NAME=VALUE"),
@@ -49,6 +59,7 @@ def run(
     log_format: str | None = typer.Option(None, "--log-format", help="text or json; default: settings"),
 ) -> None:
     """Run the paper-trading daemon: one tick per closed candle, until stopped (or the replay ends)."""
+    from agent.cli.strategies_cmd import check_strategy
     from agent.config import load_settings
     from agent.daemon.logging import configured_secrets, setup_logging
     from agent.daemon.service import Daemon, DaemonOptions
@@ -58,6 +69,7 @@ def run(
     from strategies.registry import parse_params
 
     settings = load_settings()
+    check_strategy(strategy or settings.strategy)
     fmt = log_format or settings.log_format
     if fmt not in ("text", "json"):
         raise ConfigError(f"invalid --log-format {fmt!r}: use text or json")
@@ -74,7 +86,10 @@ def run(
         history_bars=history_bars,
         discard_after=discard_after,
     )
-    setup_logging(fmt, settings.data_dir / "logs", configured_secrets(settings))
+    verbose = verbosity.is_verbose()
+    setup_logging(fmt, settings.data_dir / "logs", configured_secrets(settings), quiet=not verbose)
+    verbosity.configure(verbose)  # the HTTP clients' and llama.cpp's loggers as --verbose wants them
+    verbosity.quiet_native_logs()
     stop = StopSignal()
     restore = install(stop)
     try:
@@ -83,15 +98,25 @@ def run(
         restore()
     reason = for_plain_terminal(result.reason)  # may quote an error: shown, never interpreted
     print(f"stopped ({reason}): run {result.run_id}, last bar {_iso(result.last_bar)}")
+    if replay:
+        print(_replay_summary(settings.db_url, result.run_id, settings.broker.initial_cash))
 
 
 def status(
     run_id: str | None = typer.Option(None, "--run-id", help="default: the daemon's run"),
     limit: int = typer.Option(10, "--limit", help="decisions and problems shown"),
+    watch: bool = typer.Option(False, "--watch", "-w", help="refresh the view until Ctrl-C"),
+    interval: float = typer.Option(2.0, "--interval", min=0.0, help="--watch: seconds between refreshes"),
+    count: int | None = typer.Option(
+        None, "--count", min=1, help="--watch: stop after this many refreshes (default: until Ctrl-C)"
+    ),
 ) -> None:
     """Show the daemon's health (alive, degraded, stalled, stopped), last and next tick, positions, equity,
-    decisions and problems."""
+    decisions and problems; with --watch, keep the view up to date until Ctrl-C."""
+    import threading
+
     from rich.console import Console
+    from rich.live import Live
 
     from agent.config import load_settings
     from agent.daemon.clock import SystemClock
@@ -101,10 +126,36 @@ def status(
     settings = load_settings()
     engine, factory = open_db(settings.db_url, migrate=False)  # read-only: never migrates
     try:
-        snapshot = read_status(factory, SystemClock().now_ms(), run_id, limit)
+        if not watch:
+            Console().print(render(read_status(factory, SystemClock().now_ms(), run_id, limit)))
+            return
+        pause = threading.Event()  # never set: its wait() is an interruptible sleep between refreshes
+        refreshes = 0
+        try:
+            with Live(console=Console(), auto_refresh=False, redirect_stderr=False) as live:
+                while True:
+                    snapshot = read_status(factory, SystemClock().now_ms(), run_id, limit)
+                    live.update(render(snapshot), refresh=True)
+                    refreshes += 1
+                    if count is not None and refreshes >= count:
+                        break
+                    pause.wait(interval)
+        except KeyboardInterrupt:  # Ctrl-C is how a watch ends: not an error
+            pass
     finally:
         engine.dispose()
-    Console().print(render(snapshot))
+
+
+def _replay_summary(db_url: str, run_id: str, initial_cash: float) -> str:
+    """The line `run --replay` ends with: bars, decisions, fills, return, final equity."""
+    from agent.cli.run_summary import read_summary, summary_line
+    from agent.db.session import open_db
+
+    engine, factory = open_db(db_url, migrate=False)
+    try:
+        return summary_line(read_summary(factory, run_id, initial_cash))
+    finally:
+        engine.dispose()
 
 
 def _exit_now() -> None:

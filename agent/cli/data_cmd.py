@@ -4,7 +4,9 @@ Contracts:
 - `download` takes its defaults from the settings (`symbols`, `timeframe`, `exchange.id`); `--exchange`
   overrides `exchange.id`, `TRADEGRAPH_EXCHANGE__API_URL` points ccxt at another host (an emulator).
   Symbols are downloaded one after the other with a Rich progress bar; each file is written only when its
-  download succeeded, so a failure leaves every existing file intact.
+  download succeeded, so a failure leaves every existing file intact. A retried request (network fault,
+  rate limit) shows in the progress line (`retry 2, waiting 1.3 s`) and in the symbol's result line
+  (`3 retries`), not as log lines.
 - `list` shows every candle file, downloaded (`store`) and `bundled`: exchange, symbol, timeframe,
   first and last bar, rows, gaps.
 - `check` validates one file (by `--symbol/--timeframe[/--exchange]`, found where `load_candles` looks,
@@ -16,16 +18,17 @@ Contracts:
 from __future__ import annotations
 
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from agent.cli.dates import iso_date
 from agent.config import load_settings
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
-
     from rich.console import Console
     from rich.progress import Progress, TaskID
 
@@ -43,8 +46,13 @@ def register(app: typer.Typer) -> None:
         exchange: Annotated[str | None, typer.Option(help="ccxt exchange id (default: settings)")] = None,
         symbols: Annotated[str | None, typer.Option(help="comma-separated, e.g. BTC/USDT,ETH/USDT")] = None,
         timeframe: Annotated[str | None, typer.Option(help="1m, 5m, 15m, 1h, 4h or 1d")] = None,
-        since: Annotated[str | None, typer.Option(help="first bar, UTC; needed if nothing is stored")] = None,
-        until: Annotated[str | None, typer.Option(help="stop before this date (default: now)")] = None,
+        since: Annotated[
+            str | None,
+            typer.Option(callback=iso_date, help="first bar, ISO date (UTC); needed if nothing is stored"),
+        ] = None,
+        until: Annotated[
+            str | None, typer.Option(callback=iso_date, help="stop before this ISO date (default: now)")
+        ] = None,
     ) -> None:
         """Download candles into <data_dir>/store/<exchange>/, fetching only what is missing."""
         _download(exchange, symbols, timeframe, since, until)
@@ -83,11 +91,6 @@ def _download(
     if timeframe is not None:
         overrides["timeframe"] = timeframe
     settings = load_settings(**overrides)
-    service = MarketDataService(
-        make_exchange(settings), CandleStore(settings.data_dir), RetryPolicy.from_settings(settings.exchange)
-    )
-    console = _console()
-    reports = []
     progress = Progress(
         TextColumn("{task.description}"),
         BarColumn(),
@@ -96,31 +99,71 @@ def _download(
         console=_console(stderr=True),
         transient=True,
     )
+    retries = RetryProgress(progress)
+    policy = RetryPolicy.from_settings(settings.exchange, sleep=retries.sleep)
+    service = MarketDataService(make_exchange(settings), CandleStore(settings.data_dir), policy)
+    console = _console()
+    reports = []
+    counts: list[int] = []
     try:
         with progress:
             for symbol in settings.symbols:
-                task = progress.add_task(f"{settings.exchange.id} {symbol} {settings.timeframe}", total=None)
-                on_page, on_plan = _progress_callbacks(progress, task)
+                label = f"{settings.exchange.id} {symbol} {settings.timeframe}"
+                task = progress.add_task(label, total=None)
+                retries.start(task, label)
+                on_page, on_plan = _progress_callbacks(progress, task, retries.page)
                 reports.append(
                     service.download(
                         symbol, settings.timeframe, since, until, on_page=on_page, on_plan=on_plan
                     )
                 )
+                counts.append(retries.count)
     finally:  # what was stored before a failure is reported too
-        for r in reports:
+        for r, n in zip(reports, counts, strict=True):
+            tried = f" ({n} {'retry' if n == 1 else 'retries'})" if n else ""
             console.print(
-                f"{r.exchange} {r.symbol} {r.timeframe}: +{r.new_bars} bars in {r.requests} requests, "
+                f"{r.exchange} {r.symbol} {r.timeframe}: +{r.new_bars} bars in {r.requests} requests{tried}, "
                 f"{r.rows} rows {_ts(r.first)} → {_ts(r.last)}, {len(r.gaps)} gaps → {r.path}"
             )
 
 
+class RetryProgress:
+    """The retry policy's `sleep`, shown in the progress line of the symbol being downloaded."""
+
+    def __init__(self, progress: Progress, sleep: Callable[[float], None] = time.sleep) -> None:
+        self.progress = progress
+        self._sleep = sleep
+        self.task: TaskID | None = None
+        self.label = ""
+        self.count = 0
+
+    def start(self, task: TaskID, label: str) -> None:
+        """A new symbol: its task and label, no retries yet."""
+        self.task, self.label, self.count = task, label, 0
+
+    def sleep(self, seconds: float) -> None:
+        """Wait before a retry, saying so in the progress line."""
+        self.count += 1
+        if self.task is not None:
+            self.progress.update(
+                self.task, description=f"{self.label} [yellow]retry {self.count}, waiting {seconds:.1f} s[/]"
+            )
+        self._sleep(seconds)
+
+    def page(self) -> None:
+        """A page arrived: the label again, with the retries so far."""
+        if self.task is not None and self.count:
+            self.progress.update(self.task, description=f"{self.label} ({self.count} retried)")
+
+
 def _progress_callbacks(
-    progress: Progress, task: TaskID
+    progress: Progress, task: TaskID, after_page: Callable[[], None] = lambda: None
 ) -> tuple[Callable[[int], None], Callable[[DownloadPlan], None]]:
     """Advance `task` per page fetched; size it once the download is planned."""
 
     def on_page(rows: int) -> None:
         progress.advance(task, rows)
+        after_page()
 
     def on_plan(plan: DownloadPlan) -> None:
         progress.update(task, total=max(plan.expected_bars, 1))

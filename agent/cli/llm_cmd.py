@@ -16,6 +16,7 @@ from typing import Any
 
 import typer
 
+from agent.cli.verbosity import quiet_native_logs
 from agent.config import LLMSettings, load_settings
 from agent.errors import ConfigError, LLMUnavailable
 from agent.llm.profiles import profile_of
@@ -41,6 +42,7 @@ def register(app: typer.Typer) -> None:
         from agent.textsafe import for_plain_terminal
 
         llm = _override(load_settings().llm, base_url=base_url, profile=profile, model=model)
+        quiet_native_logs()
         with resolve_endpoint(llm) as url:
             info = discover(url, llm)
             served = for_plain_terminal(", ".join(info.models))  # the server's text: shown, not interpreted

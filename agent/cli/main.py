@@ -2,6 +2,9 @@
 
 Contracts:
 - Every command group lives in its own module exposing `register(app)`; this module only wires them.
+- `--version` prints `tradegraph <version>` and exits 0. `--verbose` shows INFO logs on stderr, among them
+  the HTTP clients' request lines and llama.cpp's native messages, which are kept out otherwise
+  (`agent.cli.verbosity`).
 - Heavy imports (pandas, numba, ccxt, langgraph) happen inside commands, so `--help` stays fast.
 - A `TradegraphError` (bad input, missing data, unreachable service) is printed as one line on stderr
   (credentials inside URLs masked, control characters escaped) with exit code 1; Typer's usage errors
@@ -28,6 +31,8 @@ from agent.cli import (
     llm_cmd,
     mcp_cmd,
     runs_cmd,
+    strategies_cmd,
+    verbosity,
 )
 from agent.errors import TradegraphError
 from agent.redact import mask_url_credentials
@@ -55,6 +60,28 @@ for _module in (
     _module.register(app)
 ask_cmd.register(app)
 mcp_cmd.register(app)
+strategies_cmd.register(app)
+
+
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import version
+
+        print(f"tradegraph {version('tradegraph')}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    _show_version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="print the version and exit"
+    ),
+    verbose: bool = typer.Option(
+        False, "--verbose", "-v", help="show INFO logs, HTTP requests and llama.cpp's messages on stderr"
+    ),
+) -> None:
+    """LLM trading agent for crypto markets: data, backtests, paper trading with a self-hosted model."""
+    verbosity.configure(verbose)
 
 
 def _terminate(signum: int, _frame: FrameType | None) -> None:

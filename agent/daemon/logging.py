@@ -5,7 +5,8 @@ Contracts:
   a `RotatingFileHandler` at `<log_dir>/daemon.log` (rotated at `max_bytes`, `backups` files kept). Calling
   it again replaces the handlers it installed before.
 - JSON lines carry `ts` (UTC ISO 8601), `level`, `logger`, `msg`, every `extra=` field of the call
-  (`event`, `run_id`, `bar_ts`, ...) and `exc` for a traceback.
+  (`event`, `run_id`, `bar_ts`, ...) and `exc` for a traceback. Text lines (for people) show the extra
+  fields as `key=value`, bar times (`*_ts` integers, epoch ms) as UTC minutes (`2025-09-19T22:00Z`).
 - `SecretRedactor` is a filter on every handler: each configured secret value (exchange key, secret and
   password, LLM API key, database password) is replaced by `***` in the message, its arguments, extra
   fields, tracebacks and stack traces, before any formatter sees the record. `configured_secrets(settings)`
@@ -37,8 +38,16 @@ MASK = "***"
 PLACEHOLDER_SECRETS = frozenset({"", "EMPTY"})
 """Values that are not secrets (the LLM key's offline default)."""
 
-QUIET = {"apscheduler": logging.WARNING, "alembic": logging.WARNING, "httpx": logging.WARNING}
-"""Third-party loggers that would otherwise log every wake-up, migration step or HTTP request."""
+QUIET = {
+    "apscheduler": logging.WARNING,
+    "alembic": logging.WARNING,
+    "httpx": logging.WARNING,
+    "httpx2": logging.WARNING,
+    "httpcore": logging.WARNING,
+    "openai": logging.WARNING,
+}
+"""Third-party loggers that would otherwise log every wake-up, migration step or HTTP request (left at
+`level` when `setup_logging(..., quiet=False)`, the CLI's `--verbose`)."""
 
 _STANDARD = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime"}
 _INSTALLED = "_tradegraph_daemon"
@@ -135,6 +144,19 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(out, default=str, ensure_ascii=False)
 
 
+def utc_minute(ms: int | None) -> str:
+    """Epoch milliseconds as `2025-09-19T22:00Z` (`none` for None): how text logs show bar times."""
+    if ms is None:
+        return "none"
+    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%dT%H:%MZ")
+
+
+def _text_value(key: str, value: Any) -> Any:
+    if key.endswith("_ts") and isinstance(value, int) and not isinstance(value, bool):
+        return utc_minute(value)
+    return value
+
+
 class TextFormatter(logging.Formatter):
     """`time level logger: message key=value ...` for people."""
 
@@ -144,7 +166,11 @@ class TextFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         """The standard line, then the extra fields."""
         line = super().format(record)
-        extras = [f"{k}={v}" for k, v in vars(record).items() if k not in _STANDARD and not k.startswith("_")]
+        extras = [
+            f"{k}={_text_value(k, v)}"
+            for k, v in vars(record).items()
+            if k not in _STANDARD and not k.startswith("_")
+        ]
         if not extras:
             return line
         head, sep, tail = line.partition("\n")
@@ -160,6 +186,7 @@ def setup_logging(
     max_bytes: int = MAX_BYTES,
     backups: int = BACKUPS,
     stream: Any = None,
+    quiet: bool = True,
 ) -> list[logging.Handler]:
     """Configure the root logger (see the module contract); returns the handlers installed."""
     root = logging.getLogger()
@@ -182,8 +209,8 @@ def setup_logging(
         setattr(handler, _INSTALLED, True)
         root.addHandler(handler)
     root.setLevel(level)
-    for name, quiet in QUIET.items():
-        logging.getLogger(name).setLevel(max(quiet, level))
+    for name, floor in QUIET.items():
+        logging.getLogger(name).setLevel(max(floor, level) if quiet else level)
     return handlers
 
 

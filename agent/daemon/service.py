@@ -45,7 +45,7 @@ from agent.daemon.clock import Clock, SimulatedClock, SystemClock
 from agent.daemon.feed import CachedStore, CandleFeed
 from agent.daemon.health import heartbeat_interval_s
 from agent.daemon.lease import Holder, Lease, LeaseLost
-from agent.daemon.logging import DropMessages
+from agent.daemon.logging import DropMessages, utc_minute
 from agent.daemon.plan import (
     RunPlan,
     Window,
@@ -287,7 +287,7 @@ class Daemon:
             "daemon stopped (%s): run %s, last bar %s",
             reason,
             plan.run_id,
-            last_bar,
+            utc_minute(last_bar),
             extra={"event": "stopped", "run_id": plan.run_id, "reason": reason, "last_bar_ts": last_bar},
         )
         return DaemonResult(plan.run_id, reason, last_bar, finished, abandoned)

@@ -13,7 +13,9 @@ Contracts:
   of buy & hold, and the warnings. `show_table` adds each run kind's own figures (LLM usage, engine
   counters) and the report path.
 - `runs_table` is one row per run; a sweep is one row (`SweepGroup`): its id, its trial count and the
-  figures of its best trial.
+  figures of its best trial. It fits 120 columns without cutting a cell: light borders, the kind (and a
+  status other than `done`) under the id, the timeframe beside the strategy, one symbol a line, the
+  window's first and last day on two lines; words longer than their column fold (never `strate…`).
 """
 
 from __future__ import annotations
@@ -23,7 +25,9 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from rich import box
 from rich.table import Table
+from rich.text import Text
 
 from agent.db.models import Run
 from agent.runs.catalog import SweepGroup
@@ -59,38 +63,36 @@ def _day(ms: int | None) -> str:
     return "-" if ms is None else datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%d")
 
 
-def _window(run: Run) -> str:
-    return f"{_day(run.start_ts)}..{_day(run.end_ts)}"
-
-
 def _figure(metrics: RunMetrics | None, key: str) -> str:
     return "-" if metrics is None else cell(getattr(metrics.strategy, key), LABELS[key][1])
 
 
 def runs_table(entries: Sequence[Run | SweepGroup]) -> Table:
     """One row per run or sweep: id, kind, strategy, symbols, window, status, headline figures."""
-    table = Table(title=f"{len(entries)} most recent runs")
-    table.add_column("id", no_wrap=True)
-    for col in ("kind", "strategy", "symbols", "tf", "window", "status"):
-        table.add_column(col)
+    table = Table(
+        title=f"{len(entries)} most recent runs", box=box.SIMPLE_HEAD, padding=(0, 1, 0, 0), show_edge=False
+    )
+    table.add_column("id / kind", no_wrap=True)
+    table.add_column("strategy", overflow="fold")
+    table.add_column("symbols", overflow="fold", max_width=9)  # one a line, e.g. `BTC/USDT,`
+    table.add_column("window", overflow="fold")
     for key in LIST_FIGURES:
         table.add_column(_HEADERS[key], justify="right", no_wrap=True)
-    table.add_column("buy & hold", justify="right", no_wrap=True)
+    table.add_column("buy & hold", justify="right", overflow="fold")
     for entry in entries:
         run = entry.best if isinstance(entry, SweepGroup) else entry
         ident, kind = run.id, run.kind
         if isinstance(entry, SweepGroup):
             ident, kind = entry.sweep_id, f"sweep: {entry.trials} trials, best shown"
+        if run.status != "done":
+            kind = f"{kind} ({run.status})"
         metrics = RunMetrics.from_json(run.metrics)
         hold = metrics.buy_and_hold if metrics is not None else None
         table.add_row(
-            for_terminal(ident),
-            for_terminal(kind),
-            for_terminal(run.strategy),
-            for_terminal(",".join(run.symbols or [])),
-            for_terminal(run.timeframe),
-            _window(run),
-            for_terminal(run.status),
+            Text.assemble(for_terminal(ident), "\n", for_terminal(kind, "dim")),
+            for_terminal(f"{run.strategy} {run.timeframe}"),
+            for_terminal(", ".join(run.symbols or [])),
+            f"{_day(run.start_ts)}\n{_day(run.end_ts)}",
             *(_figure(metrics, key) for key in LIST_FIGURES),
             cell(hold.total_return if hold is not None else None, "pct"),
         )
@@ -103,8 +105,8 @@ def compare_table(runs: Sequence[Run], title: str = "run comparison") -> Table:
     """Runs side by side: what each is, then the same metric set for every one (module contract)."""
     table = Table(title=title)
     table.add_column("")
-    for r in runs:
-        table.add_column(for_terminal(r.id), justify="right")
+    for r in runs:  # long ids and windows fold rather than end in "…" when many runs share the width
+        table.add_column(for_terminal(r.id), justify="right", overflow="fold")
     metrics = [RunMetrics.from_json(r.metrics) for r in runs]
     for name, values in _identity(runs):
         table.add_row(name, *(for_terminal(v) for v in values))
@@ -141,9 +143,9 @@ def _identity(runs: Sequence[Run]) -> list[tuple[str, list[str]]]:
             "params",
             [", ".join(f"{k}={v}" for k, v in (r.params or {}).items() if v is not None) for r in runs],
         ),
-        ("symbols", [",".join(r.symbols or []) for r in runs]),
+        ("symbols", [", ".join(r.symbols or []) for r in runs]),
         ("timeframe", [r.timeframe for r in runs]),
-        ("window", [_window(r) for r in runs]),
+        ("window", [f"{_day(r.start_ts)} → {_day(r.end_ts)}" for r in runs]),
         ("status", [r.status + (f": {r.error}" if r.error else "") for r in runs]),
     ]
 

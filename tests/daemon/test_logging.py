@@ -81,7 +81,7 @@ def test_text_format_and_rotation(tmp_path: Path) -> None:
     assert files == [LOG_FILE, f"{LOG_FILE}.1", f"{LOG_FILE}.2"]
     assert all((tmp_path / f).stat().st_size <= 2_200 for f in files)
     last = stream.getvalue().strip().splitlines()[-1]
-    assert last.endswith("tradegraph.daemon.test: line 99 with *** event=tick bar_ts=99")
+    assert last.endswith("tradegraph.daemon.test: line 99 with *** event=tick bar_ts=1970-01-01T00:00Z")
     assert "hunter2" not in stream.getvalue()
 
 
