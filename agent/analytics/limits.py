@@ -62,6 +62,12 @@ class AskResult(BaseModel):
     session: str | None = None
     trace_path: str | None = None
 
+    @property
+    def ungrounded(self) -> bool:
+        """The model answered without one successful tool call: its figures come from no tool (a small model
+        such as the embedded SmolLM2 answers in prose without calling tools)."""
+        return self.stopped == "answered" and not any(s.ok for s in self.steps)
+
 
 def bound_message(stop: Stop, limits: AskLimits, partial: str) -> str:
     """The answer of a question a bound stopped: which bound, its value, the option that raises it."""

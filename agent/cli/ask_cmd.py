@@ -7,6 +7,7 @@ Contracts:
 - Prints the answer, then the compact trace (one row per tool call: number, tool, arguments, result or
   error, milliseconds), then how the question ended and where the trace is stored. Model text and tool
   text are escaped for the terminal (`agent.textsafe`).
+- An answer without one successful tool call is flagged: its figures come from no tool.
 - Exit status 0 when the model answered, 3 when a bound stopped the question, 1 on errors (one line).
 - Read-only: the ledger is never written (the tools' database refuses writes).
 """
@@ -62,5 +63,11 @@ def ask_command(
             "dim",
         )
     )
+    if result.ungrounded:
+        console.print(
+            "warning: the model called no tool, so no figure above comes from tradegraph's data or engine "
+            "(small models such as the embedded SmolLM2 do not call tools; see docs/analytics.md)",
+            style="yellow",
+        )
     if result.stopped != "answered":
         raise typer.Exit(_EXIT_BOUND)

@@ -53,3 +53,10 @@ def test_tg_ask_returns_the_result(emu: VLLMEmulator) -> None:
     emu.script(Reply(tool_calls=(ToolCall("list_runs", {}),)), Reply(content="no runs yet [#1]"))
     result = tg.ask("Which runs are recorded?")
     assert result.answer == "no runs yet [#1]" and result.steps[0].tool == "list_runs" and result.steps[0].ok
+
+
+def test_an_answer_without_tools_is_flagged(emu: VLLMEmulator) -> None:
+    emu.script(Reply(content="BTC volatility was 8.1%."))
+    result = CliRunner().invoke(app, ["ask", "BTC volatility?"])
+    assert result.exit_code == 0
+    assert "warning: the model called no tool" in " ".join(result.output.split())
