@@ -62,6 +62,8 @@ def open_read_only(url: str) -> tuple[Engine, sessionmaker[Session]]:
         cur = dbapi_conn.cursor()
         cur.execute("PRAGMA query_only = ON" if sqlite else "SET default_transaction_read_only = on")
         cur.close()
+        if not sqlite:  # the SET ran in the driver's implicit transaction: keep it past the pool's rollback
+            dbapi_conn.commit()
 
     if engine.url.database not in (None, "", ":memory:"):  # a missing database reads as an empty schema
         event.listen(engine, "connect", _read_only)

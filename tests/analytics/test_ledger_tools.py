@@ -126,3 +126,18 @@ def test_charts_of_a_run_and_a_backtest(ledger: Ledger, tmp_path: pytest.TempPat
     assert price["png"] is None and "sma_cross" in str(bt["title"])
     bad = tools.call(ctx, "chart", {"kind": "run", "symbols": ["BTC/USDT"]})
     assert isinstance(bad, ToolError) and "needs run_id" in bad.error
+
+
+@pytest.mark.postgres
+def test_the_tools_database_refuses_writes_on_postgresql(pg_url: str) -> None:
+    from sqlalchemy.exc import InternalError
+
+    from agent.config import load_settings
+
+    engine, _ = open_db(pg_url)  # migrated to head
+    engine.dispose()
+    ctx = ToolContext(load_settings(database_url=pg_url))
+    assert tools.call(ctx, "list_runs", {}).model_dump() == {"runs": []}
+    with ctx.factory() as s, pytest.raises(InternalError, match="read-only transaction"):
+        s.execute(text("DELETE FROM runs"))
+    ctx.close()
