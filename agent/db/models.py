@@ -314,3 +314,27 @@ class DaemonTick(Base):
     holder: Mapped[str | None] = mapped_column(String(128))
     started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     finished_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+CONTROL_NAMES = ("kill_switch", "pause")
+
+
+class ControlEvent(Base):
+    """One operator control set on or off (kill switch, pause of new entries), with who and when.
+
+    Append-only: the newest row of a name is its state (`agent.db.controls`). Written by `tradegraph serve`
+    (the only table it writes); read by the daemon's risk screen at every tick (migration 0005).
+    """
+
+    __tablename__ = "control_events"
+    __table_args__ = (
+        CheckConstraint(one_of("name", CONTROL_NAMES), name="ck_control_events_name"),
+        Index("ix_control_events_name_id", "name", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(16))  # kill_switch | pause
+    active: Mapped[bool] = mapped_column(Boolean)
+    who: Mapped[str] = mapped_column(String(128))
+    origin: Mapped[str | None] = mapped_column(String(255))  # the client address the request came from
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

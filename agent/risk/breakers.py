@@ -14,8 +14,8 @@ Contracts:
   decisions at s, s+1 and s+2 are blocked; 0 disables it).
 - Kill switch: the file `risk.kill_switch_file` exists (the settings store it absolute: a relative path
   is taken from the configuration file's folder; one passed here directly is taken from the working
-  directory; None or '' is no switch). A database flag is not implemented yet (it needs a
-  table); `session` is accepted for it.
+  directory; None or '' is no switch), or, given the run's session factory, the operator's kill switch or
+  pause of new entries is on in the database (`agent.db.controls`, set by `tradegraph serve`).
 - Breakers never force an exit: held positions may still be sold or closed.
 """
 
@@ -23,13 +23,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from agent.db.controls import read_controls
 from agent.execution import bar
 from agent.portfolio import PortfolioState
 from agent.risk.models import COOLDOWN, DAILY_LOSS_LIMIT, KILL_SWITCH, MAX_DRAWDOWN
 
 if TYPE_CHECKING:
+    from sqlalchemy.orm import Session, sessionmaker
+
     from agent.config import RiskSettings
 
 
@@ -41,9 +44,12 @@ class Breach:
     detail: str
 
 
-def kill_switch_active(path: str | None, session: Any = None) -> bool:
-    """True when the kill-switch file `path` exists (a database flag is future work; `session` is unused)."""
-    return bool(path) and Path(str(path)).exists()
+def kill_switch_active(path: str | None, factory: sessionmaker[Session] | None = None) -> bool:
+    """True when the kill-switch file `path` exists, or a control in the database behind `factory` stops
+    new entries (the kill switch or the pause)."""
+    if path and Path(str(path)).exists():
+        return True
+    return factory is not None and read_controls(factory).entries_stopped
 
 
 def daily_loss(state: PortfolioState, equity: float, risk: RiskSettings) -> Breach | None:
