@@ -295,9 +295,8 @@ def decisions(
         "rationale",
         "clamps",
         "orders (next open)",
-    ):  # short fixed-format cells stay on one line; the free text wraps (and folds, never "…")
-        short = col in ("bar (UTC)", "symbol", "action", "target→final", "conf.")
-        table.add_column(col, overflow="fold", no_wrap=short)
+    ):
+        table.add_column(col, overflow="fold")
     for d in dec.itertuples():
         nxt = orders[(orders.symbol == d.symbol) & (orders.bar_ts > d.bar_ts)].head(1)
         order_text = (
