@@ -111,3 +111,15 @@ def test_status_watch_ends_quietly_on_ctrl_c(
 def test_status_watch_refuses_a_negative_interval() -> None:
     result = CliRunner().invoke(cli.app, ["status", "--watch", "--interval", "-1"])
     assert result.exit_code == 2
+
+
+@pytest.mark.parametrize("command", [["status"], ["decisions"], ["portfolio"]])
+def test_the_run_views_fit_120_columns(replayed: tuple[str, str, str, str], command: list[str]) -> None:
+    url, run_id, _, _ = replayed
+    args = [*command, "--run-id", run_id]
+    result = CliRunner().invoke(cli.app, args, env={"TRADEGRAPH_DATABASE_URL": url, "COLUMNS": "120"})
+    assert result.exit_code == 0, result.output
+    assert max(len(line.rstrip()) for line in result.output.splitlines()) <= 120
+    assert "BTC/US…" not in result.output and not EPOCH_MS.search(result.output)
+    if command != ["portfolio"]:
+        assert "BTC/USDT" in result.output and "ETH/USDT" in result.output
