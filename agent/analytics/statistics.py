@@ -1,4 +1,4 @@
-"""Market statistics with stated definitions: volatility, drawdown, correlation, rolling windows, regimes.
+"""Market statistics with stated definitions: volatility, drawdown, correlation, rolling windows.
 
 Definitions (every tool's output repeats the ones it used in `definitions`):
 - return: simple close-to-close, `close[t] / close[t-1] - 1` (`agent.analytics.market_data.returns`).
@@ -10,10 +10,7 @@ Definitions (every tool's output repeats the ones it used in `definitions`):
   or per calendar period.
 - rolling: over the last `window` bars ending at each bar: volatility (as above), return
   (`close[t] / close[t-window] - 1`) or mean return.
-- regimes, per bar, after `window` bars of warm-up: `high_vol` when the rolling volatility exceeds its
-  `vol_quantile` quantile over the window asked for (descriptive: that threshold reads the whole window);
-  otherwise `trend_up` / `trend_down` when the rolling return is above `+trend_threshold` / below
-  `-trend_threshold`; otherwise `range`.
+- regimes: see `agent.analytics.regimes`.
 """
 
 from __future__ import annotations
@@ -234,83 +231,5 @@ def rolling_tool(ctx: ToolContext, a: RollingInput) -> RollingResult:
             RETURN_DEF,
             f"rolling over {a.window} bars: volatility = annualised std of returns; "
             "return = close[t]/close[t-window] - 1; mean_return = mean of returns",
-        ],
-    )
-
-
-Regime = Literal["trend_up", "trend_down", "range", "high_vol"]
-
-
-class RegimesInput(Window):
-    """Regime labels of one symbol's bars."""
-
-    window: int = Field(24, ge=2, le=10_000)
-    trend_threshold: float = Field(0.05, gt=0, lt=1)
-    vol_quantile: float = Field(0.8, gt=0, lt=1)
-    segments: int = Field(10, ge=0, le=100, description="newest regime segments to list")
-
-
-class Segment(ToolOutput):
-    """A run of consecutive bars with one label."""
-
-    label: Regime
-    start: str
-    end: str
-    bars: int
-
-
-class RegimesResult(ToolOutput):
-    """How the window's bars split between regimes."""
-
-    symbol: str
-    bars: int
-    """Labelled bars (after warm-up)."""
-    fractions: dict[str, float]
-    counts: dict[str, int]
-    current: Regime
-    segments: list[Segment]
-    definitions: list[str]
-
-
-def regime_labels(close: pd.Series, window: int, threshold: float, quantile: float) -> pd.Series:
-    """The label of each bar after warm-up (see the module's definitions)."""
-    r = close.pct_change()
-    vol = r.rolling(window).std(ddof=1)
-    ret = close / close.shift(window) - 1
-    valid = vol.notna() & ret.notna()
-    cut = vol[valid].quantile(quantile)
-    labels = pd.Series("range", index=close.index, dtype=object)
-    labels[ret > threshold] = "trend_up"
-    labels[ret < -threshold] = "trend_down"
-    labels[vol > cut] = "high_vol"
-    return labels[valid]
-
-
-def regimes_tool(ctx: ToolContext, a: RegimesInput) -> RegimesResult:
-    """Each bar labelled trend_up / trend_down / range / high_vol: fractions and the newest segments."""
-    labels = regime_labels(frame(ctx, a)["close"], a.window, a.trend_threshold, a.vol_quantile)
-    if labels.empty:
-        raise DataError(
-            f"the window holds fewer than {a.window + 1} bars: shorten `window` or widen the dates"
-        )
-    counts = {str(k): int(v) for k, v in labels.value_counts().items()}
-    runs = (labels != labels.shift()).cumsum()
-    segs = [
-        Segment(label=part.iloc[0], start=stamp(part.index[0]), end=stamp(part.index[-1]), bars=len(part))
-        for _, part in labels.groupby(runs)
-    ]
-    return RegimesResult(
-        symbol=a.symbol,
-        bars=len(labels),
-        fractions={k: v / len(labels) for k, v in counts.items()},
-        counts=counts,
-        current=labels.iloc[-1],
-        segments=segs[-a.segments :] if a.segments else [],
-        definitions=[
-            f"high_vol: rolling {a.window}-bar std of returns above its {a.vol_quantile:g} quantile over the "
-            "window asked for (descriptive, reads the whole window)",
-            f"trend_up / trend_down: otherwise, {a.window}-bar return above +{a.trend_threshold:g} / below "
-            f"-{a.trend_threshold:g}",
-            "range: everything else; the first bars (warm-up) are not labelled",
         ],
     )

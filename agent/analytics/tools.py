@@ -24,7 +24,17 @@ from typing import Any, Generic, TypeVar
 
 from pydantic import ValidationError
 
-from agent.analytics import backtests, charts, explain, indicators, ledger, market_data, statistics
+from agent.analytics import (
+    backtests,
+    charts,
+    explain,
+    indicators,
+    ledger,
+    market_data,
+    regimes,
+    runs,
+    statistics,
+)
 from agent.analytics.context import ToolContext
 from agent.analytics.models import ToolError, ToolInput, ToolOutput
 from agent.errors import TradegraphError
@@ -69,12 +79,12 @@ TOOLS: dict[str, Tool[Any, Any]] = {
             statistics.CorrelationResult,
         ),
         _tool("rolling", statistics.rolling_tool, statistics.RollingInput, statistics.RollingResult),
-        _tool("regimes", statistics.regimes_tool, statistics.RegimesInput, statistics.RegimesResult),
+        _tool("regimes", regimes.regimes_tool, regimes.RegimesInput, regimes.RegimesResult),
         _tool("indicator", indicators.indicator_tool, indicators.IndicatorInput, indicators.IndicatorResult),
         _tool("backtest", backtests.backtest_tool, backtests.BacktestInput, backtests.BacktestResult),
         _tool("sweep", backtests.sweep_tool, backtests.SweepInput, backtests.SweepResult),
-        _tool("list_runs", ledger.runs_tool, ledger.RunsInput, ledger.RunsResult),
-        _tool("compare_runs", ledger.compare_tool, ledger.CompareInput, ledger.CompareResult),
+        _tool("list_runs", runs.runs_tool, runs.RunsInput, runs.RunsResult),
+        _tool("compare_runs", runs.compare_tool, runs.CompareInput, runs.CompareResult),
         _tool("run_trades", ledger.trades_tool, ledger.RunSlice, ledger.TradesResult),
         _tool("run_decisions", ledger.decisions_tool, ledger.RunSlice, ledger.DecisionsResult),
         _tool("explain_decision", explain.explain_tool, explain.ExplainInput, explain.ExplainResult),
