@@ -3,12 +3,14 @@ up over texts split after a newline (what the context builder relies on when it 
 
 from __future__ import annotations
 
+import zlib
+
 import httpx2
 from hypothesis import given
 from hypothesis import strategies as st
 
 from agent.llm.tokens import ServerTokenCounter
-from agent.testing.vllm_emulator import VLLMEmulator, tokenize
+from agent.testing.vllm_emulator import _TOKEN, VLLMEmulator, tokenize
 
 _TEXT = st.text(alphabet=st.sampled_from(list("ab1 .,:|-\n\t_é")), max_size=40)
 
@@ -37,3 +39,14 @@ def test_the_server_counter_sums_blocks_to_the_whole_prompt() -> None:
         parts = [counter.count(b) for b in blocks]
         whole = counter.count("".join(blocks))
     assert sum(parts) == whole > 0
+
+
+def _plain(text: str) -> list[int]:
+    """The emulator's tokenizer without its per-line memo: every piece of the regex, hashed."""
+    return [zlib.crc32(p.encode("utf-8")) & 0xFFFFF for p in _TOKEN.findall(text)]
+
+
+@given(st.text(alphabet=st.sampled_from(list("ab1 .,:\n\r\x0b\t\u2028é")), max_size=60))
+def test_the_per_line_memo_gives_the_plain_tokenization(text: str) -> None:
+    assert tokenize(text) == _plain(text)
+    assert tokenize(text) == _plain(text)  # again, from the memo
