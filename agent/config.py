@@ -138,6 +138,19 @@ class RiskSettings(_Section):
         return str(_from_config_dir(Path(v))) if v else v
 
 
+class ScaleSettings(_Section):
+    """Where sweeps and campaigns run their tasks (`agent.scale.executor`)."""
+
+    executor: Literal["local", "ray"] = Field("local", description="local process pool, or a Ray cluster")
+    workers: int | None = Field(None, ge=1, description="local processes (None: every core)")
+    ray_address: str = Field(
+        "auto", description="auto (a running cluster, else a local one) or ray://host:10001"
+    )
+    llm_in_flight: int | None = Field(
+        None, ge=1, description="campaign-wide cap on model requests in flight (None: llm.concurrency)"
+    )
+
+
 class BrokerSettings(_Section):
     """Paper broker costs (the backtest engine uses the same numbers)."""
 
@@ -194,6 +207,7 @@ class Settings(BaseSettings):
     llm: LLMSettings = Field(default_factory=LLMSettings)
     risk: RiskSettings = Field(default_factory=RiskSettings)
     broker: BrokerSettings = Field(default_factory=BrokerSettings)
+    scale: ScaleSettings = Field(default_factory=ScaleSettings)
 
     @field_validator("symbols", mode="before")
     @classmethod

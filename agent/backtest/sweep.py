@@ -5,9 +5,10 @@ Contracts:
   Integers stay integers; anything malformed raises `ConfigError` naming the item.
 - Every combination is validated by the strategy's `Params` first; invalid ones (e.g. fast >= slow) are
   skipped and counted, never run.
-- Trials run in a `ProcessPoolExecutor` (`workers` processes; 1 = in this process). Each worker receives
-  the strategy *spec* and the data once (initializer) and rebuilds the class, so user strategies from
-  files work too. The same trial gives the same metrics whichever worker runs it.
+- Trials run on an executor (`agent.scale.executor`): the local process pool (`workers` processes; 1 = in
+  this process) or Ray. Each worker receives the strategy *spec* and the data once and rebuilds the class,
+  so user strategies from files work too (their source travels with the data, for workers on other
+  machines). The same trial gives the same metrics whichever worker runs it, in any order.
 - Results are sorted best first by the chosen metric (descending, except metrics where lower is better);
   undefined values sort last. `luck_sharpe` is the Sharpe ratio the best of N trials reaches by chance
   alone (about sqrt(2 ln N) / sqrt(years)), shown with the selection-bias warning.
@@ -18,8 +19,10 @@ from __future__ import annotations
 import itertools
 import math
 import os
+import tempfile
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -28,6 +31,8 @@ import pandas as pd
 from agent.backtest.models import EngineConfig, FloatArray, SizingRules
 from agent.backtest.runner import run_backtest
 from agent.errors import ConfigError, StrategyError
+from agent.scale.executor import Executor, LocalExecutor
+from strategies.base import Strategy
 from strategies.registry import strategy_class
 
 LOWER_IS_BETTER = {"volatility", "max_drawdown_days", "fees_paid", "turnover", "dust_orders"}
@@ -97,42 +102,61 @@ def trials(spec: str, grid: Mapping[str, list[Any]]) -> tuple[list[Trial], int, 
     return valid, skipped, reason
 
 
-_WORKER: dict[str, Any] = {}
+@dataclass(frozen=True)
+class SweepData:
+    """What every trial shares, sent to each worker once: the strategy spec (and a strategy file's source,
+    for workers on machines without the file), the candles, costs and sizing."""
+
+    spec: str
+    frames: Mapping[str, pd.DataFrame]
+    timeframe: str
+    rules: FloatArray
+    config: EngineConfig
+    sizing: SizingRules
+    start: pd.Timestamp | None
+    source: tuple[str, str] | None = None
+    """(file name, text) of a user strategy file, or None for a built-in or an importable module."""
 
 
-def _init(
-    spec: str,
-    frames: Mapping[str, pd.DataFrame],
-    timeframe: str,
-    rules: FloatArray,
-    config: EngineConfig,
-    sizing: SizingRules,
-    start: pd.Timestamp | None,
-) -> None:
-    _WORKER.update(
-        cls=strategy_class(spec),
-        frames=frames,
-        timeframe=timeframe,
-        rules=rules,
-        config=config,
-        sizing=sizing,
-        start=start,
-    )
+_CLASSES: dict[tuple[str, str | None], type[Strategy]] = {}
 
 
-def _trial(values: Trial) -> dict[str, float]:
-    w = _WORKER
-    strategy = w["cls"](w["cls"].make_params(values))
+def _strategy(data: SweepData) -> type[Strategy]:
+    """The strategy class in this worker (loaded once per worker): from the spec, or from the shipped
+    source when the file is not on this machine."""
+    key = (data.spec, data.source[1] if data.source else None)
+    if key not in _CLASSES:
+        spec = data.spec
+        path, _, name = spec.rpartition(":") if ":" in spec else (spec, "", "")
+        if data.source is not None and not Path(path).exists():
+            folder = Path(tempfile.mkdtemp(prefix="tradegraph-strategy-"))
+            (folder / data.source[0]).write_text(data.source[1], encoding="utf-8")
+            spec = f"{folder / data.source[0]}:{name}" if name else str(folder / data.source[0])
+        _CLASSES[key] = strategy_class(spec)
+    return _CLASSES[key]
+
+
+def sweep_trial(data: SweepData, values: Trial) -> dict[str, float]:
+    """One trial's metrics (the executor's task: pure given its inputs)."""
+    cls = _strategy(data)
     result = run_backtest(
-        w["frames"],
-        strategy,
-        timeframe=w["timeframe"],
-        rules=w["rules"],
-        config=w["config"],
-        sizing=w["sizing"],
-        start=w["start"],
+        data.frames,
+        cls(cls.make_params(values)),
+        timeframe=data.timeframe,
+        rules=data.rules,
+        config=data.config,
+        sizing=data.sizing,
+        start=data.start,
     )
     return result.metrics
+
+
+def strategy_source(spec: str) -> tuple[str, str] | None:
+    """A user strategy file's (name, text), shipped to workers; None for built-ins and modules."""
+    path = spec.rpartition(":")[0] if ":" in spec else spec
+    if path.endswith(".py") and Path(path).exists():
+        return Path(path).name, Path(path).read_text(encoding="utf-8")
+    return None
 
 
 def run_sweep(
@@ -147,24 +171,13 @@ def run_sweep(
     start: pd.Timestamp | None,
     workers: int | None = None,
     on_done: Callable[[], None] | None = None,
+    executor: Executor | None = None,
 ) -> list[dict[str, Any]]:
-    """Backtest every trial; returns [{"params": ..., "metrics": ...}] in trial order."""
-    args = (spec, dict(frames), timeframe, rules, config, sizing, start)
-    workers = max(1, min(workers or os.cpu_count() or 1, len(values) or 1))
-    out: list[dict[str, float] | None] = [None] * len(values)
-    if workers == 1:
-        _init(*args)
-        for i, v in enumerate(values):
-            out[i] = _trial(v)
-            if on_done:
-                on_done()
-    else:
-        with ProcessPoolExecutor(max_workers=workers, initializer=_init, initargs=args) as pool:
-            futures = {pool.submit(_trial, v): i for i, v in enumerate(values)}
-            for future in as_completed(futures):
-                out[futures[future]] = future.result()
-                if on_done:
-                    on_done()
+    """Backtest every trial on `executor` (default: the local pool of `workers` processes); returns
+    [{"params": ..., "metrics": ...}] in trial order."""
+    data = SweepData(spec, dict(frames), timeframe, rules, config, sizing, start, strategy_source(spec))
+    runner = executor or LocalExecutor(workers or os.cpu_count() or 1)
+    out = runner.run(sweep_trial, data, list(values), None if on_done is None else lambda i, r: on_done())
     return [{"params": dict(v), "metrics": m} for v, m in zip(values, out, strict=True)]
 
 

@@ -6,6 +6,8 @@ Contracts:
   `StrategyError` with the first reason.
 - Data is loaded once with the warm-up the most demanding trial needs; all trials share the window, costs
   and sizing of an equivalent `tradegraph backtest`.
+- Trials run on the executor the request or `[scale]` names (`agent.scale.executor`: the local pool by
+  default, or Ray; Ray with a SQLite ledger shared across nodes is refused before any trial runs).
 - `finish_sweep` records every trial as a run (kind `sweep`, id `<sweep id>-NNNN`, status done) with its
   metrics and its rank, in one transaction after all trials finished. A trial stores the metric set of
   every run (`agent.runs.metrics.RunMetrics`): its own figures beside buy & hold and cash over the
@@ -29,6 +31,7 @@ from agent.backtest.sweep import Trial, luck_sharpe, parse_grid, rank, run_sweep
 from agent.config import Settings
 from agent.errors import ConfigError, StrategyError
 from agent.market.history import HISTORY_BARS
+from agent.scale.executor import EXECUTORS, check_ledger, make_executor
 from strategies.registry import strategy_class
 
 RANKABLE = [key for key, _, _ in METRICS]
@@ -50,6 +53,10 @@ class SweepRequest:
     max_position: float | None = None
     warmup: int | None = None
     """Bars of history before the first traded bar; None: as a backtest of the most demanding trial."""
+    executor: str | None = None
+    """`local` or `ray`; None: `[scale] executor`."""
+    ray_address: str | None = None
+    """None: `[scale] ray_address`."""
 
 
 @dataclass(frozen=True)
@@ -80,6 +87,8 @@ def prepare_sweep(request: SweepRequest, settings: Settings) -> SweepJob:
         raise ConfigError(f"unknown --metric {request.metric!r}; use one of {', '.join(RANKABLE)}")
     if request.workers is not None and request.workers < 1:
         raise ConfigError(f"--workers {request.workers}: must be >= 1")
+    if request.executor is not None and request.executor not in EXECUTORS:
+        raise ConfigError(f"--executor {request.executor!r}: use {' or '.join(EXECUTORS)}")
     cls = strategy_class(request.strategy)
     grid = parse_grid(request.grid) if request.grid else _declared_grid(cls.default_grid())
     if not grid:
@@ -120,6 +129,13 @@ def finish_sweep(
     from agent.db.session import open_db
 
     p = job.prepared
+    r = job.request
+    executor = make_executor(
+        r.executor or settings.scale.executor,
+        r.workers or settings.scale.workers,
+        r.ray_address or settings.scale.ray_address,
+    )
+    check_ledger(executor, settings.db_url)
     results = run_sweep(
         job.request.strategy,
         job.trials,
@@ -129,8 +145,8 @@ def finish_sweep(
         config=p.config,
         sizing=p.sizing,
         start=p.window.trade_start,
-        workers=job.request.workers,
         on_done=on_done,
+        executor=executor,
     )
     ranked = rank(results, job.request.metric)
     engine, factory = open_db(settings.db_url)

@@ -136,8 +136,10 @@ def sweep(
         None, "--max-position", help="per-symbol cap; default risk config"
     ),
     warmup: int | None = typer.Option(None, "--warmup", help="bars of history before --start; default auto"),
+    executor: str | None = typer.Option(None, "--executor", help="local or ray; default [scale] executor"),
+    ray_address: str | None = typer.Option(None, "--ray-address", help="auto or ray://host:10001"),
 ) -> None:
-    """Backtest every combination of a parameter grid across all cores and rank them."""
+    """Backtest every combination of a parameter grid across all cores (or a Ray cluster) and rank them."""
     from rich.console import Console
     from rich.progress import Progress
 
@@ -161,6 +163,8 @@ def sweep(
         fee=fee,
         max_position=max_position,
         warmup=warmup,
+        executor=executor,
+        ray_address=ray_address,
     )
     job = prepare_sweep(request, settings)
     console = Console()

@@ -8,6 +8,8 @@ Contracts:
   `campaign.json` beside it).
 - Rerunning the same file with the same settings continues an interrupted campaign: finished cells are read
   back, an interrupted LLM cell resumes from the response cache.
+- `--executor local|ray` (default `[scale] executor`): the cells as tasks of the local pool (`--workers`,
+  default 1: one after another in this process) or of a Ray cluster (`--ray-address`).
 """
 
 from __future__ import annotations
@@ -28,6 +30,11 @@ def evaluate(
         None, "--reports-dir", help="default: the configured reports dir"
     ),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="the LLM cells' progress bars"),
+    executor: str | None = typer.Option(None, "--executor", help="local or ray; default [scale] executor"),
+    workers: int | None = typer.Option(
+        None, "--workers", help="local processes; default 1 (this process)"
+    ),
+    ray_address: str | None = typer.Option(None, "--ray-address", help="auto or ray://host:10001"),
 ) -> None:
     """Run every cell of an evaluation campaign and write one report: does the LLM beat the rules?"""
     import time
@@ -38,6 +45,7 @@ def evaluate(
     from agent.eval import report, table
     from agent.eval.campaign import load_campaign
     from agent.eval.runner import CellResult, run_campaign
+    from agent.scale.executor import make_executor
     from agent.textsafe import for_terminal
 
     settings = load_settings()
@@ -60,8 +68,21 @@ def evaluate(
         console.print(for_terminal(text), soft_wrap=True)
 
     folder = Path(reports_dir or settings.reports_dir).absolute()
+    kind = executor or settings.scale.executor
+    runner = make_executor(
+        kind,
+        workers or (settings.scale.workers if kind == "ray" else 1) or 1,
+        ray_address or settings.scale.ray_address,
+    )
     results = run_campaign(
-        loaded, settings, folder, console=console, show_progress=progress, on_start=start, on_cell=line
+        loaded,
+        settings,
+        folder,
+        executor=runner,
+        console=console,
+        show_progress=progress,
+        on_start=start,
+        on_cell=line,
     )
     groups = table.build(loaded, results)
     cutoffs = table.cutoff_rows(loaded, results)

@@ -14,9 +14,13 @@ Contracts:
   the ledger (its equity after each bar and its metrics); one left `running` or `failed` by an interrupted
   campaign is run again under the same run id, which resumes it: the answers it had come from the response
   cache, so it ends with the ledger an uninterrupted run writes.
-- Cells run one after another, in the campaign's order. Within an LLM cell the stateless prompt mode keeps
-  the gateway's concurrency of requests in flight (`agent.graph.stream`), which is what fills a vLLM server;
-  rule cells take milliseconds.
+- Cells are tasks of an executor (`agent.scale.executor`; default: one after another in this process, in
+  the campaign's order): the rule cells first, then the LLM cells, of which `llm_parallel` run at once so
+  that the requests in flight stay within the campaign-wide cap (`[scale] llm_in_flight`, default
+  `llm.concurrency`). Within an LLM cell the stateless prompt mode keeps the variant's concurrency of
+  requests in flight (`agent.graph.stream`), which is what fills a vLLM server. Each task opens the ledger
+  itself; with Ray on several nodes the ledger must be PostgreSQL (`check_ledger`) and LLM cells need an
+  `llm.base_url` the workers can reach. Results are the same on any executor, in any order of completion.
 - `on_start` is called once the checks pass, `on_cell` after each cell (resumed or run): progress lines.
 """
 
@@ -38,7 +42,7 @@ from agent.backtest.service import Prepared, prepare, record_simulated, simulate
 from agent.config import Settings
 from agent.db.models import Run
 from agent.db.session import open_db
-from agent.errors import DataError
+from agent.errors import ConfigError, DataError
 from agent.eval.campaign import Campaign, EvalCell, llm_settings
 from agent.evaluation.agent_report import buy_and_hold, directional_outcomes
 from agent.evaluation.frames import decisions_frame, equity_frame
@@ -48,6 +52,7 @@ from agent.llm.local_server import resolve_endpoint
 from agent.market.candles import utc_timestamp
 from agent.runs.lifecycle import RunStatus
 from agent.runs.metrics import RunMetrics
+from agent.scale.executor import Executor, LocalExecutor, check_ledger
 
 
 @dataclass(frozen=True)
@@ -78,55 +83,113 @@ class CellResult:
     report: str | None
 
 
+@dataclass(frozen=True)
+class CampaignJob:
+    """What every cell task shares (sent to each worker once): the campaign, the settings its cells run
+    with (the embedded model's URL filled in) and the reports folder."""
+
+    campaign: Campaign
+    settings: Settings
+    folder: Path
+    show_progress: bool = False
+
+
 def run_campaign(
     campaign: Campaign,
     settings: Settings,
     reports_dir: Path,
     *,
+    executor: Executor | None = None,
     console: Console | None = None,
     show_progress: bool = True,
     on_start: Callable[[], None] | None = None,
     on_cell: Callable[[CellResult], None] | None = None,
 ) -> list[CellResult]:
-    """Run (or resume) every cell of `campaign` (module contract); `on_start` is called once every cell
-    has been checked, before the first runs."""
-    folder = reports_dir.absolute() / campaign.id
-    prepared = _check(campaign, settings)
+    """Run (or resume) every cell of `campaign` (module contract) on `executor` (default: one after another
+    in this process); `on_start` is called once every cell has been checked, before the first runs."""
+    executor = executor or LocalExecutor(1)
+    _check(campaign, settings)
+    check_ledger(executor, settings.db_url)
+    llm_cells = [c.index for c in campaign.cells if c.kind == "llm"]
+    rule_cells = [c.index for c in campaign.cells if c.kind == "rule"]
+    if llm_cells and settings.llm.base_url is None and executor.kind == "ray" and not _local(executor):
+        raise ConfigError(
+            "LLM cells on Ray workers of other nodes need llm.base_url: a server they can reach"
+        )
     if on_start is not None:
         on_start()
-    engine, factory = open_db(settings.db_url)
-    stack = ExitStack()
-    try:
-        if settings.llm.base_url is None and any(c.kind == "llm" for c in campaign.cells):
-            url = stack.enter_context(resolve_endpoint(settings))  # the embedded model, started once
-            settings = settings.model_copy(update={"llm": settings.llm.model_copy(update={"base_url": url})})
-        results = []
-        for cell in campaign.cells:
-            run_id = campaign.run_id(cell)
-            status = _status(factory, run_id)
-            if cell.kind == "rule":
-                result = _rule_cell(campaign, cell, prepared[cell.index], factory, folder, run_id, status)
-            else:
-                result = _llm_cell(
-                    campaign, cell, settings, factory, folder, run_id, status, console, show_progress
-                )
-            results.append(result)
+    in_process = executor.kind == "local" and executor.workers == 1
+    results: dict[int, CellResult] = {}
+
+    def done(indices: list[int]) -> Callable[[int, CellResult], None]:
+        def record(i: int, result: CellResult) -> None:
+            results[indices[i]] = result
             if on_cell is not None:
                 on_cell(result)
-        return results
+
+        return record
+
+    with ExitStack() as stack:
+        if llm_cells and settings.llm.base_url is None:
+            url = stack.enter_context(resolve_endpoint(settings))  # the embedded model, started once
+            settings = settings.model_copy(update={"llm": settings.llm.model_copy(update={"base_url": url})})
+        job = CampaignJob(
+            campaign, settings, reports_dir.absolute() / campaign.id, show_progress and in_process
+        )
+        if in_process:
+            _CONSOLE["console"] = console
+        try:
+            executor.run(run_cell, job, rule_cells, done(rule_cells))
+            executor.run(run_cell, job, llm_cells, done(llm_cells), parallel=llm_parallel(campaign, settings))
+        finally:
+            _CONSOLE.pop("console", None)
+    return [results[c.index] for c in campaign.cells]
+
+
+_CONSOLE: dict[str, Console | None] = {}
+"""The caller's console, for LLM cells run in this process (a console cannot travel to a worker)."""
+
+
+def llm_parallel(campaign: Campaign, settings: Settings) -> int:
+    """How many LLM cells run at once: the campaign-wide cap on requests in flight (`[scale] llm_in_flight`,
+    default `llm.concurrency`) over the largest concurrency of a variant, at least 1."""
+    cap = settings.scale.llm_in_flight or settings.llm.concurrency
+    widest = max([v.concurrency or settings.llm.concurrency for v in campaign.preset.llm] or [1])
+    return max(1, cap // widest)
+
+
+def run_cell(job: CampaignJob, index: int) -> CellResult:
+    """Run (or read back) one cell; the executor's task, on any worker that can reach the ledger."""
+    campaign, settings = job.campaign, job.settings
+    cell = campaign.cells[index]
+    run_id = campaign.run_id(cell)
+    engine, factory = open_db(settings.db_url)
+    try:
+        status = _status(factory, run_id)
+        if cell.kind == "rule":
+            prepared = prepare(
+                cell_request(campaign.preset, cell.as_rule_cell()), preset_settings(campaign.preset, settings)
+            )
+            return _rule_cell(campaign, cell, prepared, factory, job.folder, run_id, status)
+        console = _CONSOLE.get("console")
+        return _llm_cell(
+            campaign, cell, settings, factory, job.folder, run_id, status, console, job.show_progress
+        )
     finally:
-        stack.close()
         engine.dispose()
 
 
-def _check(campaign: Campaign, settings: Settings) -> dict[int, Prepared]:
-    """Every cell's inputs, checked before anything runs; the rule cells' prepared backtests by index."""
+def _local(executor: Executor) -> bool:
+    return bool(getattr(executor, "local_only", lambda: True)())
+
+
+def _check(campaign: Campaign, settings: Settings) -> None:
+    """Every cell's inputs, checked before anything runs."""
     preset = campaign.preset
     merged = preset_settings(preset, settings)
-    prepared = {}
     for cell in campaign.cells:
         if cell.kind == "rule":
-            prepared[cell.index] = prepare(cell_request(preset, cell.as_rule_cell()), merged)
+            prepare(cell_request(preset, cell.as_rule_cell()), merged)
             continue
         cs = llm_settings(campaign, cell, settings)
         rule_strategy(cs, cs.strategy)
@@ -137,7 +200,6 @@ def _check(campaign: Campaign, settings: Settings) -> dict[int, Prepared]:
                 f"campaign cell {cell.key}: no {cs.timeframe} bars for {cell.group} in "
                 f"[{cell.window.start}, {cell.window.end})"
             )
-    return prepared
 
 
 def _status(factory: sessionmaker[Session], run_id: str) -> RunStatus | None:
