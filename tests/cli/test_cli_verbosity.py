@@ -8,6 +8,7 @@ import logging
 import subprocess
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
@@ -16,6 +17,8 @@ from agent.cli import verbosity
 from agent.cli.main import app
 from agent.daemon.logging import setup_logging
 from agent.llm.tokens import smollm2_gguf_path
+from agent.testing.vllm_emulator import VLLMEmulator
+from tests.daemon.helpers import DATA_END, HOUR, data_dir, iso, subprocess_env
 
 
 @pytest.fixture(autouse=True)
@@ -86,3 +89,21 @@ def test_llama_cpp_start_up_warnings_only_with_verbose(mode: str) -> None:
         assert done.stderr == ""
     else:
         assert "llama.cpp: llama_context" in done.stderr and "WARNING" in done.stderr
+
+
+@pytest.mark.parametrize("verbose", [False, True])
+def test_an_llm_replay_shows_http_requests_only_with_verbose(tmp_path: Path, verbose: bool) -> None:
+    """The daemon's own log is INFO; the OpenAI client's transport (httpx2) logs each request at INFO."""
+    folder = data_dir(tmp_path)
+    env = subprocess_env(folder, f"sqlite:///{folder / 'tradegraph.db'}")
+    flag = ["--verbose"] if verbose else []
+    args = ["run", "--replay", "--strategy", "llm", "--speed", "1e9", "--history-bars", "300"]
+    command = [sys.executable, "-m", "agent.cli.main", *flag, *args, "--start", iso(DATA_END - 3 * HOUR)]
+    with VLLMEmulator(latency_s=0.0) as emu:
+        llm = {"PROFILE": "vllm", "BASE_URL": emu.base_url, "MODEL": "nemotron", "CONTEXT_TOKENS": "1600"}
+        env.update({f"TRADEGRAPH_LLM__{k}": v for k, v in llm.items()})
+        done = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "replay summary: 3 bars" in done.stdout and "tick 2025-09-19 22:00 done" in done.stderr
+    requests = done.stderr.count("HTTP Request: POST")
+    assert (requests >= 3) if verbose else (requests == 0), done.stderr[-3000:]
