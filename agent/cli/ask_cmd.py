@@ -8,7 +8,8 @@ Contracts:
   error, milliseconds), then how the question ended and where the trace is stored. Model text and tool
   text are escaped for the terminal (`agent.textsafe`).
 - An answer without one successful tool call is flagged: its figures come from no tool.
-- Exit status 0 when the model answered, 3 when a bound stopped the question, 1 on errors (one line).
+- Exit status 0 when the model answered, 3 when a bound stopped the question, 1 when the model could not
+  be reached (the answer says why) or on bad input (one line).
 - Read-only: the ledger is never written (the tools' database refuses writes).
 """
 
@@ -69,5 +70,7 @@ def ask_command(
             "(small models such as the embedded SmolLM2 do not call tools; see docs/analytics.md)",
             style="yellow",
         )
+    if result.stopped == "model_error":
+        raise typer.Exit(1)
     if result.stopped != "answered":
         raise typer.Exit(_EXIT_BOUND)

@@ -60,3 +60,10 @@ def test_an_answer_without_tools_is_flagged(emu: VLLMEmulator) -> None:
     result = CliRunner().invoke(app, ["ask", "BTC volatility?"])
     assert result.exit_code == 0
     assert "warning: the model called no tool" in " ".join(result.output.split())
+
+
+def test_a_failing_endpoint_exits_1_with_the_reason(emu: VLLMEmulator) -> None:
+    emu.script(Reply(status=400, error='"auto" tool choice requires --enable-auto-tool-choice'))
+    result = CliRunner().invoke(app, ["ask", "anything"])
+    assert result.exit_code == 1
+    assert "The model could not be reached" in result.output and "--enable-auto-tool-choice" in result.output
