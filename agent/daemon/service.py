@@ -26,6 +26,9 @@ Contracts:
   `retry_s`: the replay trigger's interval, or `DaemonOptions.retry_s`); after a failed wake-up a live
   daemon tries again after `retry_s` (a replay at its next wake-up), after one that left a backlog at
   once; a bar failing `discard_after` times in a row from its checkpoint is re-run from scratch (`TickJob`).
+- A fault that ends the daemon after the lease was taken (the exchange unreachable at start) is logged
+  (`daemon.log`, event `daemon_failed`) and becomes the lease note, which `tradegraph status` shows; then
+  it propagates to the caller as before.
 """
 
 from __future__ import annotations
@@ -59,6 +62,7 @@ from agent.daemon.tick_job import REPLAY_FINISHED, TickJob, WakeReport
 from agent.db.models import Run
 from agent.errors import ConfigError
 from agent.market.candles import timeframe_ms
+from agent.redact import mask_url_credentials
 from agent.runs.lifecycle import RunKind, check_run_id
 from agent.runs.live import LiveMetrics
 
@@ -137,10 +141,14 @@ class Daemon:
             self.plan = plan = self._plan(factory, draft)
             self.lease = lease = Lease(factory, Holder.current(), self.options.lease_ttl_s)
             lease.acquire(plan.run_id, plan.feed)
+            note = None
             try:
                 return self._serve(factory, plan, lease)
+            except Exception as e:  # e.g. the exchange unreachable at start: daemon.log and status say so
+                note = _failed(e)
+                raise
             finally:
-                _release(lease, self.stop.reason)
+                _release(lease, note or self.stop.reason)
         finally:
             engine.dispose()
             if self._own_stop:
@@ -365,6 +373,13 @@ def _measure(
 
     measured = agent_run_metrics(factory, run_id, feed.source, settings, runner.rt.rules)
     return None if measured is None else measured[0]
+
+
+def _failed(error: Exception) -> str:
+    """Log a failure that ended the daemon (daemon.log has it); the lease note `tradegraph status` shows."""
+    reason = f"failed: {type(error).__name__}: {error}"
+    log.error("daemon %s", reason, extra={"event": "daemon_failed"})
+    return mask_url_credentials(" ".join(reason.split()))[:500]
 
 
 def _release(lease: Lease, note: str | None) -> None:
