@@ -86,9 +86,9 @@ def run(
         history_bars=history_bars,
         discard_after=discard_after,
     )
-    verbose = verbosity.is_verbose()
-    setup_logging(fmt, settings.data_dir / "logs", configured_secrets(settings), quiet=not verbose)
-    verbosity.configure(verbose)  # the HTTP clients' and llama.cpp's loggers as --verbose wants them
+    # replaces the root callback's --verbose handler; the HTTP clients' loggers stay quiet unless --verbose
+    quiet = not verbosity.is_verbose()
+    setup_logging(fmt, settings.data_dir / "logs", configured_secrets(settings), quiet=quiet)
     verbosity.quiet_native_logs()
     stop = StopSignal()
     restore = install(stop)

@@ -107,3 +107,5 @@ def test_an_llm_replay_shows_http_requests_only_with_verbose(tmp_path: Path, ver
     assert "replay summary: 3 bars" in done.stdout and "tick 2025-09-19 22:00 done" in done.stderr
     requests = done.stderr.count("HTTP Request: POST")
     assert (requests >= 3) if verbose else (requests == 0), done.stderr[-3000:]
+    logged = (folder / "logs" / "daemon.log").read_text()  # the daemon's file log is kept either way
+    assert "tick 2025-09-19 22:00 done" in logged and logged.count("HTTP Request: POST") == requests
