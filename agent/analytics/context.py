@@ -11,6 +11,7 @@ Contracts:
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -29,6 +30,7 @@ class ToolContext:
     settings: Settings
     reports_dir: Path | None = None
     _db: tuple[Engine, sessionmaker[Session]] | None = field(default=None, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @property
     def charts_dir(self) -> Path:
@@ -38,15 +40,17 @@ class ToolContext:
     @property
     def factory(self) -> sessionmaker[Session]:
         """A session factory whose connections refuse writes."""
-        if self._db is None:
-            self._db = open_read_only(self.settings.db_url)
-        return self._db[1]
+        with self._lock:  # the MCP server calls tools from worker threads
+            if self._db is None:
+                self._db = open_read_only(self.settings.db_url)
+            return self._db[1]
 
     def close(self) -> None:
         """Dispose of the database engine, if one was opened."""
-        if self._db is not None:
-            self._db[0].dispose()
-            self._db = None
+        with self._lock:
+            if self._db is not None:
+                self._db[0].dispose()
+                self._db = None
 
 
 def open_read_only(url: str) -> tuple[Engine, sessionmaker[Session]]:
