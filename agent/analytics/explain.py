@@ -5,6 +5,8 @@ Contracts:
 - The decision is chosen by `decision_id`, or as the run's latest decision for `symbol` at or before
   `at`; neither found is a `ConfigError` naming what was looked for.
 - Prompt and answer come from the stored LLM call (`agent.runs.llm_calls`); a rule decision has none.
+  Each text is cut to `text_chars` characters (default 4,000, saying how much was cut); raise it for the
+  exact prompt in full.
 - "What happened next" is read point-after-point: the symbol's close `horizon` bars after the decision's
   bar (from the candle store, the run's timeframe), the run's equity then (`agent.evaluation.frames`), and
   the next decision for that symbol. Returns: close[t+horizon] / close[t] - 1, t the decision's bar.
@@ -18,7 +20,7 @@ import pandas as pd
 from pydantic import Field, field_validator, model_validator
 
 from agent.analytics.context import ToolContext
-from agent.analytics.ledger import _cap, decision_row, require
+from agent.analytics.ledger import cap_text, decision_row, require
 from agent.analytics.models import ToolInput, ToolOutput, check_date, check_symbol, num
 
 
@@ -30,6 +32,7 @@ class ExplainInput(ToolInput):
     symbol: str | None = None
     at: str | None = Field(None, description="UTC time; the latest decision at or before it")
     horizon: int = Field(24, ge=1, le=1000, description="bars after the decision to look at")
+    text_chars: int = Field(4000, ge=100, le=1_000_000, description="characters of each prompt message shown")
 
     @field_validator("symbol")
     @classmethod
@@ -81,14 +84,16 @@ def explain_tool(ctx: ToolContext, a: ExplainInput) -> ExplainResult:
     run = get_runs(ctx.factory, [a.run_id])[0]
     df = decisions_frame(ctx.factory, a.run_id)
     row = _pick(df, a)
-    prompt, answer, reasoning, model = None, None, _cap(row.reasoning), row.model
+    cap = a.text_chars
+    prompt, answer, reasoning, model = None, None, cap_text(row.reasoning, cap), row.model
     if row.llm_call_id is not None and not pd.isna(row.llm_call_id):
         call = llm_call(ctx.factory, int(row.llm_call_id))
         messages = call_messages(ctx.factory, int(row.llm_call_id))
-        prompt = [{"role": m.get("role"), "content": _cap(m.get("content"))} for m in messages or []] or None
+        prompt = [{"role": m.get("role"), "content": cap_text(m.get("content"), cap)} for m in messages or []]
+        prompt = prompt or None
         if call is not None:
-            answer, model = _cap(call.response_text), call.model
-            reasoning = reasoning or _cap(call.reasoning)
+            answer, model = cap_text(call.response_text, cap), call.model
+            reasoning = reasoning or cap_text(call.reasoning, cap)
     orders = orders_frame(ctx.factory, a.run_id)
     mine = orders[orders["decision_id"] == row.id]
     return ExplainResult(

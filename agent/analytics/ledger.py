@@ -24,11 +24,12 @@ from agent.errors import ConfigError
 TEXT_CAP = 4000
 
 
-def _cap(text: object) -> str | None:
+def cap_text(text: object, cap: int = TEXT_CAP) -> str | None:
+    """Model text as a string of at most `cap` characters (saying how much was cut); None stays None."""
     if text is None or (isinstance(text, float) and pd.isna(text)):
         return None
     s = str(text)
-    return s if len(s) <= TEXT_CAP else s[:TEXT_CAP] + f" [... {len(s) - TEXT_CAP} more characters]"
+    return s if len(s) <= cap else s[:cap] + f" [... {len(s) - cap} more characters]"
 
 
 class RunSlice(ToolInput):
@@ -160,8 +161,8 @@ def decision_row(r: Any) -> DecisionRow:
         final_exposure=num(r.final_exposure),
         confidence=num(r.confidence),
         abstained=bool(r.abstained),
-        abstain_reason=_cap(r.abstain_reason),
-        rationale=_cap(r.rationale),
+        abstain_reason=cap_text(r.abstain_reason),
+        rationale=cap_text(r.rationale),
         clamps=list(r.clamps or []),
     )
 

@@ -84,6 +84,8 @@ def test_explain_a_decision(ledger: Ledger, lctx: ToolContext) -> None:
     assert out["decision"]["id"] == decision_id  # type: ignore[index]
     assert out["answer"] == response
     assert messages and out["prompt"][-1]["content"] == messages[-1]["content"][:4000]  # type: ignore[index]
+    full = call(lctx, "explain_decision", run_id=ledger.agent_id, decision_id=decision_id, text_chars=10**6)
+    assert [m["content"] for m in full["prompt"]] == [m["content"] for m in messages]  # type: ignore[union-attr,index]
     from tests.analytics.conftest import raw
 
     close = raw("BTC/USDT")["close"]

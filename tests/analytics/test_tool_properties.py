@@ -19,7 +19,11 @@ from agent.config import load_settings
 from tests.analytics.conftest import cut, raw
 
 JSON = st.recursive(
-    st.none() | st.booleans() | st.integers(-10**6, 10**6) | st.floats(allow_nan=False) | st.text(max_size=12),
+    st.none()
+    | st.booleans()
+    | st.integers(-(10**6), 10**6)
+    | st.floats(allow_nan=False)
+    | st.text(max_size=12),
     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3),
     max_leaves=8,
 )
@@ -61,7 +65,9 @@ def test_statistics_of_any_window_match_pandas(ctx: ToolContext, symbol: str, fi
     df = raw(symbol)
     start = df.index[first]
     end = df.index[min(first + bars, len(df) - 1)]
-    out = tools.call(ctx, "statistics", {"symbol": symbol, "start": start.isoformat(), "end": end.isoformat()})
+    out = tools.call(
+        ctx, "statistics", {"symbol": symbol, "start": start.isoformat(), "end": end.isoformat()}
+    )
     assert not isinstance(out, ToolError), out
     close = cut(df, start.isoformat(), end.isoformat())["close"]
     r = close.pct_change().dropna()
