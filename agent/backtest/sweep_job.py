@@ -8,6 +8,8 @@ Contracts:
   and sizing of an equivalent `tradegraph backtest`.
 - Trials run on the executor the request or `[scale]` names (`agent.scale.executor`: the local pool by
   default, or Ray; Ray with a SQLite ledger shared across nodes is refused before any trial runs).
+- `--search random|tpe --trials N` samples N trials of the grid's values with Optuna instead of running
+  every combination (`agent.backtest.search`; the study is named after the sweep id).
 - `finish_sweep` records every trial as a run (kind `sweep`, id `<sweep id>-NNNN`, status done) with its
   metrics and its rank, in one transaction after all trials finished. A trial stores the metric set of
   every run (`agent.runs.metrics.RunMetrics`): its own figures beside buy & hold and cash over the
@@ -26,11 +28,22 @@ from agent.backtest.data import epoch_ms
 from agent.backtest.formatting import METRICS
 from agent.backtest.market import rules_matrix
 from agent.backtest.metrics import periods_per_year
+from agent.backtest.search import SEARCHES, run_search, study_storage
 from agent.backtest.service import BacktestRequest, Prepared, prepare, run_config
-from agent.backtest.sweep import Trial, luck_sharpe, parse_grid, rank, run_sweep, trials
+from agent.backtest.sweep import (
+    SweepData,
+    Trial,
+    luck_sharpe,
+    parse_grid,
+    rank,
+    run_sweep,
+    strategy_source,
+    trials,
+)
 from agent.config import Settings
 from agent.errors import ConfigError, StrategyError
 from agent.market.history import HISTORY_BARS
+from agent.runs import lifecycle as runs
 from agent.scale.executor import EXECUTORS, check_ledger, make_executor
 from strategies.registry import strategy_class
 
@@ -57,6 +70,10 @@ class SweepRequest:
     """`local` or `ray`; None: `[scale] executor`."""
     ray_address: str | None = None
     """None: `[scale] ray_address`."""
+    search: str = "grid"
+    """`grid` (every combination), `random` or `tpe` (Optuna, `n_trials` of them: `agent.backtest.search`)."""
+    n_trials: int | None = None
+    seed: int = 0
 
 
 @dataclass(frozen=True)
@@ -87,6 +104,10 @@ def prepare_sweep(request: SweepRequest, settings: Settings) -> SweepJob:
         raise ConfigError(f"unknown --metric {request.metric!r}; use one of {', '.join(RANKABLE)}")
     if request.workers is not None and request.workers < 1:
         raise ConfigError(f"--workers {request.workers}: must be >= 1")
+    if request.search not in SEARCHES:
+        raise ConfigError(f"--search {request.search!r}: use {', '.join(SEARCHES)}")
+    if request.search != "grid" and (request.n_trials is None or request.n_trials < 1):
+        raise ConfigError(f"--search {request.search} needs --trials N (N >= 1)")
     if request.executor is not None and request.executor not in EXECUTORS:
         raise ConfigError(f"--executor {request.executor!r}: use {' or '.join(EXECUTORS)}")
     cls = strategy_class(request.strategy)
@@ -136,35 +157,60 @@ def finish_sweep(
         r.ray_address or settings.scale.ray_address,
     )
     check_ledger(executor, settings.db_url)
-    results = run_sweep(
-        job.request.strategy,
-        job.trials,
-        p.window.frames,
-        timeframe=p.timeframe,
-        rules=rules_matrix(p.rules),
-        config=p.config,
-        sizing=p.sizing,
-        start=p.window.trade_start,
-        on_done=on_done,
-        executor=executor,
-    )
+    sweep_id = runs.new_run_id(runs.RunKind.SWEEP)
+    if r.search == "grid":
+        results = run_sweep(
+            r.strategy,
+            job.trials,
+            p.window.frames,
+            timeframe=p.timeframe,
+            rules=rules_matrix(p.rules),
+            config=p.config,
+            sizing=p.sizing,
+            start=p.window.trade_start,
+            on_done=on_done,
+            executor=executor,
+        )
+    else:
+        data = SweepData(
+            r.strategy,
+            dict(p.window.frames),
+            p.timeframe,
+            rules_matrix(p.rules),
+            p.config,
+            p.sizing,
+            p.window.trade_start,
+            strategy_source(r.strategy),
+        )
+        results = run_search(
+            "tpe" if r.search == "tpe" else "random",
+            data,
+            job.grid,
+            n_trials=r.n_trials or 1,
+            metric=r.metric,
+            executor=executor,
+            storage=study_storage(settings.db_url),
+            study_name=sweep_id,
+            seed=r.seed,
+            on_done=on_done,
+        )
     ranked = rank(results, job.request.metric)
     engine, factory = open_db(settings.db_url)
     try:
-        sweep_id = _record(job, ranked, factory)
+        _record(job, ranked, factory, sweep_id)
     finally:
         engine.dispose()
     bars = int(ranked[0]["metrics"].get("bars", 0)) if ranked else 0
     return SweepOutcome(sweep_id, ranked, luck_sharpe(len(ranked), bars, periods_per_year(p.timeframe)))
 
 
-def _record(job: SweepJob, ranked: list[dict[str, Any]], factory: sessionmaker[Session]) -> str:
-    """Every trial as a finished run of kind `sweep`, in one transaction; returns the sweep id."""
-    from agent.runs import lifecycle as runs
+def _record(
+    job: SweepJob, ranked: list[dict[str, Any]], factory: sessionmaker[Session], sweep_id: str
+) -> None:
+    """Every trial as a finished run of kind `sweep` (ids `<sweep_id>-NNNN`), in one transaction."""
     from agent.runs.metrics import RunMetrics
 
     p = job.prepared
-    sweep_id = runs.new_run_id(runs.RunKind.SWEEP)
     cls = strategy_class(job.request.strategy)
     base = run_config(p) | {
         "sweep_id": sweep_id,
@@ -173,6 +219,7 @@ def _record(job: SweepJob, ranked: list[dict[str, Any]], factory: sessionmaker[S
         "trials": len(ranked),
         "skipped": job.skipped,
         "strategy_spec": job.request.strategy,
+        "search": job.request.search,
     }
     references = _references(p)
     trials_done = [
@@ -193,7 +240,6 @@ def _record(job: SweepJob, ranked: list[dict[str, Any]], factory: sessionmaker[S
         for i, row in enumerate(ranked, 1)
     ]
     runs.record_done(factory, trials_done)
-    return sweep_id
 
 
 def _references(p: Prepared) -> dict[str, dict[str, float]]:

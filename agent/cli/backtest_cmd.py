@@ -138,8 +138,12 @@ def sweep(
     warmup: int | None = typer.Option(None, "--warmup", help="bars of history before --start; default auto"),
     executor: str | None = typer.Option(None, "--executor", help="local or ray; default [scale] executor"),
     ray_address: str | None = typer.Option(None, "--ray-address", help="auto or ray://host:10001"),
+    search: str = typer.Option("grid", "--search", help="grid (every combination), random or tpe (Optuna)"),
+    n_trials: int | None = typer.Option(None, "--trials", help="trials of a random or tpe search"),
+    seed: int = typer.Option(0, "--seed", help="the search's seed"),
 ) -> None:
-    """Backtest every combination of a parameter grid across all cores (or a Ray cluster) and rank them."""
+    """Backtest every combination of a parameter grid (or a random or TPE search of it) across all cores or
+    a Ray cluster, and rank them."""
     from rich.console import Console
     from rich.progress import Progress
 
@@ -165,17 +169,21 @@ def sweep(
         warmup=warmup,
         executor=executor,
         ray_address=ray_address,
+        search=search,
+        n_trials=n_trials,
+        seed=seed,
     )
     job = prepare_sweep(request, settings)
     console = Console()
     for note in job.notes:
         console.print(f"[yellow]note:[/] {note}")
+    planned = len(job.trials) if search == "grid" else (n_trials or 0)
     console.print(
-        f"{len(job.trials)} trials, {job.skipped} invalid combinations skipped"
+        f"{planned} trials ({search}), {job.skipped} invalid grid combinations skipped"
         + (f" (e.g. {job.skip_reason})" if job.skipped else "")
     )
     with Progress(console=console, transient=True) as progress:
-        task = progress.add_task("backtesting", total=len(job.trials))
+        task = progress.add_task("backtesting", total=planned)
         outcome = finish_sweep(job, settings, on_done=lambda: progress.advance(task))
     console.print(sweep_table(outcome.ranked, metric, top))
     best = outcome.ranked[0]

@@ -118,6 +118,8 @@ class RayExecutor:
         except ImportError:
             raise ConfigError("--executor ray needs the ray extra: pip install 'tradegraph[ray]'") from None
         self._ray: Any = ray
+        self._shared: Any = None
+        self._ref: Any = None
         self.max_retries = max_retries
         if not ray.is_initialized():
             if address == "auto" and not _cluster_running(ray):
@@ -156,7 +158,11 @@ class RayExecutor:
         ray = self._ray
         if not items:
             return []
-        ref = ray.put(shared)  # once: every task reads the same object
+        if (
+            self._shared is not shared
+        ):  # once per shared object, however many runs use it (a search's batches)
+            self._shared, self._ref = shared, ray.put(shared)
+        ref = self._ref
         remote = ray.remote(max_retries=self.max_retries, retry_exceptions=False)(_ray_task)
         out: list[Any] = [None] * len(items)
         queue = list(enumerate(items))

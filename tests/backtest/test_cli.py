@@ -130,7 +130,7 @@ def test_sweep_skips_invalid_combinations_ranks_and_warns(db: str) -> None:
         ],
     )
     assert result.exit_code == 0, result.output
-    assert "3 trials, 1 invalid combinations skipped" in result.output
+    assert "3 trials (grid), 1 invalid grid combinations skipped" in result.output
     assert "best of 3 trials" in result.output and "selection bias" in result.output
     runs = _runs(db)
     assert len(runs) == 3 and {r.kind for r in runs} == {"sweep"}

@@ -147,3 +147,44 @@ def test_a_campaign_gives_the_same_results_locally_and_on_ray(tmp_path: Path, ra
         assert a.cell.key == b.cell.key and a.run_id == b.run_id
         assert a.equity.tolist() == b.equity.tolist(), a.cell.key
         assert a.metrics.strategy.numbers() == pytest.approx(b.metrics.strategy.numbers(), nan_ok=True)
+
+
+def test_a_tpe_search_on_two_ray_workers_stores_every_trial_in_one_postgres_study(
+    pg_url: str, ray_local: Any
+) -> None:
+    import optuna
+
+    from agent.backtest.search import study_storage
+    from agent.db.session import open_db as open_ledger
+
+    settings = load_settings(database_url=pg_url)
+    request = REQUEST.__class__(**{**REQUEST.__dict__, "grid": ["fast=2:40:2", "slow=30:90:5"]})
+    job = prepare_sweep(
+        request.__class__(**{**request.__dict__, "executor": "ray", "search": "tpe", "n_trials": 50}),
+        settings,
+    )
+    outcome = finish_sweep(job, settings)
+    assert len(outcome.ranked) == 50, "the selection-bias warning counts every trial run"
+    study = optuna.load_study(study_name=outcome.sweep_id, storage=study_storage(pg_url))
+    complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    assert len(complete) == 50 and study.best_value == max(t.value for t in complete)
+    engine, factory = open_ledger(pg_url)  # the ledger is untouched by Optuna's tables (its own schema)
+    try:
+        with factory() as s:
+            assert s.scalar(select(func.count()).select_from(Run).where(Run.kind == "sweep")) == 50
+    finally:
+        engine.dispose()
+
+
+def test_a_search_needs_a_trial_count_and_a_known_kind(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="needs --trials"):
+        _job(tmp_path, search="tpe")
+    with pytest.raises(ConfigError, match="--search 'bayes'"):
+        _job(tmp_path, search="bayes", n_trials=5)
+
+
+def test_a_random_search_is_seeded_and_runs_locally(tmp_path: Path) -> None:
+    job, settings = _job(tmp_path, search="random", n_trials=6, seed=3)
+    a = [r["params"] for r in finish_sweep(job, settings).ranked]
+    b = [r["params"] for r in finish_sweep(job, settings).ranked]
+    assert len(a) == 6 and a == b
