@@ -36,7 +36,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from sqlalchemy import exists, or_, select
+from sqlalchemy import bindparam, exists, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -164,15 +164,19 @@ def _tick_exists(session: Session, run_id: str, bar_ts: int) -> bool:
     return session.scalar(query) is not None
 
 
+def _there(table: Any) -> Any:
+    return exists().where(table.run_id == bindparam("run_id"), table.bar_ts == bindparam("bar_ts"))
+
+
+_PROBE = select(_there(BalanceSnapshot), or_(_there(Decision), _there(PositionSnapshot), _there(RiskEvent)))
+"""Whether the tick is written, and whether anything of its bar is there (built once: building a
+statement costs more than running it)."""
+
+
 def _probe(session: Session, run_id: str, bar_ts: int) -> tuple[bool, bool]:
     """Whether the tick is written (its balance snapshot), and whether any decision, position snapshot or
     risk event of its bar is there: one query."""
-
-    def there(table: Any) -> Any:
-        return exists().where(table.run_id == run_id, table.bar_ts == bar_ts)
-
-    partial = or_(there(Decision), there(PositionSnapshot), there(RiskEvent))
-    row = session.execute(select(there(BalanceSnapshot), partial)).one()
+    row = session.execute(_PROBE, {"run_id": run_id, "bar_ts": bar_ts}).one()
     return bool(row[0]), bool(row[1])
 
 
