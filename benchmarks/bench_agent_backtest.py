@@ -81,7 +81,7 @@ blocked, HOLD is the only action and no model is asked for the rest of the run."
 COLUMNS = (
     "row",
     "bars x symbols",
-    "decisions (calls)",
+    "decisions (calls; unused)",
     "dec/s",
     "vs capacity",
     "overhead ms/dec",
@@ -101,8 +101,9 @@ LEGEND = " ".join(
         "overhead: drive wall time per decision against the instant emulator (the client's own limit).",
         "CPU: the client's CPU in the drive loop (every thread: prompts, HTTP, graph, ledger) per decision /",
         "the emulator's CPU per call (the whole row, /tokenize included).",
-        "decisions: answers the run used; calls: requests the endpoint answered (stateless mode also",
-        "asks for symbols the risk layer then skips). in flight: decisions/s x p50 latency.",
+        "decisions: answers the run used; calls: requests the endpoint answered (context-length retries",
+        "included); unused: answers requested ahead that no bar used (stateless mode asks before the risk",
+        "layer knows whether a symbol has a choice; llm_unused_calls). in flight: decisions/s x p50 latency.",
         "tokens/s: prompt + completion tokens (the server's counts) over the drive time.",
         "drive: first bar to last; total: with setup and the report.",
     )
@@ -222,6 +223,7 @@ def run_row(spec: RowSpec) -> dict[str, Any]:
         "bars": len(result.outcomes),
         "decisions": decisions,
         "calls": int((m.get("strategy") or {}).get("llm_calls") or 0),
+        "unused": int(m.get("llm_unused_calls") or 0),
         "rate": rate,
         "drive_s": (decisions + int(m.get("llm_cache_hits") or 0)) / rate if rate else float("nan"),
         "drive_cpu_s": drive_cpu[0] if drive_cpu else float("nan"),
@@ -359,7 +361,7 @@ def row_line(spec: RowSpec, row: dict[str, Any]) -> list[str]:
     return [
         spec.name,
         f"{row['bars']:,} x {len(spec.symbols)}",
-        f"{row['decisions']:,} ({row['calls']:,})",
+        f"{row['decisions']:,} ({row['calls']:,}; {row['unused']:,})",
         f"{rate:.1f}",
         against,
         overhead,
