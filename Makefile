@@ -39,12 +39,13 @@ lint: $(STAMP)
 	@$(BIN)/lint-imports
 
 bench: $(STAMP)
-	$(BIN)/pip install --quiet -e '.[local,dev,bench]'
+	$(BIN)/pip install --quiet -e '.[local,dev,bench,ray]'
 	$(BIN)/python benchmarks/bench_backtest.py
 	$(BIN)/python benchmarks/bench_llm.py
 	$(BIN)/python benchmarks/bench_context.py
 	$(BIN)/python benchmarks/bench_tick.py
 	$(BIN)/python benchmarks/bench_agent_backtest.py
+	$(BIN)/python benchmarks/bench_sweep.py
 
 clean:
 	rm -rf $(VENV) reports data/store data/reports data/logs data/tradegraph.db*
