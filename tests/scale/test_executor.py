@@ -188,3 +188,28 @@ def test_a_random_search_is_seeded_and_runs_locally(tmp_path: Path) -> None:
     a = [r["params"] for r in finish_sweep(job, settings).ranked]
     b = [r["params"] for r in finish_sweep(job, settings).ranked]
     assert len(a) == 6 and a == b
+
+
+def test_a_strategy_file_travels_with_the_sweep_data_to_a_worker_without_it(tmp_path: Path) -> None:
+    from agent.backtest.sweep import strategy_source
+
+    source = tmp_path / "mine.py"
+    source.write_text(
+        "from strategies.crossover import SmaCross\n\n\nclass Mine(SmaCross):\n    name = 'mine'\n",
+        encoding="utf-8",
+    )
+    job, _ = _job(tmp_path)
+    p = job.prepared
+    shipped = strategy_source(f"{source}:Mine")
+    assert shipped == ("mine.py", source.read_text(encoding="utf-8"))
+    gone = tmp_path / "elsewhere" / "mine.py"  # the spec names a path that the worker does not have
+    data = SweepData(
+        f"{gone}:Mine", dict(p.window.frames), p.timeframe, rules_matrix(p.rules), p.config, p.sizing,
+        p.window.trade_start, shipped,
+    )  # fmt: skip
+    values = job.trials[0]
+    reference = SweepData(
+        "sma_cross",
+        *[getattr(data, f) for f in ("frames", "timeframe", "rules", "config", "sizing", "start")],
+    )
+    assert sweep_trial(data, values) == sweep_trial(reference, values)
