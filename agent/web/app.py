@@ -1,0 +1,58 @@
+"""The dashboard's FastAPI application: pages, `/api/v1`, the two scripts, and the security middleware.
+
+Contracts:
+- `create_app(settings, *, token=None, loopback_only=True)` opens the database read-only for every query
+  and writable for the control table only (`agent.web.db`), and builds the guard (`agent.web.security`):
+  with `token` None a random one is made (reads open, controls need it; the page's own script has it).
+- OpenAPI at `/openapi.json` (the API routes; the pages are left out). `/assets/plotly.js` and
+  `/assets/dashboard.js` are the only scripts, served with the response's CSP nonce on their tags.
+- `app.state.web` holds the state; `close(app)` disposes of both engines.
+"""
+
+from __future__ import annotations
+
+from fastapi import FastAPI, Request
+from fastapi.responses import Response
+
+from agent.config import Settings
+from agent.web import api, views
+from agent.web.assets import DASHBOARD_JS, plotly_js
+from agent.web.db import open_controls, open_reader
+from agent.web.deps import Web
+from agent.web.security import Guard, security_headers
+
+ASSET_CACHE = "public, max-age=86400"
+
+
+def create_app(settings: Settings, *, token: str | None = None, loopback_only: bool = True) -> FastAPI:
+    """The dashboard over `settings.db_url` (see the module contract)."""
+    reader_engine, reader = open_reader(settings.db_url)
+    control_engine, controls = open_controls(settings.db_url)
+    app = FastAPI(
+        title="tradegraph",
+        summary="The dashboard API: runs, decisions, LLM traffic, daemon health; kill switch and pause.",
+        version="1",
+        docs_url=None,
+        redoc_url=None,
+    )
+    app.state.web = Web(reader, controls, Guard.make(token, loopback_only), settings.data_dir)
+    app.state.engines = (reader_engine, control_engine)
+    app.middleware("http")(security_headers)
+    app.include_router(api.router)
+    app.include_router(views.router)
+
+    @app.get("/assets/plotly.js", include_in_schema=False)
+    def plotly(_: Request) -> Response:
+        return Response(plotly_js(), media_type="text/javascript", headers={"Cache-Control": ASSET_CACHE})
+
+    @app.get("/assets/dashboard.js", include_in_schema=False)
+    def dashboard(_: Request) -> Response:
+        return Response(DASHBOARD_JS, media_type="text/javascript", headers={"Cache-Control": ASSET_CACHE})
+
+    return app
+
+
+def close(app: FastAPI) -> None:
+    """Dispose of the app's database engines."""
+    for engine in app.state.engines:
+        engine.dispose()
