@@ -29,7 +29,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 from sqlalchemy.orm import Session, sessionmaker
@@ -47,6 +47,9 @@ from agent.market.exchange import MarketRules
 from agent.market.history import history_bars
 from strategies.base import Strategy
 from strategies.registry import build_strategy
+
+if TYPE_CHECKING:
+    from agent.runs.lifecycle import RunSpec
 
 """Bars of indicator history before the first traded bar: the daemon's default `--history-bars`."""
 
@@ -259,18 +262,7 @@ def _record_and_run(
     from agent.runs.metrics import RunMetrics
 
     run_id = runs.new_run_id(runs.RunKind.BACKTEST)
-    window = prepared.window
-    record = runs.RunSpec(
-        id=run_id,
-        kind=runs.RunKind.BACKTEST,
-        strategy=prepared.strategy.name,
-        params=prepared.strategy.params.model_dump(),
-        symbols=prepared.symbols,
-        timeframe=prepared.timeframe,
-        start_ts=epoch_ms(window.trade_start),
-        end_ts=epoch_ms(window.trade_end),
-        config=run_config(prepared) | {"strategy_spec": spec},
-    )
+    record = run_spec(prepared, spec, run_id)
     runs.create_run(factory, record)
     try:
         result, hold, comparison = simulate_prepared(prepared)
@@ -321,18 +313,7 @@ def record_simulated(
     from agent.runs import lifecycle as runs
     from agent.runs.metrics import RunMetrics
 
-    window = prepared.window
-    record = runs.RunSpec(
-        id=run_id,
-        kind=runs.RunKind.BACKTEST,
-        strategy=prepared.strategy.name,
-        params=prepared.strategy.params.model_dump(),
-        symbols=prepared.symbols,
-        timeframe=prepared.timeframe,
-        start_ts=epoch_ms(window.trade_start),
-        end_ts=epoch_ms(window.trade_end),
-        config=run_config(prepared) | {"strategy_spec": spec} | (config or {}),
-    )
+    record = run_spec(prepared, spec, run_id, config)
     result, hold, comparison = simulate_prepared(prepared)
     metrics = RunMetrics.of(comparison)
     notes = [*prepared.notes, *metrics.warnings]
@@ -343,3 +324,22 @@ def record_simulated(
     done = metrics.to_json()
     runs.record_done(factory, [(record, done)], {run_id: str(report_path)} if report_path else None)
     return Outcome(run_id, result, hold, comparison, report_path, notes)
+
+
+def run_spec(prepared: Prepared, spec: str, run_id: str, config: dict[str, Any] | None = None) -> RunSpec:
+    """The run record of a backtest (`agent.runs.lifecycle.RunSpec`): kind `backtest`, the strategy, its
+    window and `run_config` with the strategy spec (and `config`)."""
+    from agent.runs import lifecycle as runs
+
+    window = prepared.window
+    return runs.RunSpec(
+        id=run_id,
+        kind=runs.RunKind.BACKTEST,
+        strategy=prepared.strategy.name,
+        params=prepared.strategy.params.model_dump(),
+        symbols=prepared.symbols,
+        timeframe=prepared.timeframe,
+        start_ts=epoch_ms(window.trade_start),
+        end_ts=epoch_ms(window.trade_end),
+        config=run_config(prepared) | {"strategy_spec": spec} | (config or {}),
+    )
