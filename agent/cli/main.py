@@ -31,6 +31,7 @@ from agent.cli import (
     llm_cmd,
     mcp_cmd,
     runs_cmd,
+    serve_cmd,
     strategies_cmd,
     verbosity,
 )
@@ -61,6 +62,7 @@ for _module in (
 ask_cmd.register(app)
 mcp_cmd.register(app)
 strategies_cmd.register(app)
+serve_cmd.register(app)
 
 
 def _version(value: bool) -> None:
