@@ -14,7 +14,8 @@ Contracts:
   SQLite database, downloads (`store/`), reports (`reports/`) and the daemon's logs (`logs/`). The bundled
   sample is read from `<data_dir>/binance/` or, failing that, from the one shipped with tradegraph.
 - Secrets are `SecretStr`: never printed; `masked_dump()` is what `tradegraph config show` prints and what
-  runs record, with credentials inside URLs masked too (`agent.redact.mask_url_credentials`).
+  runs record, with credentials inside URLs masked too (`agent.redact.mask_url_credentials`); the
+  notification URLs (`notify.urls`, tokens in their paths) show as `scheme://***`.
 - An invalid value raises `ConfigError` with one line naming the key, the bad value and what is allowed.
 - `mode` is `paper` only; anything else is refused.
 """
@@ -181,6 +182,28 @@ class BrokerSettings(_Section):
         return v
 
 
+NotifyKind = Literal["fill", "breaker", "kill_switch", "health", "summary"]
+"""What a notification is about (`agent.notify.events`): a fill, a risk breaker tripping, the kill switch
+turned on or off, the daemon degraded, stalled or recovered, the daily summary."""
+NOTIFY_KINDS: tuple[NotifyKind, ...] = ("fill", "breaker", "kill_switch", "health", "summary")
+
+
+class NotifySettings(_Section):
+    """Notifications (`agent.notify`): where they go, how many per minute, about what."""
+
+    urls: list[SecretStr] = Field(
+        default_factory=list,
+        description="Apprise URLs (tgram://, slack://, discord://, mailto://, json://, ...); none = off",
+    )
+    rate_per_minute: int = Field(
+        20, ge=1, le=600, description="messages per minute; beyond it, events are sent as one digest"
+    )
+    events: list[NotifyKind] = Field(default_factory=lambda: list(NOTIFY_KINDS))
+    summary_hour_utc: int = Field(0, ge=0, le=23, description="the daily summary at this hour (daemon clock)")
+    queue_size: int = Field(1000, ge=1, description="events waiting to be sent; beyond it they are counted")
+    timeout_s: float = Field(10.0, gt=0, le=300, description="one HTTP send, per URL")
+
+
 class Settings(BaseSettings):
     """The effective configuration of one tradegraph process."""
 
@@ -208,6 +231,7 @@ class Settings(BaseSettings):
     risk: RiskSettings = Field(default_factory=RiskSettings)
     broker: BrokerSettings = Field(default_factory=BrokerSettings)
     scale: ScaleSettings = Field(default_factory=ScaleSettings)
+    notify: NotifySettings = Field(default_factory=NotifySettings)
 
     @field_validator("symbols", mode="before")
     @classmethod
@@ -280,8 +304,17 @@ def _mask(data: dict[str, Any], model: BaseModel) -> None:
             data[name] = "***" if value.get_secret_value() else ""
         elif isinstance(value, BaseModel):
             _mask(data[name], value)
+        elif isinstance(value, list) and any(isinstance(v, SecretStr) for v in value):
+            data[name] = [_masked_secret_url(v) for v in value]
         elif isinstance(data[name], str):
             data[name] = mask_url_credentials(data[name])
+
+
+def _masked_secret_url(value: object) -> str:
+    """A secret URL as `scheme://***` (its service shows, nothing of its address or tokens)."""
+    text = value.get_secret_value() if isinstance(value, SecretStr) else str(value)
+    scheme, sep, _ = text.partition("://")
+    return f"{scheme}://***" if sep and scheme.isidentifier() else "***"
 
 
 def load_settings(**overrides: Any) -> Settings:
@@ -306,5 +339,6 @@ def _describe(e: ValidationError) -> str:
     allowed = err.get("ctx", {}).get("expected") or err["msg"]
     if key == "mode":
         allowed = "only 'paper' is supported (live trading is not implemented)"
-    shown = "***" if "key" in key or "secret" in key or "password" in key else repr(value)
+    secret = "key" in key or "secret" in key or "password" in key or key.startswith("notify.urls")
+    shown = "***" if secret else repr(value)
     return f"invalid configuration {key}={shown}: {allowed}"

@@ -8,10 +8,10 @@ Contracts:
   (`event`, `run_id`, `bar_ts`, ...) and `exc` for a traceback. Text lines (for people) show the extra
   fields as `key=value`, bar times (`*_ts` integers, epoch ms) as UTC minutes (`2025-09-19T22:00Z`).
 - `SecretRedactor` is a filter on every handler: each configured secret value (exchange key, secret and
-  password, LLM API key, database password) is replaced by `***` in the message, its arguments, extra
-  fields, tracebacks and stack traces, before any formatter sees the record. `configured_secrets(settings)`
-  lists them. Credentials inside any URL (`scheme://user:password@host`) are masked as well, configured or
-  not (`agent.redact.mask_url_credentials`).
+  password, LLM API key, database password, the notification URLs and their token-like parts) is
+  replaced by `***` in the message, its arguments, extra fields, tracebacks and stack traces, before any
+  formatter sees the record. `configured_secrets(settings)` lists them. Credentials inside any URL
+  (`scheme://user:password@host`) are masked as well, configured or not (`agent.redact.mask_url_credentials`).
 """
 
 from __future__ import annotations
@@ -71,6 +71,9 @@ def configured_secrets(settings: Settings) -> list[str]:
             password = None
         if password:
             out.append(str(password))
+    from agent.notify.secrets import url_secrets
+
+    out += [piece for url in settings.notify.urls for piece in url_secrets(url.get_secret_value())]
     return sorted({s for s in out if s not in PLACEHOLDER_SECRETS}, key=len, reverse=True)
 
 

@@ -29,6 +29,10 @@ Contracts:
 - A fault that ends the daemon after the lease was taken (the exchange unreachable at start) is logged
   (`daemon.log`, event `daemon_failed`) and becomes the lease note, which `tradegraph status` shows; then
   it propagates to the caller as before.
+- Notifications (`agent.daemon.alerts` → `agent.notify`): with a notifier (given, or `[notify] urls`), the
+  fills, breaker trips and kill-switch changes of the bars a wake-up ticked, the daily summary and health
+  changes are queued for sending; a bad URL fails before the lease. Sending never blocks a tick; the
+  daemon closes the notifier it made on the way out, waiting up to `stop_grace_s` for what is queued.
 """
 
 from __future__ import annotations
@@ -44,9 +48,10 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from agent.config import Settings
 from agent.daemon import scheduler as sched
+from agent.daemon.alerts import DaemonAlerts
 from agent.daemon.clock import Clock, SimulatedClock, SystemClock
 from agent.daemon.feed import CachedStore, CandleFeed
-from agent.daemon.health import heartbeat_interval_s
+from agent.daemon.health import heartbeat_interval_s, read_health
 from agent.daemon.lease import Holder, Lease, LeaseLost
 from agent.daemon.logging import DropMessages, utc_minute
 from agent.daemon.plan import (
@@ -62,6 +67,7 @@ from agent.daemon.tick_job import REPLAY_FINISHED, TickJob, WakeReport
 from agent.db.models import Run
 from agent.errors import ConfigError
 from agent.market.candles import timeframe_ms
+from agent.notify import Notifier, make_notifier
 from agent.redact import mask_url_credentials
 from agent.runs.lifecycle import RunKind, check_run_id
 from agent.runs.live import LiveMetrics
@@ -119,6 +125,7 @@ class Daemon:
         exchange: Any | None = None,
         clock: Clock | None = None,
         on_abandon: Any | None = None,
+        notifier: Notifier | None = None,
     ) -> None:
         self.options = options
         self.settings = _effective(settings, options)
@@ -129,6 +136,9 @@ class Daemon:
         self.on_abandon = on_abandon
         self.plan: RunPlan | None = None
         self.lease: Lease | None = None
+        self.notifier = notifier
+        """Where notifications go: the one given, else `[notify]`'s (`agent.notify.make_notifier`)."""
+        self._alerts: DaemonAlerts | None = None
 
     def run(self) -> DaemonResult:
         """Run until stopped; returns why it stopped."""
@@ -136,6 +146,8 @@ class Daemon:
 
         _check(self.options, self.settings, injected=self._exchange is not None)
         draft = self._draft()  # bad input fails here, before the database is touched
+        own = self.notifier is None
+        notifier = make_notifier(self.settings.notify) if own else self.notifier  # a bad URL fails here
         engine, factory = open_db(self.settings.db_url)
         try:
             self.plan = plan = self._plan(factory, draft)
@@ -143,7 +155,7 @@ class Daemon:
             lease.acquire(plan.run_id, plan.feed)
             note = None
             try:
-                return self._serve(factory, plan, lease)
+                return self._serve(factory, plan, lease, notifier)
             except Exception as e:  # e.g. the exchange unreachable at start: daemon.log and status say so
                 note = _failed(e)
                 raise
@@ -151,6 +163,8 @@ class Daemon:
                 _release(lease, note or self.stop.reason)
         finally:
             engine.dispose()
+            if own and notifier is not None:
+                notifier.close(self.options.stop_grace_s)
             if self._own_stop:
                 self.stop.close()
 
@@ -202,7 +216,9 @@ class Daemon:
 
     # ---- serving -------------------------------------------------------------------------------------------
 
-    def _serve(self, factory: sessionmaker[Session], plan: RunPlan, lease: Lease) -> DaemonResult:
+    def _serve(
+        self, factory: sessionmaker[Session], plan: RunPlan, lease: Lease, notifier: Notifier | None
+    ) -> DaemonResult:
         from agent.graph.factory import open_agent
         from agent.ledger import LedgerReader
 
@@ -251,9 +267,10 @@ class Daemon:
             figures = LiveMetrics(
                 factory, plan.run_id, lambda: _measure(factory, plan.run_id, feed, s, runner)
             )
+            self._alerts = alerts = _alerts(notifier, factory, plan, s, tf)
             sched.schedule(
                 scheduler,
-                _measured(job, figures),
+                _measured(job, figures, alerts),
                 trigger,
                 misfire_grace_s=None if o.replay else max(60, tf // 2000),
                 rerun_in=lambda: self._rerun_in(job),
@@ -325,6 +342,8 @@ class Daemon:
                 self.stop.request("lease lost")
             except SQLAlchemyError as e:  # status shows the late heartbeat; try again at the next beat
                 log.warning("heartbeat failed: %s", e, extra={"event": "heartbeat_error"})
+            if self._alerts is not None:
+                self._alerts.beat()
 
     def _shutdown(self, scheduler: Any, job: TickJob, lease: Lease) -> bool:
         """Stop scheduling, wait for the running wake-up; True when it had to be abandoned."""
@@ -353,16 +372,36 @@ class Daemon:
         return True
 
 
-def _measured(job: TickJob, figures: LiveMetrics) -> Callable[[], WakeReport]:
-    """The tick job, then the run row's figures refreshed (when due) after a wake-up that ticked a bar."""
+def _measured(job: TickJob, figures: LiveMetrics, alerts: DaemonAlerts | None) -> Callable[[], WakeReport]:
+    """The tick job, then the run row's figures refreshed (when due) and the notifications of its bars
+    queued, after a wake-up that ticked a bar."""
 
     def wake() -> WakeReport:
         report = job()
         if report.ticked:
             figures.refresh()
+            if alerts is not None:
+                alerts.after_wake()
         return report
 
     return wake
+
+
+def _alerts(
+    notifier: Notifier | None, factory: sessionmaker[Session], plan: RunPlan, s: Settings, tf: int
+) -> DaemonAlerts | None:
+    """The notifications of the run (None when no notifier is configured)."""
+    if notifier is None:
+        return None
+    return DaemonAlerts(
+        notifier,
+        factory,
+        plan.run_id,
+        tf_ms=tf,
+        first_bar_ms=plan.window.start_ms,
+        summary_hour_utc=s.notify.summary_hour_utc,
+        health=lambda: read_health(factory, SystemClock().now_ms(), plan.run_id),
+    )
 
 
 def _measure(
