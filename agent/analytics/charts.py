@@ -58,8 +58,11 @@ def chart_tool(ctx: ToolContext, a: ChartInput) -> ChartResult:
         w = Window(symbol=a.symbols[0], timeframe=a.timeframe, start=a.start, end=a.end)
         close = frame(ctx, w)["close"]
         title = f"{w.symbol} {w.timeframe} close"
-        figure = charts.trades_figure(charts.PriceMarks(w.symbol, close, ()), title)
-        return ChartResult(kind=a.kind, png=None, html=_html(base, title, [figure]), title=title)
+        marks = charts.PriceMarks(w.symbol, close, ())
+        png = base.with_suffix(".png")
+        png.write_bytes(charts.price_png(marks))
+        figure = charts.trades_figure(marks, title)
+        return ChartResult(kind=a.kind, png=str(png), html=_html(base, title, [figure]), title=title)
     if a.kind == "run":
         overview, title = _run_overview(ctx, a)
         figures = [charts.overview_figure(overview, title)]

@@ -22,8 +22,9 @@ Contracts:
 - Long series are thinned for drawing only: past `MAX_POINTS` points a line keeps the minimum and the
   maximum of every bucket of bars (extremes and drawdown troughs survive), and the figure's title says so.
   Fills are never thinned. Times are drawn in UTC.
-- PNG fallback for readers without JavaScript: `overview_png` draws the equity and drawdown panels with
-  matplotlib's object API (no pyplot, no GUI backend); `noscript(name)` points to that file.
+- PNG fallback for readers without JavaScript: `overview_png` draws the equity and drawdown panels, and
+  `price_png` a symbol's closes with its fills, with matplotlib's object API (no pyplot, no GUI backend);
+  `noscript(name)` points to such a file.
 """
 
 from __future__ import annotations
@@ -319,6 +320,26 @@ def overview_mpl(ov: Overview) -> Figure:
         ax.grid(alpha=0.3)
     fig.tight_layout()
     return fig
+
+
+def price_png(marks: PriceMarks, dpi: int = 90) -> bytes:
+    """A symbol's closes with its fills (buys up, sells down, exits as crosses) as PNG (matplotlib)."""
+    fig = Figure(figsize=(11, 4))
+    ax = fig.subplots()
+    ax.plot(marks.close.index, marks.close.to_numpy(dtype=float), color="black", linewidth=1.0)
+    for kind, (name, _, color) in _MARKERS.items():
+        shown = [f for f in marks.fills if f.kind == kind]
+        if shown:
+            symbol = {"buy": "^", "sell": "v", "exit": "x"}[kind]
+            ax.scatter(
+                [f.time for f in shown], [f.price for f in shown], marker=symbol, color=color, label=name
+            )
+    if marks.fills:
+        ax.legend(loc="upper left")
+    ax.set_ylabel(marks.symbol)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return png_bytes(fig, dpi)
 
 
 def equity_figure(sim: SimResult, hold: SimResult | None, label: str) -> Figure:

@@ -3,6 +3,8 @@ explained; and the tools' database refuses writes."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pandas as pd
 import pytest
 from sqlalchemy import select, text
@@ -125,7 +127,8 @@ def test_charts_of_a_run_and_a_backtest(ledger: Ledger, tmp_path: pytest.TempPat
     for out in (run, bt, price):
         html = open(str(out["html"]), encoding="utf-8").read()
         assert "<script type='text/javascript'>" in html and "<script src=" not in html  # plotly.js inline
-    assert price["png"] is None and "sma_cross" in str(bt["title"])
+    assert str(price["png"]).endswith(".png") and Path(str(price["png"])).read_bytes()[:4] == b"\x89PNG"
+    assert "sma_cross" in str(bt["title"])
     bad = tools.call(ctx, "chart", {"kind": "run", "symbols": ["BTC/USDT"]})
     assert isinstance(bad, ToolError) and "needs run_id" in bad.error
 
