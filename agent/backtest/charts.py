@@ -331,9 +331,8 @@ def price_png(marks: PriceMarks, dpi: int = 90) -> bytes:
         shown = [f for f in marks.fills if f.kind == kind]
         if shown:
             symbol = {"buy": "^", "sell": "v", "exit": "x"}[kind]
-            ax.scatter(
-                [f.time for f in shown], [f.price for f in shown], marker=symbol, color=color, label=name
-            )
+            times = pd.DatetimeIndex([f.time for f in shown]).to_numpy()
+            ax.scatter(times, [f.price for f in shown], marker=symbol, color=color, label=name)
     if marks.fills:
         ax.legend(loc="upper left")
     ax.set_ylabel(marks.symbol)
