@@ -11,6 +11,7 @@
     signals   SIGTERM/SIGINT → a stop request the main thread waits on
     logging   text or JSON logs, rotating file, secret redaction
     status    what `tradegraph status` reads and renders
+    alerts    the fills, breaker trips, kill switch, health and daily summary to notify (agent.notify)
 
 The names below are imported on first use, so `tradegraph status` does not pay for the graph's imports.
 """

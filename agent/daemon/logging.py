@@ -45,6 +45,7 @@ QUIET = {
     "httpx2": logging.WARNING,
     "httpcore": logging.WARNING,
     "openai": logging.WARNING,
+    "apprise": logging.WARNING,
 }
 """Third-party loggers that would otherwise log every wake-up, migration step or HTTP request (left at
 `level` when `setup_logging(..., quiet=False)`, the CLI's `--verbose`)."""

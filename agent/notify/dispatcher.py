@@ -171,15 +171,14 @@ class QueuedNotifier:
         rest = batch[sent:]
         if not rest:
             return
-        while (wait := self.limit.wait_s()) > 0 and not self._give_up.is_set():
-            self.clock.wait(wait, self._give_up)
+        while not self._give_up.is_set() and not self.limit.try_acquire():
+            self.clock.wait(self.limit.wait_s(), self._give_up)
         with self._cond:
             rest += self._pending
             self._pending.clear()
             if self._give_up.is_set():
                 self._count("unsent", len(rest))
                 return
-        self.limit.try_acquire()
         self._deliver(digest(rest) if len(rest) > 1 else message(rest[0]))
 
     def _deliver(self, msg: Message) -> None:

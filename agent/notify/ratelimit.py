@@ -62,6 +62,6 @@ class SlidingWindow:
         return max(0.0, self._sent[0] + self.window_s - self.clock.now())
 
     def _expire(self) -> None:
-        horizon = self.clock.now() - self.window_s
-        while self._sent and self._sent[0] <= horizon:
+        now = self.clock.now()
+        while self._sent and self._sent[0] + self.window_s <= now:  # the same sum as `wait_s`
             self._sent.popleft()

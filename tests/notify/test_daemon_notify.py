@@ -12,6 +12,7 @@ import pytest
 from sqlalchemy import create_engine, select
 from sqlalchemy.orm import Session
 
+from agent.config import NotifySettings
 from agent.daemon import Daemon, DaemonOptions
 from agent.db.models import Fill, RiskEvent
 from agent.notify import BREAKERS, FillEvent, QueuedNotifier, make_notifier
@@ -25,10 +26,12 @@ RISK = {"cooldown_bars": 1, "daily_loss_limit": 0.003, "max_drawdown": 0.01}
 """Tight breakers, so the bundled data trips them several times."""
 
 
-def _replay(tmp_path: Path, url: str, notifier: QueuedNotifier, run_id: str) -> None:
+def _replay(
+    tmp_path: Path, url: str, notifier: QueuedNotifier, run_id: str, start: int = START, **risk: object
+) -> None:
     folder = data_dir(tmp_path)
-    cfg = settings(folder, f"sqlite:///{tmp_path / 'n.db'}", risk=RISK, notify={"urls": [url]})
-    options = DaemonOptions(replay=True, speed=3600 * 200, start=iso(START), params=SMA, run_id=run_id)
+    cfg = settings(folder, f"sqlite:///{tmp_path / 'n.db'}", risk=RISK | risk, notify={"urls": [url]})
+    options = DaemonOptions(replay=True, speed=3600 * 200, start=iso(start), params=SMA, run_id=run_id)
     result = Daemon(cfg, options, notifier=notifier).run()
     assert result.finished
 
@@ -81,6 +84,7 @@ def test_a_replay_sends_one_message_per_fill_and_per_breaker_trip_none_lost(tmp_
     assert all(m.startswith(t) for m, t in zip(sent_trips, trips, strict=True))
     summaries = [m for m in messages if m.startswith("summary ")]
     assert len(summaries) == 8  # midnights crossed by 200 bars ending at 2025-09-19 23:00
+    assert len(messages) == len(fills) + len(trips) + len(summaries)  # nothing else (a healthy daemon)
     stats = notifier.stats()
     assert stats.digests == 0 and stats.failed_messages == 0 and stats.overflowed == 0
     assert stats.delivered_events == stats.accepted == len(messages)
@@ -108,3 +112,20 @@ def test_a_hung_receiver_neither_slows_nor_breaks_the_ticks(tmp_path: Path) -> N
     assert len(receiver.payloads) == stats.messages  # what queued behind the hung request went out after it
     sent = [ln for p in receiver.payloads for ln in p["message"].splitlines()]
     assert sum(1 for s in sent if s.lstrip("- ").startswith("fill: ")) == len(fills)
+
+
+@pytest.mark.timeout(300)
+def test_a_kill_switch_on_from_the_start_is_one_message(tmp_path: Path) -> None:
+    switch = tmp_path / "KILL"
+    switch.touch()
+    with JsonReceiver() as receiver:
+        notifier = make_notifier(NotifySettings(urls=[receiver.url()], events=["kill_switch", "fill"]))
+        assert notifier is not None
+        _replay(
+            tmp_path, receiver.url(), notifier, "killed", DATA_END - 48 * HOUR, kill_switch_file=str(switch)
+        )
+        assert notifier.flush(60)
+        notifier.close(5)
+    messages = [p["message"] for p in receiver.payloads]
+    assert len(messages) == 1 and messages[0].startswith("kill switch on: no new entries")
+    assert _expected(f"sqlite:///{tmp_path / 'n.db'}", "killed")[0] == []  # and nothing was bought
