@@ -193,10 +193,12 @@ class QueuedNotifier:
             self._count("delivered_events" if ok else "failed_events", len(msg.events))
             self._count("failed_messages", int(not ok))
         if not ok:
+            n = len(msg.events)
             log.warning(
-                "notification not sent (%s, %d events): %s",
+                "notification not sent (%s, %d event%s): %s",
                 masked(msg.title, self._secrets),
-                len(msg.events),
+                n,
+                "" if n == 1 else "s",
                 masked(str(error), self._secrets),
                 extra={"event": "notify_failed"},
             )
