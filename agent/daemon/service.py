@@ -147,9 +147,10 @@ class Daemon:
         _check(self.options, self.settings, injected=self._exchange is not None)
         draft = self._draft()  # bad input fails here, before the database is touched
         own = self.notifier is None
-        notifier = make_notifier(self.settings.notify) if own else self.notifier  # a bad URL fails here
         engine, factory = open_db(self.settings.db_url)
+        notifier = None
         try:
+            notifier = make_notifier(self.settings.notify) if own else self.notifier  # a bad URL fails here
             self.plan = plan = self._plan(factory, draft)
             self.lease = lease = Lease(factory, Holder.current(), self.options.lease_ttl_s)
             lease.acquire(plan.run_id, plan.feed)

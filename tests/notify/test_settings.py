@@ -63,3 +63,20 @@ def test_a_url_apprise_cannot_use_is_refused_by_position_and_scheme_only() -> No
     with pytest.raises(ConfigError, match=r"notify.urls\[1\] \(nosuch://\*\*\*\)") as refused:
         make_notifier(NotifySettings(urls=[SLACK, "nosuch://sekrit-token-value"]))
     assert "sekrit" not in str(refused.value)
+
+
+def test_the_daemon_refuses_a_bad_url_before_taking_the_lease(tmp_path: Path) -> None:
+    from agent.daemon import Daemon, DaemonOptions
+    from agent.daemon.lease import read_lease
+    from agent.db.session import open_db
+    from tests.daemon.helpers import SMA, data_dir, settings
+
+    url = f"sqlite:///{tmp_path / 'bad.db'}"
+    cfg = settings(data_dir(tmp_path), url, notify={"urls": ["nosuch://sekrit-token-value"]})
+    with pytest.raises(ConfigError, match=r"notify.urls\[0\]"):
+        Daemon(cfg, DaemonOptions(replay=True, params=SMA, run_id="bad")).run()
+    engine, factory = open_db(url, migrate=False)
+    try:
+        assert read_lease(factory) is None
+    finally:
+        engine.dispose()
