@@ -51,7 +51,9 @@ def fmt(value: object, digits: int = 4) -> str:
     if isinstance(value, int):
         return f"{value:,}"
     if isinstance(value, float):
-        return "" if math.isnan(value) else f"{value:,.{digits}g}" if abs(value) < 1e6 else f"{value:,.0f}"
+        if math.isnan(value):
+            return ""
+        return f"{value:,.2f}" if abs(value) >= 1000 else f"{value:.{digits}g}"
     return str(value)
 
 

@@ -74,7 +74,8 @@ def health(view: DaemonView) -> Safe:
             Safe(f'<span id="last-bar">{esc(when(tick.bar_ts if tick else None))}</span>'),
         ),
         ("last tick: done at (real clock)", stamp(tick.finished_at) if tick else ""),
-        ("next tick (daemon clock)", when(view.next_tick_ms)),
+        ("next wake-up (real clock)", when(view.next_tick_ms)),
+        ("next bar to tick (daemon clock)", when(view.next_bar_ts)),
         (
             "last error",
             f"{error.status} at {when(error.bar_ts)}: {error.reason or ''} ({stamp(error.finished_at)})"
