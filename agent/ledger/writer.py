@@ -125,7 +125,7 @@ def write_tick(factory: sessionmaker[Session], tick: TickRecord) -> WriteSummary
     try:
         with transaction(factory) as session:
             check_fence(session, tick.run_id)  # first: a writer that lost its lease writes nothing
-            written, partial = _probe(session, tick.run_id, tick.bar_ts)
+            written, partial = _probe(session, tick)
             if written:
                 return WriteSummary(False)
             return WriteSummary(True, _write(session, tick, partial))
@@ -168,15 +168,23 @@ def _there(table: Any) -> Any:
     return exists().where(table.run_id == bindparam("run_id"), table.bar_ts == bindparam("bar_ts"))
 
 
-_PROBE = select(_there(BalanceSnapshot), or_(_there(Decision), _there(PositionSnapshot), _there(RiskEvent)))
+_DECIDED = exists().where(
+    Decision.run_id == bindparam("run_id"),
+    Decision.symbol.in_(bindparam("symbols", expanding=True)),
+    Decision.bar_ts == bindparam("bar_ts"),
+)
+"""A decision of the tick's symbols at its bar (the whole unique index: no scan of the run's decisions)."""
+_PROBE = select(_there(BalanceSnapshot), or_(_DECIDED, _there(PositionSnapshot), _there(RiskEvent)))
 """Whether the tick is written, and whether anything of its bar is there (built once: building a
 statement costs more than running it)."""
 
 
-def _probe(session: Session, run_id: str, bar_ts: int) -> tuple[bool, bool]:
-    """Whether the tick is written (its balance snapshot), and whether any decision, position snapshot or
-    risk event of its bar is there: one query."""
-    row = session.execute(_PROBE, {"run_id": run_id, "bar_ts": bar_ts}).one()
+def _probe(session: Session, tick: TickRecord) -> tuple[bool, bool]:
+    """Whether the tick is written (its balance snapshot), and whether a decision of its symbols, a position
+    snapshot or a risk event of its bar is there: one query."""
+    symbols = [for_storage(e.result.symbol) for e in tick.decisions]  # as `_decision_row` stores them
+    params = {"run_id": tick.run_id, "bar_ts": tick.bar_ts, "symbols": symbols}
+    row = session.execute(_PROBE, params).one()
     return bool(row[0]), bool(row[1])
 
 
