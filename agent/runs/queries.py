@@ -263,6 +263,17 @@ def equity_curve(factory: sessionmaker[Session], run_id: str) -> tuple[EquityPoi
         return tuple(EquityPoint(int(b), float(e), float(c)) for b, e, c in session.execute(query))
 
 
+def ledger_version(factory: sessionmaker[Session], run_id: str) -> tuple[int, int, int]:
+    """(balance snapshots, newest bar, newest order id) of a run: changes whenever its charts would, so a
+    drawn chart can be kept until then."""
+    with factory() as session:
+        count, newest = session.execute(
+            select(func.count(), func.max(BalanceSnapshot.bar_ts)).where(BalanceSnapshot.run_id == run_id)
+        ).one()
+        order = session.scalar(select(func.max(Order.id)).where(Order.run_id == run_id))
+    return int(count or 0), int(newest or 0), int(order or 0)
+
+
 def book(factory: sessionmaker[Session], run_id: str) -> Book:
     """The run's last balance, open positions and today's PnL."""
     with factory() as session:

@@ -19,6 +19,7 @@ from agent.web import api, views
 from agent.web.assets import DASHBOARD_JS, plotly_js
 from agent.web.db import open_controls, open_reader
 from agent.web.deps import Web
+from agent.web.figures import ChartCache
 from agent.web.security import Guard, security_headers
 
 ASSET_CACHE = "public, max-age=86400"
@@ -35,7 +36,7 @@ def create_app(settings: Settings, *, token: str | None = None, loopback_only: b
         docs_url=None,
         redoc_url=None,
     )
-    app.state.web = Web(reader, controls, Guard.make(token, loopback_only), settings.data_dir)
+    app.state.web = Web(reader, controls, Guard.make(token, loopback_only), settings.data_dir, ChartCache())
     app.state.engines = (reader_engine, control_engine)
     app.middleware("http")(security_headers)
     app.include_router(api.router)

@@ -17,6 +17,7 @@ from fastapi import Request
 from fastapi.responses import JSONResponse
 from sqlalchemy.orm import Session, sessionmaker
 
+from agent.web.figures import ChartCache
 from agent.web.live import finite
 from agent.web.security import Guard
 
@@ -31,6 +32,7 @@ class Web:
     """Writable: `control_events` only."""
     guard: Guard
     data_dir: Path
+    charts: ChartCache
 
 
 def web(request: Request) -> Web:

@@ -111,16 +111,17 @@ def run(request: Request, run_id: str) -> Response:
     found = q.get_run(w.reader, run_id)
     if found is None:
         raise HTTPException(404, f"no run {run_id!r}")
-    chart = _equity_chart(request, w, found)
-    curve = q.equity_curve(w.reader, run_id)
-    if curve:
-        orders = q.run_orders(w.reader, run_id)
-        span = (curve[0].bar_ts, curve[-1].bar_ts)
-        for i, symbol in enumerate(found.symbols[:MAX_SYMBOL_CHARTS]):
-            marks = figures.price_marks(symbol, found.timeframe, w.data_dir, orders, span)
-            if marks is not None:
-                html = charts.div(charts.trades_figure(marks, f"{symbol}: fills"), f"trades-{i}")
-                chart += figures.embed(html, request.state.nonce)
+    version = q.ledger_version(w.reader, run_id)
+    curve: list[tuple[q.EquityPoint, ...]] = []
+
+    def read_curve() -> tuple[q.EquityPoint, ...]:
+        if not curve:
+            curve.append(q.equity_curve(w.reader, run_id))
+        return curve[0]
+
+    equity = w.charts.get(("equity", run_id, version), lambda: _equity_div(w, found, read_curve()))
+    drawn = w.charts.get(("trades", run_id, version), lambda: _trades_charts(w, found, read_curve()))
+    chart = figures.embed(equity + drawn, request.state.nonce)
     body = pages.run(found, q.book(w.reader, run_id), chart)
     return _html(request, w, f"Run {run_id}", body, "/runs", charts=bool(chart))
 
@@ -159,9 +160,37 @@ def llm(request: Request, run_id: str = "") -> Response:
 
 
 def _equity_chart(request: Request, w: Web, run: q.RunRow) -> str:
+    """The run's equity against buy & hold (drawn again only when its ledger changed)."""
+    version = q.ledger_version(w.reader, run.id)
+    html = w.charts.get(("equity", run.id, version), lambda: _draw_equity(w, run))
+    return figures.embed(html, request.state.nonce) if html else ""
+
+
+def _draw_equity(w: Web, run: q.RunRow) -> str:
     curve = q.equity_curve(w.reader, run.id)
-    ov = figures.equity_lines(curve, run.strategy, run.symbols, run.timeframe, w.data_dir)
-    if ov is None:
+    return _equity_div(w, run, curve)
+
+
+def _equity_div(w: Web, run: q.RunRow, curve: tuple[q.EquityPoint, ...]) -> str:
+    found = figures.equity_lines(curve, run.strategy, run.symbols, run.timeframe, w.data_dir)
+    if found is None:
         return ""
-    html = charts.div(charts.overview_figure(ov, f"{run.id}: equity against buy & hold"), "equity-chart")
-    return figures.embed(html, request.state.nonce)
+    ov, factor = found
+    note = f" (min and max of every {factor} bars drawn)" if factor > 1 else ""
+    return charts.div(
+        charts.overview_figure(ov, f"{run.id}: equity against buy & hold{note}"), "equity-chart"
+    )
+
+
+def _trades_charts(w: Web, run: q.RunRow, curve: tuple[q.EquityPoint, ...]) -> str:
+    """Each symbol's closes with the run's fills (up to `MAX_SYMBOL_CHARTS` symbols)."""
+    if not curve:
+        return ""
+    orders = q.run_orders(w.reader, run.id)
+    span = (curve[0].bar_ts, curve[-1].bar_ts)
+    parts = []
+    for i, symbol in enumerate(run.symbols[:MAX_SYMBOL_CHARTS]):
+        marks = figures.price_marks(symbol, run.timeframe, w.data_dir, orders, span)
+        if marks is not None:
+            parts.append(charts.div(charts.trades_figure(marks, f"{symbol}: fills"), f"trades-{i}"))
+    return "".join(parts)
