@@ -6,10 +6,14 @@ Contracts:
   with `token` None a random one is made (reads open, controls need it; the page's own script has it).
 - OpenAPI at `/openapi.json` (the API routes; the pages are left out). `/assets/plotly.js` and
   `/assets/dashboard.js` are the only scripts, served with the response's CSP nonce on their tags.
-- `app.state.web` holds the state; `close(app)` disposes of both engines.
+- While the app runs (its lifespan), `agent.web.drawn.Warmer` keeps the daemon run's charts drawn.
+- `app.state.web` holds the state; `close(app)` stops the warmer and disposes of both engines.
 """
 
 from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
@@ -19,6 +23,7 @@ from agent.web import api, views
 from agent.web.assets import DASHBOARD_JS, plotly_js
 from agent.web.db import open_controls, open_reader
 from agent.web.deps import Web
+from agent.web.drawn import Warmer
 from agent.web.figures import ChartCache
 from agent.web.security import Guard, security_headers
 
@@ -29,15 +34,28 @@ def create_app(settings: Settings, *, token: str | None = None, loopback_only: b
     """The dashboard over `settings.db_url` (see the module contract)."""
     reader_engine, reader = open_reader(settings.db_url)
     control_engine, controls = open_controls(settings.db_url)
+    cache = ChartCache()
+    warmer = Warmer(cache, reader, settings.data_dir)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        warmer.start()
+        try:
+            yield
+        finally:
+            warmer.stop()
+
     app = FastAPI(
+        lifespan=lifespan,
         title="tradegraph",
         summary="The dashboard API: runs, decisions, LLM traffic, daemon health; kill switch and pause.",
         version="1",
         docs_url=None,
         redoc_url=None,
     )
-    app.state.web = Web(reader, controls, Guard.make(token, loopback_only), settings.data_dir, ChartCache())
+    app.state.web = Web(reader, controls, Guard.make(token, loopback_only), settings.data_dir, cache)
     app.state.engines = (reader_engine, control_engine)
+    app.state.warmer = warmer
     app.middleware("http")(security_headers)
     app.include_router(api.router)
     app.include_router(views.router)
@@ -54,6 +72,7 @@ def create_app(settings: Settings, *, token: str | None = None, loopback_only: b
 
 
 def close(app: FastAPI) -> None:
-    """Dispose of the app's database engines."""
+    """Stop the chart warmer and dispose of the app's database engines."""
+    app.state.warmer.stop()
     for engine in app.state.engines:
         engine.dispose()

@@ -18,17 +18,16 @@ from typing import Annotated
 from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
-from agent.backtest import charts
 from agent.db.controls import read_controls
 from agent.runs import queries as q
 from agent.web import figures, pages
 from agent.web.deps import Web, web
+from agent.web.drawn import run_charts
 from agent.web.html import Safe, page
 from agent.web.security import TOKEN_COOKIE
 from agent.web.state import daemon_view
 
 router = APIRouter(include_in_schema=False)
-MAX_SYMBOL_CHARTS = 4
 
 
 def _open(request: Request) -> Web | Response:
@@ -111,17 +110,7 @@ def run(request: Request, run_id: str) -> Response:
     found = q.get_run(w.reader, run_id)
     if found is None:
         raise HTTPException(404, f"no run {run_id!r}")
-    version = q.ledger_version(w.reader, run_id)
-    curve: list[tuple[q.EquityPoint, ...]] = []
-
-    def read_curve() -> tuple[q.EquityPoint, ...]:
-        if not curve:
-            curve.append(q.equity_curve(w.reader, run_id))
-        return curve[0]
-
-    equity = w.charts.get(("equity", run_id, version), lambda: _equity_div(w, found, read_curve()))
-    drawn = w.charts.get(("trades", run_id, version), lambda: _trades_charts(w, found, read_curve()))
-    chart = figures.embed(equity + drawn, request.state.nonce)
+    chart = figures.embed("".join(run_charts(w.charts, w.reader, w.data_dir, found)), request.state.nonce)
     body = pages.run(found, q.book(w.reader, run_id), chart)
     return _html(request, w, f"Run {run_id}", body, "/runs", charts=bool(chart))
 
@@ -161,36 +150,5 @@ def llm(request: Request, run_id: str = "") -> Response:
 
 def _equity_chart(request: Request, w: Web, run: q.RunRow) -> str:
     """The run's equity against buy & hold (drawn again only when its ledger changed)."""
-    version = q.ledger_version(w.reader, run.id)
-    html = w.charts.get(("equity", run.id, version), lambda: _draw_equity(w, run))
+    html = run_charts(w.charts, w.reader, w.data_dir, run)[0]
     return figures.embed(html, request.state.nonce) if html else ""
-
-
-def _draw_equity(w: Web, run: q.RunRow) -> str:
-    curve = q.equity_curve(w.reader, run.id)
-    return _equity_div(w, run, curve)
-
-
-def _equity_div(w: Web, run: q.RunRow, curve: tuple[q.EquityPoint, ...]) -> str:
-    found = figures.equity_lines(curve, run.strategy, run.symbols, run.timeframe, w.data_dir)
-    if found is None:
-        return ""
-    ov, factor = found
-    note = f" (min and max of every {factor} bars drawn)" if factor > 1 else ""
-    return charts.div(
-        charts.overview_figure(ov, f"{run.id}: equity against buy & hold{note}"), "equity-chart"
-    )
-
-
-def _trades_charts(w: Web, run: q.RunRow, curve: tuple[q.EquityPoint, ...]) -> str:
-    """Each symbol's closes with the run's fills (up to `MAX_SYMBOL_CHARTS` symbols)."""
-    if not curve:
-        return ""
-    orders = q.run_orders(w.reader, run.id)
-    span = (curve[0].bar_ts, curve[-1].bar_ts)
-    parts = []
-    for i, symbol in enumerate(run.symbols[:MAX_SYMBOL_CHARTS]):
-        marks = figures.price_marks(symbol, run.timeframe, w.data_dir, orders, span)
-        if marks is not None:
-            parts.append(charts.div(charts.trades_figure(marks, f"{symbol}: fills"), f"trades-{i}"))
-    return "".join(parts)

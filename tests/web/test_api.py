@@ -159,3 +159,16 @@ def test_the_queries_connection_refuses_writes(world: tuple[TestClient, TestClie
     with reader() as session, pytest.raises(DBAPIError):
         session.execute(text("DELETE FROM decisions"))
         session.commit()
+
+
+def test_the_warmer_draws_the_daemon_runs_charts_once_per_ledger_version(
+    world: tuple[TestClient, TestClient, int, str],
+) -> None:
+    web, _, _, _ = world
+    state = web.app.state.web  # type: ignore[attr-defined]
+    state.charts.clear()
+    warmer = web.app.state.warmer  # type: ignore[attr-defined]
+    assert warmer.warm_once()
+    drawn = dict(state.charts._items)
+    assert {key[0] for key in drawn} == {"equity", "trades"} and all(key[1] == RUN for key in drawn)
+    assert warmer.warm_once() and dict(state.charts._items) == drawn  # same version: nothing redrawn
