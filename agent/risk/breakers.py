@@ -15,7 +15,8 @@ Contracts:
 - Kill switch: the file `risk.kill_switch_file` exists (the settings store it absolute: a relative path
   is taken from the configuration file's folder; one passed here directly is taken from the working
   directory; None or '' is no switch), or, given the run's session factory, the operator's kill switch or
-  pause of new entries is on in the database (`agent.db.controls`, set by `tradegraph serve`).
+  pause of new entries is on in the database (`agent.db.controls`, set by `tradegraph serve`) and the run
+  is a live one (`CONTROLLED_KINDS`: the daemon's, a paper tick's).
 - Breakers never force an exit: held positions may still be sold or closed.
 """
 
@@ -25,15 +26,23 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from sqlalchemy import select
+
 from agent.db.controls import read_controls
+from agent.db.models import Run
 from agent.execution import bar
 from agent.portfolio import PortfolioState
 from agent.risk.models import COOLDOWN, DAILY_LOSS_LIMIT, KILL_SWITCH, MAX_DRAWDOWN
+from agent.runs.kinds import RunKind
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session, sessionmaker
 
     from agent.config import RiskSettings
+
+
+CONTROLLED_KINDS = frozenset({RunKind.DAEMON.value, RunKind.PAPER.value})
+"""Runs the database controls (kill switch, pause) apply to: the ones trading on the live clock."""
 
 
 @dataclass(frozen=True)
@@ -44,12 +53,21 @@ class Breach:
     detail: str
 
 
-def kill_switch_active(path: str | None, factory: sessionmaker[Session] | None = None) -> bool:
+def kill_switch_active(
+    path: str | None, factory: sessionmaker[Session] | None = None, run_id: str | None = None
+) -> bool:
     """True when the kill-switch file `path` exists, or a control in the database behind `factory` stops
-    new entries (the kill switch or the pause)."""
+    new entries (the kill switch or the pause) and applies to `run_id` (a live run: `CONTROLLED_KINDS`;
+    backtests and campaigns on the same database are not operated)."""
     if path and Path(str(path)).exists():
         return True
-    return factory is not None and read_controls(factory).entries_stopped
+    if factory is None or not read_controls(factory).entries_stopped:
+        return False
+    if run_id is None:
+        return True
+    with factory() as session:
+        kind = session.scalar(select(Run.kind).where(Run.id == run_id))
+    return kind is None or kind in CONTROLLED_KINDS
 
 
 def daily_loss(state: PortfolioState, equity: float, risk: RiskSettings) -> Breach | None:

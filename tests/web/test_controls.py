@@ -12,6 +12,7 @@ from agent.daemon import Daemon, DaemonOptions
 from agent.db.controls import control_history, read_controls, set_control
 from agent.db.models import Decision, Order
 from agent.db.session import open_db
+from agent.ledger import start_run
 from agent.risk.breakers import kill_switch_active
 from tests.daemon.helpers import DATA_END, HOUR, SMA, data_dir, iso, settings
 
@@ -32,6 +33,9 @@ def test_controls_are_recorded_with_who_and_the_newest_row_wins(db_url: str) -> 
             ("kill_switch", True, "alice"),
         ]
         assert kill_switch_active(None, factory)
+        start_run(factory, "bt", kind="agent_backtest", strategy="llm", symbols=["BTC/USDT"], timeframe="1h")
+        start_run(factory, "live", kind="daemon", strategy="llm", symbols=["BTC/USDT"], timeframe="1h")
+        assert kill_switch_active(None, factory, "live") and not kill_switch_active(None, factory, "bt")
         set_control(factory, "kill_switch", False, "alice")
         assert not kill_switch_active(None, factory)
         assert not kill_switch_active(None)
