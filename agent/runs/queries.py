@@ -7,6 +7,7 @@ Contracts:
   keyset cursor on the decision id (`before_id`: older than that id; `after_id`: newer, oldest first, for
   live updates), so a page costs the same at the 100,000th decision as at the first. `limit` is clamped to
   `MAX_LIMIT`.
+- The records are in `agent.runs.query_records` (re-exported here).
 - Model text (rationale, reasoning, abstain reasons, prompts, answers) is returned raw: escaping is the
   renderer's job (`agent.textsafe.for_html`).
 - LLM figures are computed over a window of the newest `LLM_WINDOW` calls (of one run, or all), so the
@@ -16,16 +17,28 @@ Contracts:
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Generic, TypeVar
+from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from agent.db.models import BalanceSnapshot, Decision, LLMCall, Order, PositionSnapshot, Run
-from agent.runs.llm_calls import CallRecord, call_messages, llm_call
+from agent.runs.llm_calls import call_messages, llm_call
 from agent.runs.metrics import RunMetrics
+from agent.runs.query_records import (
+    Book,
+    Clamp,
+    CountBy,
+    DecisionDetail,
+    DecisionRow,
+    EquityPoint,
+    LLMStats,
+    OrderRow,
+    Page,
+    Position,
+    RunRow,
+)
 
 MAX_LIMIT = 500
 LLM_WINDOW = 5000
@@ -33,182 +46,30 @@ LLM_WINDOW = 5000
 CIRCUIT_OPEN = "circuit open"
 """How an abstention caused by the gateway's open circuit begins (`agent.llm.circuit`)."""
 
-T = TypeVar("T")
-
-
-@dataclass(frozen=True)
-class Page(Generic[T]):
-    """One page of rows; `next_cursor` is the cursor of the next (older) page, None at the end."""
-
-    items: tuple[T, ...]
-    limit: int
-    offset: int = 0
-    total: int | None = None
-    next_cursor: int | None = None
-
-
-@dataclass(frozen=True)
-class RunRow:
-    """A run as listed: identity, state and its stored metric set (by name; NaN where undefined)."""
-
-    id: str
-    kind: str
-    strategy: str
-    symbols: tuple[str, ...]
-    timeframe: str
-    status: str
-    created_at: datetime
-    finished_at: datetime | None
-    start_ts: int | None
-    end_ts: int | None
-    error: str | None
-    metrics: dict[str, float]
-
-
-@dataclass(frozen=True)
-class OrderRow:
-    """An order a decision led to (or an exit)."""
-
-    id: int
-    decision_id: int | None
-    symbol: str
-    bar_ts: int
-    side: str
-    amount: float
-    price: float | None
-    status: str
-    reason: str | None
-
-
-@dataclass(frozen=True)
-class Clamp:
-    """One risk-layer event on a decision."""
-
-    kind: str
-    detail: str
-
-
-@dataclass(frozen=True)
-class DecisionRow:
-    """A decision in the timeline."""
-
-    id: int
-    run_id: str
-    symbol: str
-    bar_ts: int
-    source: str
-    action: str
-    target_exposure: float | None
-    final_exposure: float | None
-    confidence: float | None
-    abstained: bool
-    abstain_reason: str | None
-    rationale: str | None
-    clamps: tuple[Clamp, ...]
-    orders: tuple[OrderRow, ...]
-    llm_call_id: int | None
-    created_at: datetime
-
-
-@dataclass(frozen=True)
-class DecisionDetail:
-    """A decision with everything behind it: the exact prompt, the call's raw answer and figures."""
-
-    decision: DecisionRow
-    model: str | None
-    reasoning: str | None
-    prompt_hash: str | None
-    prompt_tokens: int | None
-    completion_tokens: int | None
-    latency_ms: float | None
-    call: CallRecord | None
-    messages: tuple[tuple[str, str], ...]
-    """(role, content) of each message the call sent; empty when no prompt is stored."""
-
-
-@dataclass(frozen=True)
-class Position:
-    """An open position with its exit plan, at the run's last processed bar."""
-
-    symbol: str
-    bar_ts: int
-    amount: float
-    avg_price: float
-    mark_price: float
-    stop_loss: float | None
-    take_profit: float | None
-
-    @property
-    def pnl(self) -> float:
-        """Unrealised PnL at the mark."""
-        return (self.mark_price - self.avg_price) * self.amount
-
-
-@dataclass(frozen=True)
-class Book:
-    """A run's last balance, its open positions and today's PnL (UTC day of its last bar)."""
-
-    bar_ts: int | None
-    cash: float | None
-    equity: float | None
-    day_start_equity: float | None
-    positions: tuple[Position, ...]
-
-    @property
-    def today_pnl(self) -> float | None:
-        """Equity now less equity at the close of the previous UTC day's last bar (or the first of today)."""
-        if self.equity is None or self.day_start_equity is None:
-            return None
-        return self.equity - self.day_start_equity
-
-
-@dataclass(frozen=True)
-class EquityPoint:
-    """Equity after one bar."""
-
-    bar_ts: int
-    equity: float
-    cash: float
-
-
-@dataclass(frozen=True)
-class CountBy:
-    """A count under a label (an hour, an abstention reason)."""
-
-    label: str
-    count: int
-
-
-@dataclass(frozen=True)
-class LLMStats:
-    """The model traffic of the newest `calls_seen` calls."""
-
-    calls_seen: int
-    real_calls: int
-    cache_hits: int
-    errors: int
-    prompt_tokens: int
-    completion_tokens: int
-    cached_tokens: int
-    latency_p50_ms: float
-    latency_p90_ms: float
-    latency_p99_ms: float
-    calls_per_hour: tuple[CountBy, ...]
-    abstentions: tuple[CountBy, ...]
-    circuit: str
-    """`open` / `closed` as of the newest LLM decision, or `not recorded`."""
-
-    @property
-    def cache_hit_rate(self) -> float:
-        """Response-cache hits / calls (NaN without calls)."""
-        return self.cache_hits / self.calls_seen if self.calls_seen else math.nan
-
-    @property
-    def prefix_cache_hit_rate(self) -> float:
-        """Prompt tokens the server served from its prefix cache / prompt tokens (NaN without tokens)."""
-        return self.cached_tokens / self.prompt_tokens if self.prompt_tokens else math.nan
-
-
+__all__ = [
+    "Book",
+    "Clamp",
+    "CountBy",
+    "DecisionDetail",
+    "DecisionRow",
+    "EquityPoint",
+    "LLMStats",
+    "OrderRow",
+    "Page",
+    "Position",
+    "RunRow",
+    "book",
+    "decision_detail",
+    "decisions_page",
+    "equity_curve",
+    "get_run",
+    "latest_run_id",
+    "ledger_version",
+    "llm_stats",
+    "newest_decision_id",
+    "run_orders",
+    "runs_page",
+]
 # ------------------------------------------------------------------------------------------------ runs
 
 
