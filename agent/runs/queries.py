@@ -20,10 +20,10 @@ import math
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from agent.db.models import BalanceSnapshot, Decision, LLMCall, Order, PositionSnapshot, Run
+from agent.db.models import BalanceSnapshot, Decision, Fill, LLMCall, Order, PositionSnapshot, Run
 from agent.runs.llm_calls import call_messages, llm_call
 from agent.runs.metrics import RunMetrics
 from agent.runs.query_records import (
@@ -38,6 +38,7 @@ from agent.runs.query_records import (
     Page,
     Position,
     RunRow,
+    SymbolPnl,
 )
 
 MAX_LIMIT = 500
@@ -58,6 +59,7 @@ __all__ = [
     "Page",
     "Position",
     "RunRow",
+    "SymbolPnl",
     "book",
     "decision_detail",
     "decisions_page",
@@ -69,6 +71,7 @@ __all__ = [
     "newest_decision_id",
     "run_orders",
     "runs_page",
+    "symbol_pnl",
 ]
 # ------------------------------------------------------------------------------------------------ runs
 
@@ -183,6 +186,30 @@ def run_orders(factory: sessionmaker[Session], run_id: str, limit: int = MAX_LIM
     )
     with factory() as session:
         return tuple(reversed([_order(o) for o in session.scalars(query)]))
+
+
+def symbol_pnl(factory: sessionmaker[Session], run_id: str) -> tuple[SymbolPnl, ...]:
+    """Each traded symbol's PnL in the run (`SymbolPnl`), by symbol."""
+    buy = Fill.side == "buy"
+    query = (
+        select(
+            Fill.symbol,
+            func.count(),
+            func.sum(case((buy, Fill.amount * Fill.price), else_=0.0)),
+            func.sum(case((buy, 0.0), else_=Fill.amount * Fill.price)),
+            func.sum(Fill.fee),
+        )
+        .where(Fill.run_id == run_id)
+        .group_by(Fill.symbol)
+        .order_by(Fill.symbol)
+    )
+    with factory() as session:
+        rows = session.execute(query).all()
+    held = {p.symbol: p.amount * p.mark_price for p in book(factory, run_id).positions}
+    return tuple(
+        SymbolPnl(str(s), int(n), float(b or 0.0), float(v or 0.0), float(f or 0.0), held.get(str(s), 0.0))
+        for s, n, b, v, f in rows
+    )
 
 
 # ------------------------------------------------------------------------------------------- decisions

@@ -3,6 +3,8 @@
 Contracts:
 - Plain frozen dataclasses of numbers, strings, times and tuples: no ORM rows, no dicts of anything (the
   stored metric set is `dict[str, float]` by metric name). FastAPI serialises them as they are.
+- Derived figures (a position's PnL, today's PnL, hit rates, a symbol's PnL) are properties marked
+  `computed_field`, so JSON answers carry them too.
 - Model text is held raw; escaping belongs to the renderer.
 """
 
@@ -12,6 +14,8 @@ import math
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Generic, TypeVar
+
+from pydantic import computed_field
 
 from agent.runs.llm_calls import CallRecord
 
@@ -120,6 +124,7 @@ class Position:
     stop_loss: float | None
     take_profit: float | None
 
+    @computed_field  # type: ignore[prop-decorator]  # serialised with the record (API answers)
     @property
     def pnl(self) -> float:
         """Unrealised PnL at the mark."""
@@ -136,6 +141,7 @@ class Book:
     day_start_equity: float | None
     positions: tuple[Position, ...]
 
+    @computed_field  # type: ignore[prop-decorator]  # serialised with the record (API answers)
     @property
     def today_pnl(self) -> float | None:
         """Equity now less equity at the close of the previous UTC day's last bar (or the first of today)."""
@@ -180,12 +186,35 @@ class LLMStats:
     circuit: str
     """`open` / `closed` as of the newest LLM decision, or `not recorded`."""
 
+    @computed_field  # type: ignore[prop-decorator]  # serialised with the record (API answers)
     @property
     def cache_hit_rate(self) -> float:
         """Response-cache hits / calls (NaN without calls)."""
         return self.cache_hits / self.calls_seen if self.calls_seen else math.nan
 
+    @computed_field  # type: ignore[prop-decorator]  # serialised with the record (API answers)
     @property
     def prefix_cache_hit_rate(self) -> float:
         """Prompt tokens the server served from its prefix cache / prompt tokens (NaN without tokens)."""
         return self.cached_tokens / self.prompt_tokens if self.prompt_tokens else math.nan
+
+
+@dataclass(frozen=True)
+class SymbolPnl:
+    """A symbol's PnL in a run: fill cash flows plus what is still held, at its last mark."""
+
+    symbol: str
+    fills: int
+    bought: float
+    """Quote spent on buys."""
+    sold: float
+    """Quote received from sells."""
+    fees: float
+    held_value: float
+    """The open position's value at the last processed bar's mark (0 when flat)."""
+
+    @computed_field  # type: ignore[prop-decorator]  # serialised with the record (API answers)
+    @property
+    def pnl(self) -> float:
+        """sold - bought - fees + held value: realised and unrealised together, net of fees."""
+        return self.sold - self.bought - self.fees + self.held_value

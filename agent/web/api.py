@@ -111,6 +111,13 @@ def run_book(w: Read, run_id: str) -> q.Book:
     return q.book(w.reader, run_id)
 
 
+@router.get("/runs/{run_id}/pnl")
+def pnl(w: Read, run_id: str) -> list[q.SymbolPnl]:
+    """Each traded symbol's PnL: fill cash flows, fees and the value still held."""
+    _run(w, run_id)
+    return list(q.symbol_pnl(w.reader, run_id))
+
+
 @router.get("/runs/{run_id}/equity")
 def equity(
     w: Read, run_id: str, limit: Annotated[int, Query(ge=1, le=100_000)] = 10_000, offset: int = 0

@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from agent.db.controls import Controls
-from agent.runs.queries import Book, DecisionDetail, DecisionRow, LLMStats, Page, RunRow
+from agent.runs.queries import Book, DecisionDetail, DecisionRow, LLMStats, Page, RunRow, SymbolPnl
 from agent.web.html import RATIONALE_SHOWN, Safe, definitions, esc, fmt, link, stamp, table, when
 from agent.web.state import DaemonView
 
@@ -261,7 +261,7 @@ def compare(rows: Sequence[RunRow]) -> Safe:
     return table(headers, [*info, *body])
 
 
-def run(row: RunRow, book: Book, charts_html: str) -> Safe:
+def run(row: RunRow, book: Book, charts_html: str, pnl: Sequence[SymbolPnl] = ()) -> Safe:
     """A run: identity, metrics, book and its charts."""
     facts = definitions(
         [
@@ -277,9 +277,14 @@ def run(row: RunRow, book: Book, charts_html: str) -> Safe:
     )
     metrics = table(("metric", "value"), [(k, v) for k, v in row.metrics.items()])
     more = link(f"/decisions?run_id={row.id}", "decisions of this run")
+    symbols = table(
+        ("symbol", "fills", "bought", "sold", "fees", "held value", "PnL"),
+        [(p.symbol, p.fills, p.bought, p.sold, p.fees, p.held_value, p.pnl) for p in pnl],
+        table_id="symbol-pnl",
+    )
     return Safe(
         f'<div class="cards"><div class="card">{facts}<p>{more}</p></div>{book_card(book)}</div>'
-        f"{charts_html}<h2>Metrics</h2>{metrics}"
+        f"<h2>PnL by symbol</h2>{symbols}{charts_html}<h2>Metrics</h2>{metrics}"
     )
 
 

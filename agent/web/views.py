@@ -111,7 +111,7 @@ def run(request: Request, run_id: str) -> Response:
     if found is None:
         raise HTTPException(404, f"no run {run_id!r}")
     chart = figures.embed("".join(run_charts(w.charts, w.reader, w.data_dir, found)), request.state.nonce)
-    body = pages.run(found, q.book(w.reader, run_id), chart)
+    body = pages.run(found, q.book(w.reader, run_id), chart, q.symbol_pnl(w.reader, run_id))
     return _html(request, w, f"Run {run_id}", body, "/runs", charts=bool(chart))
 
 

@@ -58,7 +58,9 @@ def test_every_page_and_list_answers_and_model_text_is_escaped(
     assert "&lt;/script&gt;&lt;script&gt;window.pwned=1&lt;/script&gt;" in detail
     assert "&lt;img src=x&gt;" in detail and "be careful" in detail  # the exact prompt
     assert "hit (response cache)" in detail or "miss (asked)" in detail
-    assert 'id="equity-chart"' in web.get("/").text and 'id="trades-0"' in web.get(f"/runs/{RUN}").text
+    run_page = web.get(f"/runs/{RUN}").text
+    assert 'id="equity-chart"' in web.get("/").text and 'id="trades-0"' in run_page
+    assert 'id="symbol-pnl"' in run_page and "BTC/USDT" in run_page
     headers = web.get("/").headers
     assert "script-src 'nonce-" in headers["content-security-policy"]
     assert "unsafe-inline" not in headers["content-security-policy"].split("script-src")[1].split(";")[0]
@@ -80,9 +82,16 @@ def test_the_api_lists_pages_and_details(world: tuple[TestClient, TestClient, in
     assert web.get("/api/v1/decisions/999999").status_code == 404
     assert len(web.get(f"/api/v1/runs/{RUN}/equity").json()) == 30
     book = web.get(f"/api/v1/runs/{RUN}/book").json()
-    assert book["equity"] is not None and "positions" in book
+    assert book["equity"] is not None and "positions" in book and "today_pnl" in book
+    pnl = web.get(f"/api/v1/runs/{RUN}/pnl").json()
+    assert pnl and all(
+        p["pnl"] == pytest.approx(p["sold"] - p["bought"] - p["fees"] + p["held_value"]) for p in pnl
+    )
+    final = web.get(f"/api/v1/runs/{RUN}/equity").json()[-1]["equity"]
+    assert sum(p["pnl"] for p in pnl) == pytest.approx(final - 10_000.0, abs=1e-6)  # every PnL is a symbol's
     llm = web.get("/api/v1/llm").json()
     assert llm["calls_seen"] == 1 and llm["prompt_tokens"] == 120 and llm["cached_tokens"] == 64
+    assert llm["prefix_cache_hit_rate"] == pytest.approx(64 / 120) and llm["latency_p50_ms"] == 210.0
     overview = web.get("/api/v1/overview").json()
     assert overview["daemon"]["state"] == "stopped" and overview["daemon"]["run_id"] == RUN
     assert len(web.get("/api/v1/runs/compare", params={"ids": [RUN, RUN]}).json()) == 2
