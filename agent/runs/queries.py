@@ -17,6 +17,7 @@ Contracts:
 from __future__ import annotations
 
 import math
+from collections import Counter
 from datetime import UTC, datetime
 from typing import Any
 
@@ -46,6 +47,8 @@ LLM_WINDOW = 5000
 """LLM calls `llm_stats` looks at (the newest)."""
 CIRCUIT_OPEN = "circuit open"
 """How an abstention caused by the gateway's open circuit begins (`agent.llm.circuit`)."""
+
+_EPOCH = datetime(1970, 1, 1)
 
 __all__ = [
     "Book",
@@ -302,9 +305,7 @@ def llm_stats(
         last = session.execute(newest_llm.order_by(Decision.id.desc()).limit(1)).first()
     real = [r for r in rows if not r[0]]
     latencies = sorted(float(r[5]) for r in real if r[5] is not None)
-    hours: dict[str, int] = {}
-    for r in rows:
-        hours[_hour(r[6])] = hours.get(_hour(r[6]), 0) + 1
+    hours = Counter(_hour_index(r[6]) for r in rows)
     return LLMStats(
         calls_seen=len(rows),
         real_calls=len(real),
@@ -316,7 +317,7 @@ def llm_stats(
         latency_p50_ms=_percentile(latencies, 0.50),
         latency_p90_ms=_percentile(latencies, 0.90),
         latency_p99_ms=_percentile(latencies, 0.99),
-        calls_per_hour=tuple(CountBy(h, n) for h, n in sorted(hours.items())),
+        calls_per_hour=tuple(CountBy(_hour_label(h), n) for h, n in sorted(hours.items())),
         abstentions=tuple(
             sorted((CountBy(str(r or "unspecified"), int(n)) for r, n in reasons), key=lambda c: -c.count)
         ),
@@ -399,8 +400,15 @@ def _utc(when: datetime) -> datetime:
     return when if when.tzinfo is not None else when.replace(tzinfo=UTC)
 
 
-def _hour(when: datetime) -> str:
-    return _utc(when).strftime("%Y-%m-%d %H:00")
+def _hour_index(when: datetime) -> int:
+    """Hours since the epoch (a naive time is UTC, as SQLite returns them)."""
+    if when.tzinfo is None:
+        return int((when - _EPOCH).total_seconds()) // 3600
+    return int(when.timestamp()) // 3600
+
+
+def _hour_label(index: int) -> str:
+    return datetime.fromtimestamp(index * 3600, UTC).strftime("%Y-%m-%d %H:00")
 
 
 def _percentile(ordered: list[float], q: float) -> float:
