@@ -181,3 +181,20 @@ def test_the_warmer_draws_the_daemon_runs_charts_once_per_ledger_version(
     drawn = dict(state.charts._items)
     assert {key[0] for key in drawn} == {"equity", "trades"} and all(key[1] == RUN for key in drawn)
     assert warmer.warm_once() and dict(state.charts._items) == drawn  # same version: nothing redrawn
+
+
+def test_walking_the_decision_cursor_visits_every_decision_once(
+    world: tuple[TestClient, TestClient, int, str],
+) -> None:
+    web, _, _, _ = world
+    seen: list[int] = []
+    cursor = None
+    while True:
+        params = {"limit": 7} | ({"before": cursor} if cursor is not None else {})
+        page = web.get("/api/v1/decisions", params=params).json()
+        seen += [d["id"] for d in page["items"]]
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+    everything = web.get("/api/v1/decisions", params={"limit": 500}).json()
+    assert seen == [d["id"] for d in everything["items"]] and len(seen) == len(set(seen)) > 7
