@@ -87,10 +87,11 @@ def table(
     headers: Sequence[str], rows: Iterable[Sequence[object]], *, body_attrs: str = "", table_id: str = ""
 ) -> Safe:
     """A table; `body_attrs` are attributes the page built (e.g. data-live) for the tbody."""
-    head = "".join(f"<th>{esc(h)}</th>" for h in headers)
+    head = "".join(f"<th>{esc(h)}</th>" for h in headers) if any(headers) else ""
     body = "".join("<tr>" + "".join(f"<td>{cell(v)}</td>" for v in row) + "</tr>" for row in rows)
     ident = f' id="{for_html(table_id)}"' if table_id else ""
-    return Safe(f"<table{ident}><thead><tr>{head}</tr></thead><tbody {body_attrs}>{body}</tbody></table>")
+    thead = f"<thead><tr>{head}</tr></thead>" if head else ""
+    return Safe(f"<table{ident}>{thead}<tbody {body_attrs}>{body}</tbody></table>")
 
 
 def definitions(pairs: Iterable[tuple[str, object]]) -> Safe:
