@@ -54,19 +54,19 @@ class Breach:
 
 
 def kill_switch_active(
-    path: str | None, factory: sessionmaker[Session] | None = None, run_id: str | None = None
+    path: str | None, session: sessionmaker[Session] | None = None, run_id: str | None = None
 ) -> bool:
-    """True when the kill-switch file `path` exists, or a control in the database behind `factory` stops
-    new entries (the kill switch or the pause) and applies to `run_id` (a live run: `CONTROLLED_KINDS`;
-    backtests and campaigns on the same database are not operated)."""
+    """True when the kill-switch file `path` exists, or a control in the database behind the session
+    factory `session` stops new entries (the kill switch or the pause) and applies to `run_id` (a live run:
+    `CONTROLLED_KINDS`; backtests and campaigns on the same database are not operated)."""
     if path and Path(str(path)).exists():
         return True
-    if factory is None or not read_controls(factory).entries_stopped:
+    if session is None or not read_controls(session).entries_stopped:
         return False
     if run_id is None:
         return True
-    with factory() as session:
-        kind = session.scalar(select(Run.kind).where(Run.id == run_id))
+    with session() as db:
+        kind = db.scalar(select(Run.kind).where(Run.id == run_id))
     return kind is None or kind in CONTROLLED_KINDS
 
 
