@@ -31,9 +31,7 @@ def evaluate(
     ),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="the LLM cells' progress bars"),
     executor: str | None = typer.Option(None, "--executor", help="local or ray; default [scale] executor"),
-    workers: int | None = typer.Option(
-        None, "--workers", help="local processes; default 1 (this process)"
-    ),
+    workers: int | None = typer.Option(None, "--workers", help="local processes; default 1 (this process)"),
     ray_address: str | None = typer.Option(None, "--ray-address", help="auto or ray://host:10001"),
 ) -> None:
     """Run every cell of an evaluation campaign and write one report: does the LLM beat the rules?"""

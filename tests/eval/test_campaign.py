@@ -128,7 +128,8 @@ def test_an_llm_cell_runs_with_the_variant_and_the_campaigns_conventions(tmp_pat
     text = CAMPAIGN.replace(
         "fixed_fee = 1.5", 'initial_position = 0.5\n[conventions.fixed_fee]\n"BTC/USDT" = 4.0'
     )
-    text += '[[llm]]\nname = "hy"\nstrategy = "hybrid"\nrule = "rsi_reversion"\nthinking = "on"\nconcurrency = 2\n'
+    text += '[[llm]]\nname = "hy"\nstrategy = "hybrid"\nrule = "rsi_reversion"\n'
+    text += 'thinking = "on"\nconcurrency = 2\n'
     text += "[risk]\nmax_position_exposure = 0.9\n"
     base = load_settings()
     campaign = load_campaign(_file(tmp_path, text), base)
