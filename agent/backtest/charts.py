@@ -147,7 +147,9 @@ def overview_figure(ov: Overview, title: str = "") -> go.Figure:
     rows = 3 if ov.exposure else 2
     heights = [0.55, 0.25, 0.2] if ov.exposure else [0.7, 0.3]
     names = ["equity", "drawdown %", "exposure %"][:rows]
-    fig = make_subplots(rows=rows, cols=1, shared_xaxes=True, vertical_spacing=0.04, row_heights=heights)
+    fig = make_subplots(
+        rows=rows, cols=1, shared_xaxes=True, vertical_spacing=0.04, row_heights=heights, figure=_figure()
+    )
     thinned = 1
     for i, line in enumerate(ov.equity):
         color = _COLORS[i % len(_COLORS)]
@@ -172,7 +174,7 @@ def overview_figure(ov: Overview, title: str = "") -> go.Figure:
 
 def trades_figure(marks: PriceMarks, title: str = "") -> go.Figure:
     """A symbol's closes with its fills as markers (hover: the fill's note)."""
-    fig = go.Figure()
+    fig = _figure()
     thinned = _add(fig, marks.symbol, marks.close, "black", None, width=1.0)
     for kind, (name, symbol, color) in _MARKERS.items():
         mine = [f for f in marks.fills if f.kind == kind]
@@ -224,11 +226,29 @@ def _add(
     return factor
 
 
+_GRID = "#EBF0F8"
+_STYLE: dict[str, Any] = {
+    "layout": {
+        "paper_bgcolor": "white",
+        "plot_bgcolor": "white",
+        "hovermode": "closest",
+        "xaxis": {"gridcolor": _GRID, "linecolor": _GRID, "zerolinecolor": _GRID, "automargin": True},
+        "yaxis": {"gridcolor": _GRID, "linecolor": _GRID, "zerolinecolor": _GRID, "automargin": True},
+    }
+}
+"""plotly_white's look in a few keys: a figure made with this small template skips building plotly's full
+default template, which cost more than the rest of a figure (tens of ms per figure, a page's budget)."""
+
+
+def _figure() -> go.Figure:
+    """An empty figure with the white look (`_STYLE`)."""
+    return go.Figure(layout={"template": _STYLE})
+
+
 def _layout(fig: go.Figure, title: str, thinned: int, height: int) -> None:
     note = f" (long series: min and max of every {thinned} bars drawn)" if thinned > 1 else ""
     fig.update_layout(
         title={"text": for_html(title + note) if title or note else None},
-        template="plotly_white",
         height=height,
         margin={"l": 60, "r": 20, "t": 50 if title or note else 20, "b": 40},
         legend={"orientation": "h", "y": 1.02, "yanchor": "bottom", "x": 0},
