@@ -6,12 +6,14 @@ Contracts:
   with `token` None a random one is made (reads open, controls need it; the page's own script has it).
 - OpenAPI at `/openapi.json` (the API routes; the pages are left out). `/assets/plotly.js` and
   `/assets/dashboard.js` are the only scripts, served with the response's CSP nonce on their tags.
-- While the app runs (its lifespan), `agent.web.drawn.Warmer` keeps the daemon run's charts drawn.
+- While the app runs (its lifespan), `agent.web.drawn.Warmer` keeps the daemon run's charts drawn; at its
+  start the objects loaded so far are frozen out of the garbage collector (`gc.freeze`).
 - `app.state.web` holds the state; `close(app)` stops the warmer and disposes of both engines.
 """
 
 from __future__ import annotations
 
+import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -39,6 +41,11 @@ def create_app(settings: Settings, *, token: str | None = None, loopback_only: b
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        # Everything loaded so far (plotly, pandas, the app) lives as long as the server: moved out of the
+        # collector's reach, so that its full collections scan only what requests allocate. They stalled a
+        # chart drawing from 85 to 220+ ms about one request in ten (the p95 of a redrawn run page).
+        gc.collect()
+        gc.freeze()
         warmer.start()
         try:
             yield

@@ -44,20 +44,37 @@ class ChartCache:
     def __init__(self, size: int = CACHED) -> None:
         self.size = size
         self._items: OrderedDict[Hashable, str] = OrderedDict()
+        self._drawing: dict[Hashable, threading.Event] = {}
         self._lock = threading.Lock()
 
     def get(self, key: Hashable, draw: Callable[[], str]) -> str:
-        """The chart under `key`, drawn by `draw` when missing."""
-        with self._lock:
-            if key in self._items:
-                self._items.move_to_end(key)
-                return self._items[key]
-        html = draw()
-        with self._lock:
-            self._items[key] = html
-            while len(self._items) > self.size:
-                self._items.popitem(last=False)
-        return html
+        """The chart under `key`, drawn by `draw` when missing. One draw per key at a time: a caller that
+        finds it being drawn (a page and the warmer after a new bar) waits for that drawing instead of
+        drawing it again beside it (two drawings at once share the interpreter and both take twice as
+        long); if that drawing fails, the caller draws it itself."""
+        while True:
+            with self._lock:
+                if key in self._items:
+                    self._items.move_to_end(key)
+                    return self._items[key]
+                pending = self._drawing.get(key)
+                mine = pending is None
+                if pending is None:
+                    pending = self._drawing[key] = threading.Event()
+            if not mine:
+                pending.wait()
+                continue
+            try:
+                html = draw()
+                with self._lock:
+                    self._items[key] = html
+                    while len(self._items) > self.size:
+                        self._items.popitem(last=False)
+                return html
+            finally:
+                with self._lock:
+                    self._drawing.pop(key, None)
+                pending.set()
 
     def clear(self) -> None:
         """Forget every chart."""
