@@ -46,6 +46,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_tick.py
 	$(BIN)/python benchmarks/bench_agent_backtest.py
 	$(BIN)/python benchmarks/bench_sweep.py
+	$(BIN)/python benchmarks/bench_dashboard.py
 
 clean:
 	rm -rf $(VENV) reports data/store data/reports data/logs data/tradegraph.db*
