@@ -142,8 +142,9 @@ def sweep(
     n_trials: int | None = typer.Option(None, "--trials", help="trials of a random or tpe search"),
     seed: int = typer.Option(0, "--seed", help="the search's seed"),
 ) -> None:
-    """Backtest every combination of a parameter grid (or a random or TPE search of it) across all cores or
-    a Ray cluster, and rank them."""
+    """Backtest a parameter grid (every combination, or a random or TPE search) and rank the trials.
+
+    Trials run on every core, or on a Ray cluster with --executor ray."""
     from rich.console import Console
     from rich.progress import Progress
 
@@ -215,8 +216,10 @@ def check_lookahead(
         None, "--warmup", help="bars of history before --start; default: the strategy's warm-up"
     ),
 ) -> None:
-    """Re-run a strategy on data cut after each sampled bar and compare every earlier decision (targets and
-    exit plans); exit 1 if any changes (look-ahead bias), 2 if no bar can be cut."""
+    """Check a strategy for look-ahead: exit 1 if cutting the data changes an earlier decision.
+
+    Re-runs the strategy on data cut after each sampled bar and compares every earlier decision (targets
+    and exit plans); exit 1 if any changes (look-ahead bias), 2 if no bar can be cut."""
     import sys
 
     from rich.console import Console

@@ -111,8 +111,9 @@ def status(
         None, "--count", min=1, help="--watch: stop after this many refreshes (default: until Ctrl-C)"
     ),
 ) -> None:
-    """Show the daemon's health (alive, degraded, stalled, stopped), last and next tick, positions, equity,
-    decisions and problems; with --watch, keep the view up to date until Ctrl-C."""
+    """Show the daemon's health, last and next tick, positions, equity, decisions and problems.
+
+    Health is alive, degraded, stalled or stopped; with --watch, the view stays up to date until Ctrl-C."""
     import threading
 
     from rich.console import Console
