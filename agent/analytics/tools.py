@@ -10,7 +10,8 @@ Contracts:
   and runs it. Anything wrong with the call becomes a `ToolError` result with one line the model can act
   on: an unknown tool (listing the known ones), invalid JSON, a validation error (the field and what is
   expected), or a `TradegraphError` from below (unknown symbol, empty window, unknown strategy or run).
-  Any other exception propagates (a defect, not a user error).
+  Any other exception is a defect: its traceback is logged (`tradegraph.analytics`) and the model gets a
+  `ToolError` naming the tool and the exception, so one broken tool does not end the question.
 - `openai_tools()` is the `tools` list of a chat-completion request (function name, description, the
   input's JSON schema).
 """
@@ -18,6 +19,7 @@ Contracts:
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
@@ -38,6 +40,8 @@ from agent.analytics import (
 from agent.analytics.context import ToolContext
 from agent.analytics.models import ToolError, ToolInput, ToolOutput
 from agent.errors import TradegraphError
+
+log = logging.getLogger("tradegraph.analytics")
 
 I = TypeVar("I", bound=ToolInput)  # noqa: E741
 O = TypeVar("O", bound=ToolOutput)  # noqa: E741
@@ -114,6 +118,12 @@ def call(ctx: ToolContext, name: str, arguments: str | Mapping[str, Any] | None)
         result: ToolOutput = tool.run(ctx, parsed)
     except TradegraphError as e:
         return ToolError(error=f"{name}: {e}")
+    except Exception as e:  # noqa: BLE001 - a defect in one tool must not end the question (module contract)
+        log.exception("tool %s failed", name)
+        line = " ".join(str(e).split())
+        return ToolError(
+            error=f"{name}: internal error ({type(e).__name__}: {line}); the log has the details"
+        )
     return result
 
 

@@ -3,6 +3,8 @@ and bad calls turned into one-line tool errors."""
 
 from __future__ import annotations
 
+import dataclasses
+import logging
 import math
 
 import numpy as np
@@ -194,3 +196,21 @@ def test_every_tool_has_a_schema_and_a_description() -> None:
     for spec in tools.openai_tools():
         fn = spec["function"]
         assert fn["description"] and fn["parameters"]["type"] == "object"
+
+
+def test_a_tool_that_fails_unexpectedly_returns_an_error_the_model_can_read(
+    ctx: ToolContext, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A defect inside one tool does not end the question: the model gets one line naming the tool and
+    the failure, and the traceback goes to the log."""
+    tool = tools.TOOLS["statistics"]
+
+    def broken(_ctx: ToolContext, _args: object) -> tools.ToolOutput:
+        raise ZeroDivisionError("division by zero")
+
+    monkeypatch.setitem(tools.TOOLS, "statistics", dataclasses.replace(tool, run=broken))
+    with caplog.at_level(logging.ERROR, logger="tradegraph.analytics"):
+        out = tools.call(ctx, "statistics", {"symbol": "BTC/USDT", "timeframe": "1d"})
+    assert isinstance(out, ToolError) and "\n" not in out.error
+    assert out.error.startswith("statistics: internal error (ZeroDivisionError: division by zero)")
+    assert any("ZeroDivisionError" in (r.exc_text or "") for r in caplog.records)
