@@ -12,9 +12,7 @@ charts render offline in a real headless browser, and a hostile rationale in the
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
@@ -30,6 +28,7 @@ from agent.graph.backtest import run_agent_backtest
 from agent.testing.vllm_emulator import VLLMEmulator
 from strategies.crossover import SmaCross
 from tests.backtest.helpers import plain_rules, random_walk
+from tests.browser import chromium
 from tests.graph.helpers import emulator_settings, short_source
 
 HOSTILE = "</script><script>window.pwned=1;alert(1)</script> <b>bold</b> & co"
@@ -176,40 +175,11 @@ def test_agent_report_embeds_its_charts_and_keeps_the_hostile_rationale_inert(ag
 # ----------------------------------------------------------------------------------------- the browser
 
 
-def _missing() -> str | None:
-    try:
-        import selenium  # noqa: F401
-    except ImportError:
-        return "selenium is not installed (pip install -e '.[dev]')"
-    for tool in ("chromium", "chromedriver"):
-        if shutil.which(tool) is None:
-            return f"{tool} is not on PATH (apt-get install chromium chromium-driver)"
-    return None
-
-
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    """A headless Chromium (Debian's) through its chromedriver; nothing is downloaded."""
-    reason = _missing()
-    if reason is not None:
-        if os.environ.get("CI"):
-            pytest.fail(f"the browser test cannot run in CI: {reason}")
-        pytest.skip(reason)
-    from selenium import webdriver
-    from selenium.webdriver.chrome.options import Options
-    from selenium.webdriver.chrome.service import Service
-
-    options = Options()
-    options.binary_location = str(shutil.which("chromium"))
-    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"):
-        options.add_argument(arg)
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    driver = webdriver.Chrome(options=options, service=Service(executable_path=shutil.which("chromedriver")))
-    driver.set_window_size(1300, 1000)
-    try:
+    """A headless Chromium (`tests.browser.chromium`)."""
+    with chromium() as driver:
         yield driver
-    finally:
-        driver.quit()
 
 
 def _open(driver: Any, path: Path, charts: list[str]) -> None:

@@ -14,8 +14,6 @@ chromedriver is missing, except in CI (`CI` set), where that is a failure (`.ci/
 
 from __future__ import annotations
 
-import os
-import shutil
 import socket
 import threading
 from collections.abc import Iterator
@@ -31,44 +29,16 @@ from agent.daemon.lease import read_lease
 from agent.db.models import Decision
 from agent.db.session import open_db
 from agent.web import close, create_app
+from tests.browser import chromium
 from tests.daemon.helpers import DATA_END, HOUR, SMA, data_dir, iso, settings, wait_for
 from tests.web.helpers import HOSTILE, RUN, add_hostile_decision
 
 
-def _missing() -> str | None:
-    try:
-        import selenium  # noqa: F401
-    except ImportError:
-        return "selenium is not installed (pip install -e '.[dev]')"
-    for tool in ("chromium", "chromedriver"):
-        if shutil.which(tool) is None:
-            return f"{tool} is not on PATH (apt-get install chromium chromium-driver)"
-    return None
-
-
 @pytest.fixture
 def browser() -> Iterator[Any]:
-    """A headless Chromium (Debian's) through its chromedriver; nothing is downloaded."""
-    reason = _missing()
-    if reason is not None:
-        if os.environ.get("CI"):
-            pytest.fail(f"the browser test cannot run in CI: {reason}")
-        pytest.skip(reason)
-    from selenium import webdriver
-    from selenium.webdriver.chrome.options import Options
-    from selenium.webdriver.chrome.service import Service
-
-    options = Options()
-    options.binary_location = str(shutil.which("chromium"))
-    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"):
-        options.add_argument(arg)
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    driver = webdriver.Chrome(options=options, service=Service(executable_path=shutil.which("chromedriver")))
-    driver.set_window_size(1300, 1000)
-    try:
+    """A headless Chromium (`tests.browser.chromium`)."""
+    with chromium() as driver:
         yield driver
-    finally:
-        driver.quit()
 
 
 class Served:
