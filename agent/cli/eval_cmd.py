@@ -69,7 +69,7 @@ def evaluate(
     kind = executor or settings.scale.executor
     runner = make_executor(
         kind,
-        workers or (settings.scale.workers if kind == "ray" else 1) or 1,
+        workers or settings.scale.workers or (None if kind == "ray" else 1),
         ray_address or settings.scale.ray_address,
     )
     results = run_campaign(

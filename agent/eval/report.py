@@ -109,8 +109,9 @@ def terminal(campaign: Campaign, groups: Sequence[Group], cutoffs: Sequence[Cuto
 
 def _group_note(g: Group, campaign: Campaign) -> str:
     best = g.best_rule or "-"
+    tried = sum(r.kind in ("rule", "llm") for r in g.rows)
     return (
-        f"best rule baseline: {best}; p(best of {len(g.rows) - 2 if len(g.rows) > 2 else 0} strategies beats "
+        f"best rule baseline: {best}; p(best of {tried} strategies beats "
         f"buy & hold, corrected) = {fmt(g.family_p, 'ratio')}; bootstrap blocks of {g.block} bars, "
         f"{campaign.preset.statistics.samples} samples; trials counted: {campaign.trials}"
     )

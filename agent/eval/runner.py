@@ -112,7 +112,7 @@ def run_campaign(
     check_ledger(executor, settings.db_url)
     llm_cells = [c.index for c in campaign.cells if c.kind == "llm"]
     rule_cells = [c.index for c in campaign.cells if c.kind == "rule"]
-    if llm_cells and settings.llm.base_url is None and executor.kind == "ray" and not _local(executor):
+    if llm_cells and settings.llm.base_url is None and not executor.local_only():
         raise ConfigError(
             "LLM cells on Ray workers of other nodes need llm.base_url: a server they can reach"
         )
@@ -177,10 +177,6 @@ def run_cell(job: CampaignJob, index: int) -> CellResult:
         )
     finally:
         engine.dispose()
-
-
-def _local(executor: Executor) -> bool:
-    return bool(getattr(executor, "local_only", lambda: True)())
 
 
 def _check(campaign: Campaign, settings: Settings) -> None:

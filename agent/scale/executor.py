@@ -56,6 +56,10 @@ class Executor(Protocol):
         """The addresses of the nodes tasks may run on."""
         ...
 
+    def local_only(self) -> bool:
+        """True when every node tasks may run on is this machine."""
+        ...
+
 
 _SHARED: dict[str, Any] = {}
 
@@ -79,6 +83,10 @@ class LocalExecutor:
     def nodes(self) -> list[str]:
         """This machine only."""
         return ["local"]
+
+    def local_only(self) -> bool:
+        """Always: the pool is on this machine."""
+        return True
 
     def run(
         self,
@@ -209,7 +217,7 @@ def check_ledger(executor: Executor, db_url: str, nodes_here: Callable[[], bool]
     the executor's answer to "is every node this machine?" (tests)."""
     if executor.kind != "ray" or not db_url.startswith("sqlite"):
         return
-    local = nodes_here() if nodes_here is not None else bool(getattr(executor, "local_only", lambda: True)())
+    local = nodes_here() if nodes_here is not None else executor.local_only()
     if not local:
         raise ConfigError(
             "a SQLite ledger cannot be shared by Ray workers on other nodes: set database_url to PostgreSQL "
