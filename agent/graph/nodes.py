@@ -156,7 +156,8 @@ def _settle(rt: AgentRuntime) -> Node:
 def _screen(rt: AgentRuntime) -> Node:
     def screen(state: TickState) -> TickState:
         portfolio = state["portfolio"]
-        kill = kill_switch_active(rt.settings.risk.kill_switch_file, rt.factory, rt.run_id)
+        controls = rt.factory if rt.operated else None  # the file still stops every run
+        kill = kill_switch_active(rt.settings.risk.kill_switch_file, controls, rt.run_id)
         allowances: dict[str, Allowance] = {}
         for symbol in state["symbols"]:
             if symbol in state.get("skipped", {}):

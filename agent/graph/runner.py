@@ -38,6 +38,7 @@ from agent.llm.schema import Action
 from agent.market.binance_spot import unified_market
 from agent.market.exchange import MarketRules, market_rules
 from agent.market.source import CandleSource
+from agent.risk.breakers import CONTROLLED_KINDS
 from agent.risk.models import DecisionSource
 from strategies.base import Strategy
 
@@ -200,6 +201,7 @@ def open_runner(
             builder=builder,
             budget_tokens=budget_tokens,
             rule=rule,
+            operated=kind in CONTROLLED_KINDS,
             pending=dict(resume.pending),
             last_bar=resume.bar_ts,
         )

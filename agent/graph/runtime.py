@@ -46,6 +46,9 @@ class AgentRuntime:
     budget_tokens: int | None = None
     rule: Strategy | None = None
     """The rule strategy (rule runs, hybrid runs, and the `fallback = "rule"` path)."""
+    operated: bool = True
+    """Whether the operator's controls in the database (kill switch, pause) apply to this run: live runs
+    (`agent.risk.breakers.CONTROLLED_KINDS`). A run they cannot stop does not read them at every tick."""
     pending: dict[str, PendingTarget] = field(default_factory=dict)
     recent: dict[str, deque[PastDecision]] = field(default_factory=dict)
     last_bar: int | None = None
