@@ -14,7 +14,7 @@ import sys
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Connection, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from agent.broker import Bar, FillTerms, PendingTarget, initial_state, process_bar
@@ -192,16 +192,15 @@ def ledger_rows(session: Session, run_id: str) -> dict[str, list[tuple[Any, ...]
 
 def _main(url: str, run_id: str, bars: int, kill_at: int) -> None:
     """Play a run; SIGKILL this process inside the transaction writing bar `kill_at` (after its rows are
-    flushed, before the commit)."""
+    inserted, before the commit)."""
     from agent.db.session import open_db
     from agent.ledger import writer
 
     original = writer._write
 
-    def write_then_die(session: Session, tick: TickRecord, *args: bool) -> dict[str, int]:
-        counts = original(session, tick, *args)
+    def write_then_die(conn: Connection, tick: TickRecord, *args: bool) -> dict[str, int]:
+        counts = original(conn, tick, *args)
         if tick.bar_ts == pipe.times[kill_at]:
-            session.flush()
             os.kill(os.getpid(), signal.SIGKILL)
         return counts
 
