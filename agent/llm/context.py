@@ -11,7 +11,8 @@ Contracts:
   starts at 00:00 UTC of the previous day), so within an anchoring period each tick only appends a row.
   This holds when callers pass history from a fixed first bar (the stored history, as the backtest
   does), not a sliding window: indicator warm-up and the first complete day/week depend on that bar.
-- Budget: tokens are counted per block with the injected `TokenCounter` (cached by text). When the whole
+- Budget: tokens are counted per block with the injected `TokenCounter` (cached by text): each final
+  chunk alone, the day in progress together with the tail after it. When the whole
   history does not fit, the oldest part is coarsened first (base bars → days → weeks, each finer block
   keeping at least a share of the budget), then dropped oldest-first: weeks, then days, then base bars.
   The instructions, the latest bars and the account are never dropped. A layout is chosen with room for
@@ -25,9 +26,11 @@ Contracts:
 - Incremental (the default): each symbol's history levels are kept for the builder's life
   (`agent.llm.context_cache`): completed days and periods are encoded and counted once, a build adds the
   day in progress and the tail. The prompt is byte-identical to `incremental=False`, which rebuilds the
-  levels from the whole frame at every call (`agent.llm.levels.scratch_levels`; tested). Texts that change
-  every bar (the tail, the day in progress) are counted through a small memo (`VOLATILE_MEMO` entries), so
-  the long-lived count memo does not grow per bar. `prepare(symbol, candles)` hands a longer series over
+  levels from the whole frame at every call (`agent.llm.levels.scratch_levels`; tested). The texts that
+  change every bar, the day in progress (the last base chunk) and the tail, follow each other in the
+  prompt and are counted as one text (`agent.llm.levels.volatile_tokens`: one count per bar, one server
+  round trip), through a small memo (`VOLATILE_MEMO` entries), so the long-lived count memo does not grow
+  per bar. Both paths count that way. `prepare(symbol, candles)` hands a longer series over
   ahead of the builds that read it.
 - Thread-safe: builds and `prepare` of one builder run one at a time (they share the count memos).
 """
@@ -51,7 +54,7 @@ from agent.llm.context_cache import CacheSettings, HistoryCache, MarketView
 from agent.llm.encoding import last_bars
 from agent.llm.leakage import DEFAULT_ALIAS, Disclosure, anonymise
 from agent.llm.levels import COLUMNS as COLUMNS  # re-exported: the columns each block shows
-from agent.llm.levels import DAY, WEEK, Level, scratch_levels, timeframe_name
+from agent.llm.levels import DAY, WEEK, Count, Level, scratch_levels, timeframe_name, volatile_tokens
 from agent.llm.protocol import ContextInput, Prompt
 from agent.llm.tokens import (
     CachingTokenCounter,
@@ -189,8 +192,10 @@ class MarketContextBuilder:
         system = prompts.system_message(base_name, disc.anonymised)
         head = prompts.intro(disc.name, disc.quote, base_name)
         tail = prompts.tail_text(ctx, disc, [(lv.name, lv.frame) for lv in levels], tf, self.max_decisions)
-        fixed = sum(self.counter.count(x) + 1 for x in (system, head)) + volatile(tail) + 1
-        planner = _Planner(levels, self.counter.count, now, tf, fixed + 2 * MESSAGE_OVERHEAD + REPLY_OVERHEAD)
+        moving = _Moving(tail, volatile, volatile_tokens(levels[0], tail, volatile))
+        fixed = sum(self.counter.count(x) + 1 for x in (system, head)) + moving.tokens
+        fixed += 2 * MESSAGE_OVERHEAD + REPLY_OVERHEAD
+        planner = _Planner(levels, self.counter.count, now, tf, fixed, moving)
         layout = planner.plan(budget_tokens if budget_tokens is not None else self.default_budget)
         history, mix = _history(levels, layout)
         user = head + history + tail
@@ -220,7 +225,7 @@ class MarketContextBuilder:
         """The cache for the current configuration (a changed configuration starts an empty one)."""
         wanted = CacheSettings(self.timeframe, self.atr_period, self.leakage_control, self.alias)
         if self._cache is None or self._cache.settings != wanted:
-            self._cache = HistoryCache(wanted, self.counter.count, self._volatile.count)
+            self._cache = HistoryCache(wanted, self.counter.count)
         return self._cache
 
     def _cached_view(self, ctx: ContextInput) -> MarketView | None:
@@ -261,6 +266,17 @@ def prompt_hash(messages: tuple[dict[str, str], ...]) -> str:
 # --- layout planning -----------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class _Moving:
+    """The part of a prompt that changes at every bar: the day in progress (if any) and the tail."""
+
+    tail: str
+    count: Count
+    """The counter for texts that change at every bar."""
+    tokens: int
+    """`volatile_tokens` of the day in progress and the tail (part of the planner's `fixed`)."""
+
+
 class _Planner:
     """Chooses block anchors: coarsen the oldest history first, then drop it oldest-first."""
 
@@ -271,13 +287,15 @@ class _Planner:
         now: pd.Timestamp,
         tf: pd.Timedelta,
         fixed: int,
+        moving: _Moving,
     ) -> None:
+        """`fixed`: the tokens of everything but the history's final chunks (`moving.tokens` included)."""
         self.levels, self.count, self.fixed = levels, count, fixed
         day_now = now.floor("D")
         self.monday_now = day_now - pd.Timedelta(days=day_now.weekday())
         self.min_a0 = (day_now - DAY if levels[0].kind == "base" else self.monday_now - WEEK).value
         base = levels[0]
-        self.row_tokens = float(base.cum_tokens[-1]) / max(1, int(base.chunks.rows.sum()))
+        self.row_tokens = float(base.cum_tokens[-1]) / max(1, base.counted_rows)
         self.rows_to_day = int((day_now + DAY - now) / tf)
         self.rows_to_week = int((self.monday_now + WEEK - now) / tf)
         monday_ns = self.monday_now.value
@@ -287,6 +305,7 @@ class _Planner:
         self._headers: dict[int, int] = {}
         self._starts = [lv.chunks.starts.tolist() for lv in levels]
         """Chunk starts as lists: `bisect` finds what `Level.span` finds, without numpy's call overhead."""
+        self.moving = moving
 
     def plan(self, budget: int | None) -> Layout:
         """The richest layout within `budget` (None: every bar at base resolution)."""
@@ -340,7 +359,8 @@ class _Planner:
         if layout.keep is None:
             return total + self._span(0, layout.a0, None, reserve)
         base = self.levels[0]
-        return total + self.count(base.header) + self.count(last_bars(base.chunks.texts, layout.keep)) + 2
+        kept = self.moving.count(last_bars(base.chunks.texts, layout.keep) + self.moving.tail) + 1
+        return total - self.moving.tokens + self.count(base.header) + kept + 2
 
     def _span(self, level: int, start: int, end: int | None, reserve: bool = False) -> int:
         key = (level, start, end, reserve)

@@ -6,7 +6,8 @@ the last bar t of `candles`; the cache keeps, per symbol, the longest series it 
 - its complete days and weeks with their indicators (resampled once, when they complete);
 - the text and token count of every final chunk (a whole UTC day of base bars, one daily or weekly bar),
   encoded once per disclosure (leakage control re-bases them once a quarter).
-Per call only the rows of the current day (the last, partial chunk) are encoded and counted.
+Per call only the new rows of the current day (the last, partial chunk) are encoded; it is not counted here
+(`Level.volatile`: the builder counts them with the tail, in one count per bar).
 
 Contracts:
 - Byte-identical: the levels equal `agent.llm.levels.scratch_levels` over `candles` (tested on random bars
@@ -18,9 +19,10 @@ Contracts:
   timeframe) resets the symbol. `view` returns None (the caller builds from scratch, raising its own
   errors) for inputs it does not handle: empty, not validated (order, columns, index), or irregular spacing
   at the cut (the next stored bar less than one timeframe after t).
-- Memory per symbol: the OHLCV and indicator arrays of the longest series, its days and weeks, and the
-  chunk texts for at most `MAX_DISCLOSURES` disclosures; at most `MAX_SYMBOLS` symbols (least recently used
-  go first). Nothing is kept per call: the partial day and everything after the history are rebuilt.
+- Memory per symbol: the OHLCV and indicator arrays of the longest series, its days and weeks, the
+  chunk texts for at most `MAX_DISCLOSURES` disclosures and the text of the last day in progress (the next
+  bar of that day appends its line to it); at most `MAX_SYMBOLS` symbols (least recently used go first).
+  Nothing else is kept per call: everything after the history is rebuilt.
 - Thread-safe for concurrent symbols when the count functions are (the builder runs its builds one at a
   time, as they share its count memos); a lock per symbol; the levels returned are never mutated.
 """
@@ -35,7 +37,7 @@ import numpy as np
 import pandas as pd
 
 from agent.llm.bars import Bars
-from agent.llm.encoding import Chunks, encode_chunks
+from agent.llm.encoding import Chunks, day_lines, encode_chunks, off_the_hour
 from agent.llm.leakage import Disclosure, anonymise
 from agent.llm.levels import (
     COLUMNS,
@@ -75,6 +77,19 @@ class MarketView:
 
 
 @dataclass(frozen=True)
+class _DayInProgress:
+    """The text of the current day's bars [lo, hi) under one disclosure, kept to extend it bar by bar."""
+
+    key: tuple[object, ...]
+    """The disclosure's `key`."""
+    lo: int
+    hi: int
+    minutes: bool
+    """Whether a bar so far opens off the hour (all bars are then labelled `HH:MM`)."""
+    text: str
+
+
+@dataclass(frozen=True)
 class CacheSettings:
     """What the views depend on besides the candles (the builder's configuration)."""
 
@@ -88,10 +103,10 @@ class CacheSettings:
 class HistoryCache:
     """Incremental history levels for every symbol of one run (one per builder)."""
 
-    def __init__(self, settings: CacheSettings, count: Count, volatile_count: Count) -> None:
-        """`count` counts final chunks (once each); `volatile_count` the partial day (every call)."""
+    def __init__(self, settings: CacheSettings, count: Count) -> None:
+        """`count` counts final chunks (once each)."""
         self.settings = settings
-        self._count, self._volatile_count = count, volatile_count
+        self._count = count
         self._symbols: OrderedDict[str, SymbolHistory] = OrderedDict()
         self._lock = threading.Lock()
 
@@ -108,7 +123,7 @@ class HistoryCache:
         with self._lock:
             history = self._symbols.get(symbol)
             if history is None:
-                history = SymbolHistory(symbol, self.settings, self._count, self._volatile_count)
+                history = SymbolHistory(symbol, self.settings, self._count)
                 self._symbols[symbol] = history
             self._symbols.move_to_end(symbol)
             while len(self._symbols) > MAX_SYMBOLS:
@@ -171,14 +186,14 @@ class _Chunks:
         self.texts.extend(chunks.texts)
         self.leads.extend(chunks.leads)
 
-    def first(self, g: int, partial: Chunks | None = None, tokens: int = 0) -> tuple[Chunks, np.ndarray]:
-        """Chunks [0, g), then the partial chunk if any (`tokens` long), and the cumulative counts."""
+    def first(self, g: int, partial: Chunks | None = None) -> tuple[Chunks, np.ndarray]:
+        """Chunks [0, g), then the partial chunk if any (adding 0 tokens), and the cumulative counts."""
         starts, rows, cum = self.starts[:g], self.rows[:g], self.cum[: g + 1]
         texts, leads = tuple(self.texts[:g]), tuple(self.leads[:g])
         if partial is not None:
             starts = np.concatenate((starts, partial.starts))
             rows = np.concatenate((rows, partial.rows))
-            cum = np.concatenate((cum, [cum[-1] + tokens]))
+            cum = np.concatenate((cum, cum[-1:]))
             texts, leads = texts + partial.texts, leads + partial.leads
         return Chunks(starts, texts, rows, leads), cum
 
@@ -186,11 +201,11 @@ class _Chunks:
 class SymbolHistory:
     """One symbol's longest series so far, its indicators, complete periods and final chunks."""
 
-    def __init__(self, symbol: str, settings: CacheSettings, count: Count, volatile_count: Count) -> None:
+    def __init__(self, symbol: str, settings: CacheSettings, count: Count) -> None:
         """An empty history; `view` fills it."""
         self.symbol = symbol
         self.settings = settings
-        self._count, self._volatile_count = count, volatile_count
+        self._count = count
         self._lock = threading.Lock()
         self._reset(None)
 
@@ -213,6 +228,8 @@ class SymbolHistory:
         self._chunks: OrderedDict[tuple[object, ...], dict[str, _Chunks]] = OrderedDict()
         self._disclosures: dict[int, Disclosure] = {}
         """Leakage control: the disclosure per reference bar (one per quarter)."""
+        self._day: _DayInProgress | None = None
+        """The last day in progress encoded (the next bar of that day only appends its line)."""
 
     # --- the public reads ------------------------------------------------------------------------
 
@@ -376,9 +393,29 @@ class SymbolHistory:
         lo = int(self._group_rows[g])  # the first bar of t's day
         if len(store) < g:
             self._encode(store, self._bars, kind, disc, int(self._group_rows[len(store)]), lo)
-        partial = _encode_rows(self._bars, kind, disc, lo, n)
-        chunks, cum = store.first(g, partial, self._volatile_count(partial.texts[0]) + 1)
-        return Level(name, kind, bars, chunks, cum)
+        partial = self._day_in_progress(disc, lo, n)
+        chunks, cum = store.first(g, partial)
+        return Level(name, kind, bars, chunks, cum, partial.texts[0])
+
+    def _day_in_progress(self, disc: Disclosure, lo: int, n: int) -> Chunks:
+        """The chunk of the day in progress, rows [lo, n) (`lo` its first bar): the last one encoded,
+        extended by the rows after it when it holds a prefix of these rows under the same disclosure.
+        Rows are final once stored (a revised bar resets the history), so the text equals `_encode_rows`."""
+        day, key = self._day, disc.key
+        ts = self._ts[lo:n]
+        if day is None or day.key != key or day.lo != lo or day.hi > n:
+            text = _encode_rows(self._bars, "base", disc, lo, n).texts[0]
+            day = _DayInProgress(key, lo, n, off_the_hour(ts), text)
+        elif day.hi < n:
+            minutes = day.minutes or off_the_hour(ts[day.hi - lo :])
+            if minutes == day.minutes:
+                text = day.text + day_lines(self._bars, COLUMNS["base"], disc, day.hi, n, minutes)
+            else:  # the first bar off the hour: every label of the day changes to HH:MM
+                text = _encode_rows(self._bars, "base", disc, lo, n).texts[0]
+            day = _DayInProgress(key, lo, n, minutes, text)
+        self._day = day
+        start = np.array([int(ts[0]) // _DAY_NS * _DAY_NS], dtype=np.int64)
+        return Chunks(start, (day.text,), np.array([n - lo], dtype=np.int64), ("",))
 
     def _period_level(self, key: str, now: pd.Timestamp, disc: Disclosure, store: _Chunks) -> Level:
         periods = self._periods.get(key)

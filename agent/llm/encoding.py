@@ -289,6 +289,28 @@ _DAY_NS = 86_400_000_000_000
 _GROUP_FORMAT = {"1d": "%Y-%m", "1w": "%Y"}
 
 
+def off_the_hour(ts: np.ndarray) -> bool:
+    """Whether a bar of `ts` opens at a minute other than :00: then a day labels all its bars `HH:MM`,
+    else `HH`."""
+    return bool(np.any((ts % _DAY_NS) // 1_000_000_000 % 3600 // 60))
+
+
+def day_lines(bars: Bars, columns: tuple[str, ...], disc: Disclosure, lo: int, hi: int, minutes: bool) -> str:
+    """The lines of intraday bars [lo, hi) of one day, as `encode_chunks` writes them below the day line
+    when the day's label format is `minutes` (`off_the_hour` of the whole day); `lo > 0` (the change of bar
+    `lo` is read from the bar before). For a caller extending a day in progress bar by bar."""
+    values = row_values(bars.rows(lo - 1, hi), columns, disc.price_scale, disc.volume_scale)[1:]
+    return "".join(encode_rows(_hour_labels(bars.ts[lo:hi], minutes), values, columns))
+
+
+def _hour_labels(ts: np.ndarray, minutes: bool) -> list[str]:
+    seconds = (ts % _DAY_NS) // 1_000_000_000
+    hours = (seconds // 3600).tolist()
+    if minutes:
+        return [f"{h:02d}:{m:02d}" for h, m in zip(hours, (seconds % 3600 // 60).tolist(), strict=True)]
+    return [f"{h:02d}" for h in hours]
+
+
 @lru_cache(maxsize=16_384)  # ~2 KB per entry: 5 years of days for several symbols
 def _day_text(columns: tuple[str, ...], disc: Disclosure, ts_bytes: bytes, values_bytes: bytes) -> str:
     """One day of intraday bars (content-addressed: the cache cannot mix inputs)."""
@@ -296,13 +318,7 @@ def _day_text(columns: tuple[str, ...], disc: Disclosure, ts_bytes: bytes, value
     values = np.frombuffer(values_bytes, dtype=np.float64).reshape(len(ts), len(columns))
     day = pd.Timestamp(int(ts[0]) // _DAY_NS * _DAY_NS, tz="UTC")
     head = f"# {disc.day_label(day)}" + ("" if disc.anonymised else day.strftime(" %a")) + "\n"
-    seconds = (ts % _DAY_NS) // 1_000_000_000
-    hours, minutes = (seconds // 3600).tolist(), (seconds % 3600 // 60).tolist()
-    if any(minutes):
-        labels = [f"{h:02d}:{m:02d}" for h, m in zip(hours, minutes, strict=True)]
-    else:
-        labels = [f"{h:02d}" for h in hours]
-    return head + "".join(encode_rows(labels, values, columns))
+    return head + "".join(encode_rows(_hour_labels(ts, off_the_hour(ts)), values, columns))
 
 
 @lru_cache(maxsize=32_768)

@@ -8,7 +8,9 @@ Contracts:
   depend only on its own bars, so periods resampled from any slice holding all their bars are the same.
 - Indicators are TA-Lib's (`agent.market.indicators`), causal: the value at a row uses rows <= it only.
 - A chunk's token count is the counter's count of its text plus one join margin; `Level.cum_tokens[i]`
-  is the sum over chunks [0, i).
+  is the sum over chunks [0, i). The day in progress (the last chunk of intraday base bars, the day of t)
+  is the exception: it changes at every bar, so it is counted together with the tail that follows it in
+  the prompt (`Level.volatile`, one count per bar instead of two) and adds 0 to `cum_tokens`.
 """
 
 from __future__ import annotations
@@ -53,7 +55,17 @@ class Level:
     """Bars with indicators (complete periods only)."""
     chunks: Chunks
     cum_tokens: np.ndarray
-    """Tokens of chunks [0, i) at index i (each chunk counted alone, plus one join margin)."""
+    """Tokens of chunks [0, i) at index i (each chunk counted alone, plus one join margin; the
+    `volatile` chunk adds 0)."""
+    volatile: str = ""
+    """The text of the last chunk when it is the day in progress (intraday base bars), else "": the
+    builder counts it with the tail (`volatile_tokens`), not in `cum_tokens`."""
+
+    @property
+    def counted_rows(self) -> int:
+        """Bars of the chunks `cum_tokens` counts (all but the volatile day in progress)."""
+        rows = int(self.chunks.rows.sum())
+        return rows - int(self.chunks.rows[-1]) if self.volatile else rows
 
     @property
     def header(self) -> str:
@@ -144,11 +156,21 @@ def with_indicators(bars: Bars, atr_period: int) -> Bars:
 
 
 def make_level(name: str, kind: str, frame: pd.DataFrame | Bars, disc: Disclosure, count: Count) -> Level:
-    """A level from bars with indicators: every chunk encoded and counted."""
+    """A level from bars with indicators: every chunk encoded and counted, but the day in progress (the
+    last chunk of intraday base bars), which is left to the builder (`Level.volatile`)."""
     bars = frame if isinstance(frame, Bars) else Bars.of(frame)
     chunks = encode_chunks(bars, kind, COLUMNS[kind], disc)
-    counts = np.array([count(x) + 1 for x in chunks.texts], dtype=np.int64)
-    return Level(name, kind, bars, chunks, np.concatenate(([0], np.cumsum(counts))).astype(np.int64))
+    volatile = chunks.texts[-1] if kind == "base" and chunks.texts else ""
+    final = chunks.texts[:-1] if volatile else chunks.texts
+    counts = np.array([count(x) + 1 for x in final] + [0] * bool(volatile), dtype=np.int64)
+    cum = np.concatenate(([0], np.cumsum(counts))).astype(np.int64)
+    return Level(name, kind, bars, chunks, cum, volatile)
+
+
+def volatile_tokens(level: Level, tail: str, count: Count) -> int:
+    """Tokens of the day in progress of `level` (if any) and the `tail` after the history, counted as one
+    text (they follow each other in the prompt), with the join margins they would have counted apart."""
+    return count(level.volatile + tail) + 1 + bool(level.volatile)
 
 
 def scratch_levels(
