@@ -3,14 +3,17 @@
 full copy of a long prompt per attempt, retry and rerun.
 
 Contracts:
-- `prompt_digest(messages)` = hex sha256 of the canonical JSON of the messages (sorted keys, no whitespace,
-  UTF-8, NaN refused): the same formula as `agent.llm.context.prompt_hash`, so a first attempt's
-  `messages_hash` equals its decision's prompt hash.
+- `canonical_messages(messages)` = their canonical JSON (sorted keys, no whitespace, UTF-8, NaN refused);
+  `prompt_digest(messages)` = its hex sha256: the same formula as `agent.llm.context.prompt_hash`, so a first
+  attempt's `messages_hash` equals its decision's prompt hash. `prompt_text(messages)` = both, as a
+  `PromptText`: what is stored, computed from one serialisation.
 - `split_messages(request)` takes the messages out of a call's `request` JSON (`request["payload"]
-  ["messages"]`, as the gateway records what it sent) without changing the dict it was given; a request
-  without messages (a cache hit) is returned as is, with no digest.
-- `store_prompts(session, prompts)` inserts the prompts not stored yet, in the caller's transaction; a
-  prompt stored by a concurrent writer meanwhile is skipped, never an error (ON CONFLICT DO NOTHING).
+  ["messages"]`, as the gateway records what it sent) without changing the dict it was given, and returns
+  them as they are (not copied, not hashed); a request without messages (a cache hit) gives None.
+- `store_prompts(session, prompts)` inserts the `PromptText`s not stored yet, in the caller's transaction, in
+  one statement; a prompt stored by a concurrent writer meanwhile is skipped, never an error (ON CONFLICT DO
+  NOTHING). The column holds the canonical JSON text itself (not serialised again), so the stored text is
+  exactly what its key hashes.
 - `prompt_messages(session, digest)` reads them back.
 """
 
@@ -18,44 +21,84 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import JSON, Table, Text, bindparam, cast, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from agent.db.models import LLMPrompt, utcnow
 
 
-def prompt_digest(messages: list[Any]) -> str:
-    """The key of `messages` in `llm_prompts`."""
-    text = json.dumps(messages, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+@dataclass(frozen=True)
+class PromptText:
+    """A prompt's messages in their stored form: the canonical JSON text and its digest (the key)."""
+
+    digest: str
+    text: str
+
+
+def canonical_messages(messages: Sequence[Any]) -> str:
+    """The canonical JSON text of `messages` (see the module contract)."""
+    return json.dumps(
+        list(messages), sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+    )
+
+
+def text_digest(text: str) -> str:
+    """Hex sha256 of `text` in UTF-8."""
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
-def split_messages(request: dict[str, Any]) -> tuple[dict[str, Any], str | None, list[Any] | None]:
-    """(request without its messages, their digest, the messages); (request, None, None) without any."""
+def prompt_text(messages: Sequence[Any]) -> PromptText:
+    """`messages` as stored: one serialisation, hashed."""
+    text = canonical_messages(messages)
+    return PromptText(text_digest(text), text)
+
+
+def prompt_digest(messages: Sequence[Any]) -> str:
+    """The key of `messages` in `llm_prompts`."""
+    return text_digest(canonical_messages(messages))
+
+
+def split_messages(request: dict[str, Any]) -> tuple[dict[str, Any], list[Any] | None]:
+    """(request without its messages, the messages); (request, None) without any."""
     payload = request.get("payload")
     if not isinstance(payload, dict) or "messages" not in payload:
-        return request, None, None
-    messages = list(payload["messages"])
+        return request, None
     stripped = {k: v for k, v in payload.items() if k != "messages"}
-    return {**request, "payload": stripped}, prompt_digest(messages), messages
+    return {**request, "payload": stripped}, payload["messages"]
 
 
-def store_prompts(session: Session, prompts: Mapping[str, list[Any]]) -> None:
-    """Insert the `digest → messages` not stored yet (see the module contract)."""
-    if not prompts:
-        return
-    dialect = session.get_bind().dialect.name
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+def _insert_prompts(dialect: str) -> Any:
+    """INSERT ... ON CONFLICT DO NOTHING of (`key`, `text`, `at`) rows, the text as the JSON value."""
+    table = LLMPrompt.__table__
+    assert isinstance(table, Table)
+    text = bindparam("text", type_=Text)
+    if dialect == "postgresql":
+        values = {
+            "prompt_hash": bindparam("key"),
+            "messages": cast(text, JSON),
+            "created_at": bindparam("at"),
+        }
+        return postgresql.insert(table).values(values).on_conflict_do_nothing(index_elements=["prompt_hash"])
+    values = {"prompt_hash": bindparam("key"), "messages": text, "created_at": bindparam("at")}
+    return sqlite.insert(table).values(values).on_conflict_do_nothing(index_elements=["prompt_hash"])
+
+
+_INSERTS = {dialect: _insert_prompts(dialect) for dialect in ("postgresql", "sqlite")}
+
+
+def store_prompts(session: Session, prompts: Iterable[PromptText]) -> None:
+    """Insert the prompts not stored yet (see the module contract)."""
     now = utcnow()
-    rows = [
-        {"prompt_hash": digest, "messages": messages, "created_at": now}
-        for digest, messages in prompts.items()
-    ]
-    session.execute(insert(LLMPrompt).on_conflict_do_nothing(index_elements=["prompt_hash"]), rows)
+    rows = [{"key": p.digest, "text": p.text, "at": now} for p in {p.digest: p for p in prompts}.values()]
+    if not rows:
+        return
+    conn = session.connection()
+    conn.execute(_INSERTS.get(conn.dialect.name, _INSERTS["sqlite"]), rows)
 
 
 def prompt_messages(session: Session, digest: str) -> list[Any] | None:

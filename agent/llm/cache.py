@@ -3,32 +3,45 @@
 Contracts:
 - `request_hash(payload)` = sha256 of the canonical JSON (sorted keys, compact, UTF-8) of the request
   payload from `profiles.request_payload`: model, messages, schema, sampling parameters, profile extras.
+  `request_key(payload, prompt)` = that hash and the messages' stored form (`agent.db.prompts.PromptText`)
+  from one serialisation of the messages, none when `prompt` (which must be `prompt_text` of the payload's
+  messages) is given.
 - One row per attempt (retries, the repair retry, the shrink retry) and one per cache hit (`from_cache`).
   All rows of one decision share the `request_hash` of the decision's first request, so the answer a repair
   or shrink finally produced is served for that request next time; each row's `request` JSON says which
   attempt it was (`attempt`) and holds what was actually sent (cache hits point at their source row), its
   messages stored once per distinct prompt in `llm_prompts` and named by `messages_hash` (`agent.db.prompts`).
+  A record's `prompt`, when set, must be `prompt_text` of its payload's messages: it is stored as is, not
+  recomputed; otherwise the messages are serialised and hashed once per distinct messages object in the batch
+  (the tries of one request share theirs).
 - Only rows with `error IS NULL`, `from_cache = false` and `request.cacheable = true` are served.
   `cacheable` is set on successful parses written in cache mode `write`/`readwrite`; abstentions are kept
   for audit but never served.
 - `lookup` answers many hashes in one query (per 2,000 hashes); `insert_many` writes many rows in one
-  transaction and returns their ids in input order. Both block: the gateway runs them in a worker thread.
+  transaction (one Core insert for the prompts, one for the calls) and returns their ids in input order.
+  Both block: the gateway runs them in a worker thread.
 - Text from the model (response, reasoning, error, model name) is stored through `agent.textsafe.for_storage`.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import insert, select
+from sqlalchemy import Table, insert, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from agent.db.models import LLMCall
-from agent.db.prompts import split_messages, store_prompts
+from agent.db.prompts import (
+    PromptText,
+    canonical_messages,
+    prompt_text,
+    split_messages,
+    store_prompts,
+    text_digest,
+)
 from agent.db.session import transaction
 from agent.textsafe import for_storage
 
@@ -46,12 +59,39 @@ def request_hash(payload: dict[str, Any]) -> str:
     The text is assembled key by key so that the `response_format` (with its schema, most of the bytes),
     which `profiles` shares between requests, is serialised once rather than once per request.
     """
-    parts = []
+    return text_digest(_request_text(payload, None)[0])
+
+
+@dataclass(frozen=True)
+class RequestKey:
+    """A request's cache key and its messages' stored form (None for a payload without messages)."""
+
+    hash: str
+    prompt: PromptText | None
+
+
+def request_key(payload: dict[str, Any], prompt: PromptText | None = None) -> RequestKey:
+    """`request_hash(payload)` and `prompt_text(payload["messages"])` from one serialisation of the messages;
+    `prompt`, when given, is taken as that text (see the module contract)."""
+    text, messages = _request_text(payload, prompt)
+    if messages is not None and prompt is None:
+        prompt = PromptText(text_digest(messages), messages)
+    return RequestKey(text_digest(text), prompt if messages is not None else None)
+
+
+def _request_text(payload: dict[str, Any], prompt: PromptText | None) -> tuple[str, str | None]:
+    """`canonical_json(payload)` and the canonical JSON of its messages (None without), key by key."""
+    parts, messages = [], None
     for key in sorted(payload):
         value = payload[key]
-        text = _shared_canonical(value) if key == "response_format" else canonical_json(value)
+        if key == "messages":
+            text = messages = prompt.text if prompt is not None else canonical_messages(value)
+        elif key == "response_format":
+            text = _shared_canonical(value)
+        else:
+            text = canonical_json(value)
         parts.append(f"{canonical_json(key)}:{text}")
-    return hashlib.sha256(("{" + ",".join(parts) + "}").encode("utf-8")).hexdigest()
+    return "{" + ",".join(parts) + "}", messages
 
 
 _SHARED: dict[int, tuple[Any, str]] = {}
@@ -92,6 +132,8 @@ class CallRecord:
     latency_ms: float | None = None
     error: str | None = None
     from_cache: bool = False
+    prompt: PromptText | None = None
+    """`prompt_text` of the payload's messages when the caller has it (`request_key`); else computed."""
 
 
 @dataclass(frozen=True)
@@ -154,18 +196,11 @@ class CallStore:
         """Write `records` in one transaction; their new ids, in the same order."""
         if not records:
             return []
-        rows = [dict(vars(r)) for r in records]  # shallow: asdict() would deep-copy every payload
-        prompts: dict[str, list[Any]] = {}
-        for row in rows:  # model text is data: NUL and lone surrogates must not fail the insert
-            for key in ("model", "response_text", "reasoning", "finish_reason", "error"):
-                row[key] = for_storage(row[key])
-            row["request"], row["messages_hash"], messages = split_messages(row["request"])
-            if messages is not None:  # the messages once per distinct prompt, in llm_prompts
-                prompts[row["messages_hash"]] = messages
-        stmt = insert(LLMCall).returning(LLMCall.id, sort_by_parameter_order=True)
+        texts: dict[int, PromptText] = {}  # by id of the messages object: the records keep them alive
+        rows = [_call_row(record, texts) for record in records]
         with transaction(self._factory) as session:
-            store_prompts(session, prompts)
-            return list(session.scalars(stmt, rows))
+            store_prompts(session, texts.values())
+            return list(session.connection().execute(_INSERT_CALLS, rows).scalars())
 
     def count(self) -> int:
         """Number of rows (for tests and `tradegraph llm` reports)."""
@@ -173,6 +208,43 @@ class CallStore:
 
         with self._factory() as session:
             return int(session.scalar(select(func.count()).select_from(LLMCall)) or 0)
+
+
+def _table(model: type[LLMCall]) -> Table:
+    table = model.__table__
+    assert isinstance(table, Table)
+    return table
+
+
+_INSERT_CALLS = insert(_table(LLMCall)).returning(_table(LLMCall).c.id, sort_by_parameter_order=True)
+_TEXT_FIELDS = ("model", "response_text", "reasoning", "finish_reason", "error")
+
+
+def _call_row(record: CallRecord, texts: dict[int, PromptText]) -> dict[str, Any]:
+    """The `llm_calls` row of `record`, its messages out of `request` and their `PromptText` in `texts`."""
+    request, messages = split_messages(record.request)
+    digest = None
+    if messages is not None:  # the messages once per distinct prompt, in llm_prompts
+        prompt = record.prompt or texts.get(id(messages)) or prompt_text(messages)
+        texts[id(messages)] = prompt
+        digest = prompt.digest
+    row = {
+        "request_hash": record.request_hash,
+        "prompt_hash": record.prompt_hash,
+        "endpoint": record.endpoint,
+        "profile": record.profile,
+        "request": request,
+        "messages_hash": digest,
+        "run_id": record.run_id,
+        "prompt_tokens": record.prompt_tokens,
+        "completion_tokens": record.completion_tokens,
+        "cached_tokens": record.cached_tokens,
+        "latency_ms": record.latency_ms,
+        "from_cache": record.from_cache,
+    }
+    for key in _TEXT_FIELDS:  # model text is data: NUL and lone surrogates must not fail the insert
+        row[key] = for_storage(getattr(record, key))
+    return row
 
 
 def hit_record(

@@ -3,15 +3,21 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import hashlib
+import json
+from collections.abc import Iterator, Sequence
+from typing import Any
 
 import pytest
 from sqlalchemy import inspect, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from agent.config import LLMSettings
+from agent.db import prompts
+from agent.db.prompts import PromptText, prompt_digest, prompt_messages, prompt_text
 from agent.db.session import open_db
-from agent.llm.cache import CallStore
+from agent.llm import cache
+from agent.llm.cache import CallRecord, CallStore
 from agent.llm.gateway import LLMGateway
 from agent.llm.schema import DecisionRequest
 from agent.testing.vllm_emulator import VLLMEmulator
@@ -68,3 +74,61 @@ def test_each_call_names_the_messages_it_sent(factory: sessionmaker[Session]) ->
         )
         sent = sorted(prompt.messages[1]["content"][-5:] for _call, prompt in rows)
     assert sent == ["bar 1", "bar 2"]
+
+
+def _record(messages: list[dict[str, str]], attempt: str = "first", **kw: Any) -> CallRecord:
+    payload = {"model": "m", "messages": messages, "temperature": 0.0}
+    request = {"attempt": attempt, "try": 0, "cacheable": False, "payload": payload}
+    return CallRecord("r" * 64, "p" * 64, "http://e", "vllm", "m", request, response_text="{}", **kw)
+
+
+MESSAGES = [
+    {"role": "system", "content": 'Prix en € — "quoted", back\\slash, tab\t, ünïcode ✓'},
+    {"role": "user", "content": "BTC/USDT 1h\n" + "candle " * 50},
+]
+
+
+def test_messages_are_stored_as_their_canonical_json(factory: sessionmaker[Session]) -> None:
+    (call_id,) = CallStore(factory).insert_many([_record(MESSAGES)])
+    expected = json.dumps(MESSAGES, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    with factory() as session:
+        digest = session.scalar(text(f"SELECT messages_hash FROM llm_calls WHERE id = {call_id}"))
+        stored = session.scalar(text("SELECT CAST(messages AS TEXT) FROM llm_prompts"))
+        assert prompt_messages(session, digest) == MESSAGES
+    assert stored == expected, "the stored text is the one its key hashes"
+    assert digest == hashlib.sha256(expected.encode("utf-8")).hexdigest() == prompt_digest(MESSAGES)
+
+
+def test_retries_of_one_payload_serialise_its_messages_once(
+    factory: sessionmaker[Session], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    made: list[int] = []
+    real = prompts.prompt_text
+
+    def counting(messages: Sequence[Any]) -> PromptText:
+        made.append(len(messages))
+        return real(messages)
+
+    monkeypatch.setattr(cache, "prompt_text", counting)
+    first = _record(MESSAGES)
+    retry = _record(MESSAGES, "first")
+    retry.request["payload"] = first.request["payload"]  # the gateway's tries share one payload
+    ids = CallStore(factory).insert_many([first, retry, _record([{"role": "user", "content": "other"}])])
+    assert len(ids) == 3 and made == [2, 1]
+    with factory() as session:
+        assert session.scalar(text("SELECT COUNT(*) FROM llm_prompts")) == 2
+
+
+def test_a_prompt_text_on_the_record_is_stored_without_serialising_again(
+    factory: sessionmaker[Session], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    given = prompt_text(MESSAGES)
+
+    def refuse(messages: Sequence[Any]) -> PromptText:
+        raise AssertionError("serialised again")
+
+    monkeypatch.setattr(cache, "prompt_text", refuse)
+    (call_id,) = CallStore(factory).insert_many([_record(MESSAGES, prompt=given)])
+    with factory() as session:
+        digest = session.scalar(text(f"SELECT messages_hash FROM llm_calls WHERE id = {call_id}"))
+        assert digest == given.digest and prompt_messages(session, digest) == MESSAGES
