@@ -54,7 +54,7 @@ from agent.llm.context_cache import CacheSettings, HistoryCache, MarketView
 from agent.llm.encoding import last_bars
 from agent.llm.leakage import DEFAULT_ALIAS, Disclosure, anonymise
 from agent.llm.levels import COLUMNS as COLUMNS  # re-exported: the columns each block shows
-from agent.llm.levels import DAY, WEEK, Count, Level, scratch_levels, timeframe_name, volatile_tokens
+from agent.llm.levels import Count, Level, scratch_levels, timeframe_name, volatile_tokens
 from agent.llm.protocol import ContextInput, Prompt
 from agent.llm.tokens import (
     CachingTokenCounter,
@@ -291,14 +291,14 @@ class _Planner:
     ) -> None:
         """`fixed`: the tokens of everything but the history's final chunks (`moving.tokens` included)."""
         self.levels, self.count, self.fixed = levels, count, fixed
-        day_now = now.floor("D")
-        self.monday_now = day_now - pd.Timedelta(days=day_now.weekday())
-        self.min_a0 = (day_now - DAY if levels[0].kind == "base" else self.monday_now - WEEK).value
+        now_ns, tf_ns = now.value, tf.value  # plain ns: what `floor("D")` and Timedelta / Timedelta give
+        day_ns = now_ns // _DAY_NS * _DAY_NS
+        self.monday_ns = monday_ns = _monday(day_ns)
+        self.min_a0 = day_ns - _DAY_NS if levels[0].kind == "base" else monday_ns - _WEEK_NS
         base = levels[0]
         self.row_tokens = float(base.cum_tokens[-1]) / max(1, base.counted_rows)
-        self.rows_to_day = int((day_now + DAY - now) / tf)
-        self.rows_to_week = int((self.monday_now + WEEK - now) / tf)
-        monday_ns = self.monday_now.value
+        self.rows_to_day = int((day_ns + _DAY_NS - now_ns) / tf_ns)
+        self.rows_to_week = int((monday_ns + _WEEK_NS - now_ns) / tf_ns)
         self._ladder = [monday_ns - n * _WEEK_NS for n in reversed(SPANS_WEEKS)]
         self._spans: dict[tuple[int, int, int | None, bool], int] = {}
         self._dailies: dict[int, list[int]] = {}
@@ -332,7 +332,7 @@ class _Planner:
             return self.cost(layout, reserve) <= budget
 
         # Coarsen the oldest base bars into days until it fits or base bars are within their share.
-        a0s = self._options(0, [_ALL, *self._anchors(self.monday_now.value), self.min_a0])
+        a0s = self._options(0, [_ALL, *self._anchors(self.monday_ns), self.min_a0])
         i0 = _first(
             a0s,
             lambda a: (

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 import pandas as pd
@@ -84,6 +85,7 @@ def base_kind(tf: pd.Timedelta) -> str:
     return "base" if tf < DAY else "1d"
 
 
+@lru_cache(maxsize=64)
 def timeframe_name(tf: pd.Timedelta) -> str:
     """`1h` for one hour (the names of `TIMEFRAME_MS`), else the timedelta's own text."""
     ms = int(tf / pd.Timedelta(milliseconds=1))

@@ -225,7 +225,7 @@ def tail_text(
     t = base.time(-1)
     latest = disc.moment(t)
     snapshot = [(name, _snapshot_cells(_last_row(f), disc)) for name, f in frames if len(f)]
-    periods = [_period(base, t, span, disc) for span in ("24h", "7D")]
+    periods = [_period(base, t, span, disc) for span in _PERIODS]
     if ctx.portfolio is None:  # stateless: the market alone; the risk layer applies the account's limits
         return (
             snapshot_section(latest, snapshot, [p for p in periods if p])
@@ -282,10 +282,13 @@ def _snapshot_cells(row: Mapping[str, float], disc: Disclosure) -> list[str]:
     ]
 
 
+_PERIODS = {"24h": 86_400_000_000_000, "7D": 7 * 86_400_000_000_000}
+"""The spans the snapshot summarises, in ns."""
+
+
 def _period(base: Bars, t: pd.Timestamp, span: str, disc: Disclosure) -> str:
     """`last 24h: chg +1.20%, high …, low …` over the bars opened in (t − span, t]."""
-    delta = pd.Timedelta(span)
-    cut = int(np.searchsorted(base.ts, (t - delta).value, side="right"))  # bars <= t − span: [0, cut)
+    cut = int(np.searchsorted(base.ts, t.value - _PERIODS[span], side="right"))  # bars <= t − span: [0, cut)
     if cut == 0:
         return ""
     close = base["close"]
@@ -329,7 +332,7 @@ def _account(ctx: ContextInput, pf: PortfolioState, disc: Disclosure, close: flo
 
 def _bars_ago(ts_ms: int, t: pd.Timestamp, tf: pd.Timedelta) -> str:
     """`t-5`: how many base bars before the latest bar t a moment lies (`t-0` = t)."""
-    return f"t-{max(0, round((t - pd.Timestamp(ts_ms, unit='ms', tz='UTC')) / tf))}"
+    return f"t-{max(0, round((t.value - ts_ms * 1_000_000) / tf.value))}"  # as Timedelta / Timedelta
 
 
 def _positions(
