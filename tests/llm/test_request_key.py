@@ -3,6 +3,7 @@ serialisation of the messages."""
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 import pytest
@@ -10,14 +11,14 @@ import pytest
 from agent.db import prompts
 from agent.db.prompts import prompt_text
 from agent.llm import cache
-from agent.llm.cache import request_hash, request_key
+from agent.llm.cache import canonical_json, request_hash, request_key
 from tests.llm.test_cache import payload
 
 
 def test_request_key_is_the_request_hash_and_the_prompt_text() -> None:
-    body = payload()
+    body = {**payload(), "messages": [{"role": "user", "content": 'prix en € "cité" ✓'}]}
     key = request_key(body)
-    assert key.hash == request_hash(body)
+    assert key.hash == request_hash(body) == hashlib.sha256(canonical_json(body).encode()).hexdigest()
     assert key.prompt == prompt_text(body["messages"])
 
 
