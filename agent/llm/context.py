@@ -303,6 +303,7 @@ class _Planner:
         self._spans: dict[tuple[int, int, int | None, bool], int] = {}
         self._dailies: dict[int, list[int]] = {}
         self._headers: dict[int, int] = {}
+        self._firsts: dict[int, list[int]] = {}
         self._starts = [lv.chunks.starts.tolist() for lv in levels]
         """Chunk starts as lists: `bisect` finds what `Level.span` finds, without numpy's call overhead."""
         self.moving = moving
@@ -332,7 +333,7 @@ class _Planner:
             return self.cost(layout, reserve) <= budget
 
         # Coarsen the oldest base bars into days until it fits or base bars are within their share.
-        a0s = self._options(0, [_ALL, *self._anchors(self.monday_ns), self.min_a0])
+        a0s = self._options(0, self.monday_ns, self.min_a0)
         i0 = _first(
             a0s,
             lambda a: (
@@ -347,7 +348,7 @@ class _Planner:
         i1 = _first(a1s, lambda a: fits(Layout(_ALL, a, a0)) or self._span(1, a, a0) <= DAILY_SHARE * rest)
         a1 = a1s[i1]
         # Then drop the oldest weeks, then the oldest days, then the oldest base bars.
-        candidates = [Layout(a2, a1, a0) for a2 in self._options(2, [_ALL, *self._anchors(a1), a1])]
+        candidates = [Layout(a2, a1, a0) for a2 in self._options(2, a1, a1)]
         candidates += [Layout(a, a, a0) for a in [*a1s[i1 + 1 :], a0]]
         candidates += [Layout(a, a, a) for a in a0s[i0 + 1 :]]
         candidates = [Layout(_ALL, a1s[0], a0), Layout(_ALL, a1, a0), *candidates]
@@ -388,10 +389,6 @@ class _Planner:
             found = self._headers[level] = self.count(self.levels[level].header)
         return found
 
-    def _anchors(self, upper: int) -> list[int]:
-        """Mondays n weeks before the current week for n in SPANS_WEEKS (longest first), <= `upper`."""
-        return [min(upper, a) for a in self._ladder]
-
     def _daily_options(self, a0: int) -> list[int]:
         """Where daily bars may start given base bars from `a0` (just `a0` when the base is daily)."""
         found = self._dailies.get(a0)
@@ -400,20 +397,31 @@ class _Planner:
                 found = [a0]
             else:
                 monday = _monday(a0)
-                found = self._options(1, [_ALL, *self._anchors(monday), monday])
+                found = self._options(1, monday, monday)
             self._dailies[a0] = found
         return found
 
-    def _options(self, level: int, anchors: list[int]) -> list[int]:
-        """Anchors in order, without those selecting the same first chunk as an earlier one."""
+    def _options(self, level: int, upper: int, last: int) -> list[int]:
+        """Where a block of `level` may start: all its chunks, the Mondays n weeks before the current week
+        for n in SPANS_WEEKS (longest first) capped at `upper`, then `last`; in that order, without those
+        selecting the same first chunk as an earlier one."""
         starts = self._starts[level]
-        out, seen = [], set()
-        for a in anchors:
-            first = bisect_left(starts, a)
-            if first not in seen:
-                seen.add(first)
-                out.append(a)
+        cap = bisect_left(starts, upper)  # a rung capped at upper selects min(its own first chunk, cap)
+        out, seen = [_ALL], {0}
+        for rung, first in zip(self._ladder, self._rungs(level), strict=True):
+            if min(first, cap) not in seen:
+                seen.add(min(first, cap))
+                out.append(min(upper, rung))
+        if bisect_left(starts, last) not in seen:
+            out.append(last)
         return out
+
+    def _rungs(self, level: int) -> list[int]:
+        """The first chunk of `level` each Monday of the ladder selects."""
+        found = self._firsts.get(level)
+        if found is None:
+            found = self._firsts[level] = [bisect_left(self._starts[level], a) for a in self._ladder]
+        return found
 
 
 # --- rendering -----------------------------------------------------------------------------------
