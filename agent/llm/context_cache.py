@@ -147,11 +147,8 @@ class _Periods:
         self.ohlcv = np.empty((len(CANDLE_COLUMNS), 0), dtype=np.float64)
         self.frame = self._bars()
         """The periods with indicators."""
-
-    @property
-    def ends(self) -> np.ndarray:
+        self.ends = self.frame.ts + self.period.value
         """Period end (ns): complete at bar t when end <= t + one bar."""
-        return self.frame.ts + self.period.value
 
     def append(self, bars: Bars) -> None:
         """Add complete periods (OHLCV, opening after the stored ones) and recompute the indicators."""
@@ -159,6 +156,7 @@ class _Periods:
         new = np.stack([bars[c] for c in CANDLE_COLUMNS])
         self.ohlcv = np.concatenate((self.ohlcv, new), axis=1)
         self.frame = self._bars()
+        self.ends = self.frame.ts + self.period.value
 
     def _bars(self) -> Bars:
         columns = {c: np.ascontiguousarray(self.ohlcv[k]) for k, c in enumerate(CANDLE_COLUMNS)}
@@ -206,6 +204,7 @@ class SymbolHistory:
         self.symbol = symbol
         self.settings = settings
         self._count = count
+        self._plain = Disclosure.plain(symbol)
         self._lock = threading.Lock()
         self._reset(None)
 
@@ -345,7 +344,7 @@ class SymbolHistory:
         tf = self._tf
         t = pd.Timestamp(int(self._ts[n - 1]), tz="UTC")
         now = t + tf
-        disc = self._disclosure(t) if self.settings.leakage_control else Disclosure.plain(self.symbol)
+        disc = self._disclosure(t) if self.settings.leakage_control else self._plain
         chunks = self._chunks_for(disc)
         kind = base_kind(tf)
         levels = [self._base_level(n, timeframe_name(tf), kind, disc, chunks[kind])]

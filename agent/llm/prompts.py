@@ -20,6 +20,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 import pandas as pd
@@ -85,6 +86,7 @@ checks every decision and may shrink or reject it.
 """
 
 
+@lru_cache(maxsize=32)
 def system_message(base_timeframe: str, anonymised: bool) -> str:
     """The system message (static for a configuration)."""
     legend = "\n".join(f"  {name} = {doc}" for name, doc in COLUMN_DOCS.items())
