@@ -337,7 +337,7 @@ class _Planner:
         i0 = _first(
             a0s,
             lambda a: (
-                fits(Layout(_ALL, self._daily_options(a)[0], a))
+                fits(Layout(_ALL, self._all_days(a), a))
                 or self._span(0, a, None, reserve) <= BASE_SHARE * history
             ),
         )
@@ -388,6 +388,10 @@ class _Planner:
         if found is None:
             found = self._headers[level] = self.count(self.levels[level].header)
         return found
+
+    def _all_days(self, a0: int) -> int:
+        """The first of `_daily_options(a0)`: every day, or `a0` when the base is daily (no days)."""
+        return _ALL if self._starts[1] else a0
 
     def _daily_options(self, a0: int) -> list[int]:
         """Where daily bars may start given base bars from `a0` (just `a0` when the base is daily)."""
