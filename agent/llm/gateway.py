@@ -48,10 +48,11 @@ import httpx2
 import openai
 
 from agent.config import LLMSettings
+from agent.db.prompts import PromptText
 from agent.errors import LLMUnavailable
 from agent.llm import profiles
 from agent.llm.bodycap import ResponseTooLarge, cap_response_body, read_capped
-from agent.llm.cache import CachedAnswer, CallRecord, CallStore, hit_record, request_hash
+from agent.llm.cache import CachedAnswer, CallRecord, CallStore, hit_record, request_hash, request_key
 from agent.llm.circuit import CircuitBreaker, backoff_delay
 from agent.llm.discovery import EndpointInfo, discover, list_models
 from agent.llm.faults import LLMFault
@@ -80,6 +81,8 @@ class _Job:
     request: DecisionRequest
     payload: dict[str, Any]
     hash: str
+    prompt: PromptText | None = None
+    """The payload's messages as stored (canonical JSON and digest), serialised once with `hash`."""
     records: list[CallRecord] = field(default_factory=list)
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -236,7 +239,8 @@ class LLMGateway:
     def _job(self, request: DecisionRequest, model: str, messages: Sequence[dict[str, str]]) -> _Job:
         schema = profiles.decision_schema(request, self.llm.profile)
         payload = profiles.request_payload(self.llm, model, list(messages), schema)
-        return _Job(request, payload, request_hash(payload))
+        key = request_key(payload)
+        return _Job(request, payload, key.hash, key.prompt)
 
     async def _decide(self, job: _Job, state: _LoopState) -> tuple[_Job, _Fields]:
         out = await self._call(job, job.payload, job.request.prompt_hash, "first", state)
@@ -273,6 +277,7 @@ class LLMGateway:
             return Outcome(error="context too long", fault=LLMFault.OVERSIZE)
         shrunk = self._job(smaller, job.payload["model"], smaller.messages)
         job.payload = shrunk.payload
+        job.prompt = shrunk.prompt
         job.extra["shrunk_prompt_hash"] = smaller.prompt_hash
         return await self._call(job, shrunk.payload, smaller.prompt_hash, "shrink", state)
 
@@ -360,6 +365,7 @@ class LLMGateway:
             cached_tokens=cached,
             latency_ms=out.latency_ms,
             error=out.error,
+            prompt=job.prompt if payload is job.payload else None,  # a repair's messages are its own
         )
 
     def _parse(self, content: str | None, finish_reason: str | None, reasoning: str | None) -> Parsed:

@@ -238,3 +238,30 @@ def test_sync_calls_reuse_one_client_until_closed(emu: VLLMEmulator) -> None:
     assert client is not None and client.is_closed()
     assert not gw.decide_one_sync(request(3)).abstained  # usable again after close
     gw.close()
+
+
+def test_stored_rows_carry_the_messages_serialised_once_with_the_request_hash(emu: VLLMEmulator) -> None:
+    """The gateway hands the store the canonical messages it hashed the request with (first attempts and
+    their retries), so the store does not serialise a long prompt again; a repair's own messages do not
+    carry it (the store serialises those)."""
+    from agent.db.prompts import PromptText
+    from agent.llm.cache import CallRecord, request_key
+
+    rows: list[CallRecord] = []
+
+    class Store:
+        def lookup(self, hashes: list[str]) -> dict[str, Any]:
+            return {}
+
+        def insert_many(self, records: list[CallRecord]) -> list[int]:
+            rows.extend(records)
+            return list(range(len(rows) - len(records), len(rows)))
+
+    emu.script(Reply(content="not json"), Reply(content=json.dumps(GOOD_BUY)))
+    with LLMGateway(settings(), emu.base_url, store=Store()) as gw:  # type: ignore[arg-type]
+        run(gw, [request(1)])
+    first, repair = rows
+    assert isinstance(first.prompt, PromptText)
+    assert first.prompt == request_key(first.request["payload"]).prompt
+    assert first.request_hash == request_key(first.request["payload"]).hash
+    assert repair.prompt is None
