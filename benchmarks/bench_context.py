@@ -41,7 +41,7 @@ from agent.portfolio import PortfolioState, Position
 APC_BLOCK = 4160
 """Attention block size vLLM uses for Nemotron 3 Super BF16 TP4 (hits come in whole blocks)."""
 HOUR_MS = 3_600_000
-console = Console(width=150)
+console = Console(width=170)
 
 
 def chat(prompt: Prompt) -> str:
