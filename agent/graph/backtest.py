@@ -73,6 +73,8 @@ def drive(
     rt = runner.rt
     prepare_history(runner, times)
     stream = attach_stream(runner, times)
+    if stream is None:
+        rt.next_bar = following(times)
     outcomes: list[TickOutcome] = []
     unused = rt.unused_calls
     started = time.perf_counter()
@@ -102,8 +104,15 @@ def drive(
             stream.close()
             rt.unused_calls = unused + stream.stats().unused
             rt.stream = None
+        rt.next_bar = None
     rt.elapsed_s += time.perf_counter() - started
     return outcomes
+
+
+def following(times: list[int]) -> Callable[[int], int | None]:
+    """The bar after t in `times` (None after the last, or for a bar not in `times`)."""
+    after = dict(zip(times, times[1:], strict=False))
+    return after.get
 
 
 def prepare_history(runner: AgentRunner, times: list[int]) -> None:

@@ -34,7 +34,7 @@ from agent.graph import names
 from agent.graph.mode import StrategyKind, StrategyMode
 from agent.graph.runtime import AgentRuntime
 from agent.graph.state import LLMStatus, Node, TickState
-from agent.graph.stream import Prepared
+from agent.graph.stream import Prepared, ask_bar
 from agent.ledger.writer import DecisionEntry, TickRecord, write_tick
 from agent.llm.context import BudgetTooSmall, MarketContextBuilder
 from agent.llm.faults import LLMFault
@@ -191,7 +191,7 @@ def _analyse(rt: AgentRuntime) -> Node:
             if rt.stream is not None:  # stateless prompts, requested ahead (`agent.graph.stream`)
                 analyses = rt.stream.answers(t, wanted)
             else:
-                analyses = _ask(rt, [prepare(rt, s, t, state) for s in wanted])
+                analyses = _ask_bar(rt, t, state, wanted)
         except LLMUnavailable as e:
             return {"llm_status": LLMStatus.UNAVAILABLE, "llm_reason": str(e), "analyses": {}}
         finally:
@@ -209,6 +209,27 @@ def _analyse(rt: AgentRuntime) -> Node:
         return {"llm_status": LLMStatus.OK, "llm_reason": None, "analyses": analyses}
 
     return analyse
+
+
+def _ask_bar(rt: AgentRuntime, t: int, state: TickState, wanted: list[str]) -> dict[str, Analysis]:
+    """Bar t's answers: each request sent as soon as its prompt is built, and the next bar's market part
+    prepared while they are on their way (`stream.ask_bar`); a gateway without a background loop (test
+    fakes) is asked the whole bar at once."""
+    submit = getattr(rt.gateway, "submit_many", None)
+    if submit is None:
+        return _ask(rt, [prepare(rt, s, t, state) for s in wanted])
+    return ask_bar(wanted, lambda s: prepare(rt, s, t, state)[1], submit, lambda: _prepare_next(rt, t))
+
+
+def _prepare_next(rt: AgentRuntime, t: int) -> None:
+    """Build the market part of the next bar's prompts ahead (`MarketContextBuilder.warm`) when the run knows
+    its next bar (`rt.next_bar`: an agent backtest; a daemon's next bar has not closed yet)."""
+    following = rt.next_bar(t) if rt.next_bar is not None else None
+    warm = getattr(rt.builder, "warm", None)
+    if following is None or warm is None:
+        return
+    for symbol in rt.symbols:
+        warm(symbol, rt.source.history(symbol, following))
 
 
 def _ask(rt: AgentRuntime, prepared: list[tuple[str, Prepared]]) -> dict[str, Analysis]:

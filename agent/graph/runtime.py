@@ -11,7 +11,7 @@ Contracts:
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from sqlalchemy.orm import Session, sessionmaker
@@ -52,6 +52,9 @@ class AgentRuntime:
     pending: dict[str, PendingTarget] = field(default_factory=dict)
     recent: dict[str, deque[PastDecision]] = field(default_factory=dict)
     last_bar: int | None = None
+    next_bar: Callable[[int], int | None] | None = None
+    """The bar after t when the run knows its bars ahead (an agent backtest in the stateful prompt mode, whose
+    analyse node prepares that bar's market part while bar t's answers are on their way); None live."""
     stream: DecisionStream | None = None
     """Stateless decisions requested ahead (agent backtests in the stateless prompt mode); None: per tick."""
     llm_calls: int = 0

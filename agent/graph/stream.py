@@ -23,15 +23,22 @@ Contracts:
   The gateway's `LLMUnavailable` is raised again by `answers` for the bar it failed on.
 - Prompts are built in the caller's thread (the GIL would make another thread no faster); HTTP runs on the
   gateway's own event loop. `stats()` reads how many requests are in flight and how many were sent.
+
+In the `stateful` mode a prompt depends on the book, so only one bar is asked at a time: `ask_bar` sends each
+of its requests as soon as its prompt is built (the first is at the server while the next is built), then
+runs `while_waiting` (the analyse node prepares the next bar's market part there) and only then waits.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 
 from agent.llm.schema import Analysis, DecisionRequest, DecisionResult
+
+log = logging.getLogger(__name__)
 
 Prepared = tuple[DecisionRequest, float, str | None] | Analysis
 """A request with its prompt's mapping back (price scale, alias), or the abstained answer of a prompt that
@@ -161,3 +168,31 @@ def _collect(batch: _Batch) -> dict[str, Analysis]:
         s: Analysis.of(res, scale, alias) for (s, scale, alias), res in zip(batch.asked, results, strict=True)
     }
     return out | batch.unasked
+
+
+def ask_bar(
+    symbols: Sequence[str],
+    prepare: Callable[[str], Prepared],
+    submit: Callable[[Sequence[DecisionRequest]], Future[list[DecisionResult]]],
+    while_waiting: Callable[[], object],
+) -> dict[str, Analysis]:
+    """One bar's answer per symbol, in `symbols` order: each request submitted as soon as `prepare` built it,
+    then `while_waiting()` (best effort: an exception there is logged and ignored, it must not cost the bar),
+    then the answers awaited. Answers are matched by position, so they do not depend on arrival order; a
+    prompt that could not be built is its abstained `Analysis`, never sent; the gateway's `LLMUnavailable`
+    is raised for the bar."""
+    sent: dict[str, tuple[Future[list[DecisionResult]], float, str | None]] = {}
+    unasked: dict[str, Analysis] = {}
+    for symbol in symbols:
+        prepared = prepare(symbol)
+        if isinstance(prepared, Analysis):
+            unasked[symbol] = prepared
+            continue
+        request, price_scale, alias = prepared
+        sent[symbol] = (submit([request]), price_scale, alias)
+    try:
+        while_waiting()
+    except Exception:  # noqa: BLE001 - preparing ahead is an optimisation: the bar's answers come first
+        log.debug("preparing the next bar failed; its prompts are built when it comes", exc_info=True)
+    out = {s: Analysis.of(f.result()[0], scale, alias) for s, (f, scale, alias) in sent.items()}
+    return {s: out[s] if s in out else unasked[s] for s in symbols}
