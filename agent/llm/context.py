@@ -31,8 +31,9 @@ Contracts:
   prompt and are counted as one text (`agent.llm.levels.volatile_tokens`: one count per bar, one server
   round trip), through a small memo (`VOLATILE_MEMO` entries), so the long-lived count memo does not grow
   per bar. Both paths count that way. `prepare(symbol, candles)` hands a longer series over
-  ahead of the builds that read it.
-- Thread-safe: builds and `prepare` of one builder run one at a time (they share the count memos).
+  ahead of the builds that read it; `warm(symbol, candles)` builds the market part of a later bar's prompt
+  ahead of its build (same prompt; the build then only adds the tail).
+- Thread-safe: builds, `prepare` and `warm` of one builder run one at a time (they share the count memos).
 """
 
 from __future__ import annotations
@@ -220,6 +221,17 @@ class MarketContextBuilder:
         if self.incremental:
             with self._lock:
                 self._history_cache().prepare(symbol, candles)
+
+    def warm(self, symbol: str, candles: pd.DataFrame) -> None:
+        """Build the market part of the prompt at the last bar of `candles` ahead of its `build` (complete
+        periods encoded and counted, the day in progress extended), so that build only adds the tail.
+
+        For a caller that knows its next bar while it waits (an agent backtest in the stateful prompt mode,
+        during the current bar's requests). The prompt is the same with or without it; a no-op without the
+        incremental cache or for input the cache does not handle (the build raises its errors then)."""
+        if self.incremental:
+            with self._lock:
+                self._history_cache().view(symbol, candles)
 
     def _history_cache(self) -> HistoryCache:
         """The cache for the current configuration (a changed configuration starts an empty one)."""

@@ -21,8 +21,9 @@ Contracts:
   at the cut (the next stored bar less than one timeframe after t).
 - Memory per symbol: the OHLCV and indicator arrays of the longest series, its days and weeks, the
   chunk texts for at most `MAX_DISCLOSURES` disclosures and the text of the last day in progress (the next
-  bar of that day appends its line to it); at most `MAX_SYMBOLS` symbols (least recently used go first).
-  Nothing else is kept per call: everything after the history is rebuilt.
+  bar of that day appends its line to it) and the last view (a build at the bar a warm-up prepared reuses
+  it); at most `MAX_SYMBOLS` symbols (least recently used go first). Nothing else is kept per call:
+  everything after the history is rebuilt.
 - Thread-safe for concurrent symbols when the count functions are (the builder runs its builds one at a
   time, as they share its count memos); a lock per symbol; the levels returned are never mutated.
 """
@@ -229,6 +230,8 @@ class SymbolHistory:
         """Leakage control: the disclosure per reference bar (one per quarter)."""
         self._day: _DayInProgress | None = None
         """The last day in progress encoded (the next bar of that day only appends its line)."""
+        self._viewed: tuple[int, MarketView] | None = None
+        """The last view built and its bar count: a build at the bar a warm-up prepared reuses it."""
 
     # --- the public reads ------------------------------------------------------------------------
 
@@ -340,6 +343,15 @@ class SymbolHistory:
     # --- reading at bar t ------------------------------------------------------------------------
 
     def _view_at(self, n: int) -> MarketView:
+        """The view after `n` stored rows: the last one again if it was built at `n` (rows up to n are
+        unchanged since: any revision resets the history, and the view reads nothing after row n)."""
+        if self._viewed is not None and self._viewed[0] == n:
+            return self._viewed[1]
+        view = self._build_view(n)
+        self._viewed = (n, view)
+        return view
+
+    def _build_view(self, n: int) -> MarketView:
         assert self._tf is not None
         tf = self._tf
         t = pd.Timestamp(int(self._ts[n - 1]), tz="UTC")
