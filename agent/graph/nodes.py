@@ -322,6 +322,7 @@ def _request(
         run_id=rt.run_id,
         bar_ts=t,
         shrink=shrink,
+        stored=prompt.stored,
     )
     return request, prompt
 

@@ -38,8 +38,6 @@ Contracts:
 
 from __future__ import annotations
 
-import hashlib
-import json
 import threading
 from bisect import bisect_left
 from collections.abc import Callable
@@ -49,6 +47,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
+from agent.db.prompts import prompt_text
 from agent.errors import ConfigError, DataError
 from agent.llm import prompts
 from agent.llm.context_cache import CacheSettings, HistoryCache, MarketView
@@ -201,13 +200,15 @@ class MarketContextBuilder:
         history, mix = _history(levels, layout)
         user = head + history + tail
         messages = ({"role": "system", "content": system}, {"role": "user", "content": user})
+        stored = prompt_text(messages)  # the hash, and the text the call store keeps
         prompt = Prompt(
             messages=messages,
-            prompt_hash=prompt_hash(messages),
+            prompt_hash=stored.digest,
             estimated_tokens=planner.cost(layout),
             stable_prefix_chars=len(system) + len(head) + len(history),
             price_scale=disc.price_scale,
             alias=disc.alias,
+            stored=stored,
         )
         return BuiltContext(prompt=prompt, layout=layout, mix=mix)
 
@@ -270,9 +271,9 @@ def budget_from_settings(settings: Settings, max_model_len: int | None = None, m
 
 
 def prompt_hash(messages: tuple[dict[str, str], ...]) -> str:
-    """sha256 of the canonical JSON of the messages (sorted keys, no whitespace, UTF-8)."""
-    canonical = json.dumps(list(messages), ensure_ascii=False, sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+    """sha256 of the canonical JSON of the messages (sorted keys, no whitespace, UTF-8): the digest of the
+    stored form (`agent.db.prompts.prompt_text`), so a decision's prompt hash names its stored prompt."""
+    return prompt_text(messages).digest
 
 
 # --- layout planning -----------------------------------------------------------------------------

@@ -239,7 +239,7 @@ class LLMGateway:
     def _job(self, request: DecisionRequest, model: str, messages: Sequence[dict[str, str]]) -> _Job:
         schema = profiles.decision_schema(request, self.llm.profile)
         payload = profiles.request_payload(self.llm, model, list(messages), schema)
-        key = request_key(payload)
+        key = request_key(payload, request.stored if messages is request.messages else None)
         return _Job(request, payload, key.hash, key.prompt)
 
     async def _decide(self, job: _Job, state: _LoopState) -> tuple[_Job, _Fields]:

@@ -12,6 +12,7 @@ from typing import Protocol
 
 import pandas as pd
 
+from agent.db.prompts import PromptText
 from agent.llm.schema import Action, DecisionRequest, DecisionResult
 from agent.portfolio import PortfolioState
 
@@ -55,6 +56,9 @@ class Prompt:
     """Real price = price in the prompt × price_scale (leakage control rebases prices; else 1.0)."""
     alias: str | None = None
     """The name the symbol goes by in the prompt (leakage control hides tickers); None = real symbol."""
+    stored: PromptText | None = None
+    """The messages as the call store keeps them (canonical JSON; its digest is `prompt_hash`), serialised
+    once here and reused by the gateway; None: the gateway serialises them."""
 
 
 class ContextBuilder(Protocol):

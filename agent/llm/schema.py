@@ -29,6 +29,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
+from agent.db.prompts import PromptText
 from agent.llm.faults import LLMFault
 
 
@@ -105,6 +106,9 @@ class DecisionRequest:
     bar_ts: int | None = None
     shrink: Callable[[], DecisionRequest | None] | None = None
     """Rebuilds this request with a smaller context (after a context-length 400); None = cannot."""
+    stored: PromptText | None = None
+    """`messages` as the call store keeps them, when the prompt builder serialised them already
+    (`Prompt.stored`); None: the gateway serialises them."""
 
 
 @dataclass(frozen=True)

@@ -265,3 +265,27 @@ def test_stored_rows_carry_the_messages_serialised_once_with_the_request_hash(em
     assert first.prompt == request_key(first.request["payload"]).prompt
     assert first.request_hash == request_key(first.request["payload"]).hash
     assert repair.prompt is None
+
+
+def test_messages_the_prompt_builder_serialised_are_stored_as_they_are(emu: VLLMEmulator) -> None:
+    """A request carrying its stored form (`DecisionRequest.stored`, from the prompt builder) hands that very
+    text to the store: the gateway does not serialise a long prompt a second time."""
+    from agent.db.prompts import prompt_text
+    from agent.llm.cache import CallRecord
+
+    rows: list[CallRecord] = []
+
+    class Store:
+        def lookup(self, hashes: list[str]) -> dict[str, Any]:
+            return {}
+
+        def insert_many(self, records: list[CallRecord]) -> list[int]:
+            rows.extend(records)
+            return list(range(len(records)))
+
+    plain = request(2)
+    stored = prompt_text(plain.messages)
+    emu.script(Reply(content=json.dumps(GOOD_BUY)))
+    with LLMGateway(settings(), emu.base_url, store=Store()) as gw:  # type: ignore[arg-type]
+        run(gw, [DecisionRequest(plain.symbol, plain.messages, stored.digest, stored=stored)])
+    assert rows[0].prompt is stored
