@@ -13,7 +13,9 @@ from hypothesis import settings as examples
 from hypothesis import strategies as st
 
 from agent.config import LLMSettings
+from agent.db.prompts import PromptText, prompt_text
 from agent.llm import profiles
+from agent.llm.cache import CallRecord, request_key
 from agent.llm.gateway import LLMGateway
 from agent.llm.parse import parse_answer
 from agent.llm.schema import Action, DecisionRequest, TradeDecision
@@ -240,27 +242,29 @@ def test_sync_calls_reuse_one_client_until_closed(emu: VLLMEmulator) -> None:
     gw.close()
 
 
+class RecordingStore:
+    """A call store that keeps the rows it is given (no cache hits)."""
+
+    def __init__(self) -> None:
+        self.rows: list[CallRecord] = []
+
+    def lookup(self, hashes: list[str]) -> dict[str, Any]:
+        return {}
+
+    def insert_many(self, records: list[CallRecord]) -> list[int]:
+        self.rows.extend(records)
+        return list(range(len(self.rows) - len(records), len(self.rows)))
+
+
 def test_stored_rows_carry_the_messages_serialised_once_with_the_request_hash(emu: VLLMEmulator) -> None:
     """The gateway hands the store the canonical messages it hashed the request with (first attempts and
     their retries), so the store does not serialise a long prompt again; a repair's own messages do not
     carry it (the store serialises those)."""
-    from agent.db.prompts import PromptText
-    from agent.llm.cache import CallRecord, request_key
-
-    rows: list[CallRecord] = []
-
-    class Store:
-        def lookup(self, hashes: list[str]) -> dict[str, Any]:
-            return {}
-
-        def insert_many(self, records: list[CallRecord]) -> list[int]:
-            rows.extend(records)
-            return list(range(len(rows) - len(records), len(rows)))
-
+    store = RecordingStore()
     emu.script(Reply(content="not json"), Reply(content=json.dumps(GOOD_BUY)))
-    with LLMGateway(settings(), emu.base_url, store=Store()) as gw:  # type: ignore[arg-type]
+    with LLMGateway(settings(), emu.base_url, store=store) as gw:  # type: ignore[arg-type]
         run(gw, [request(1)])
-    first, repair = rows
+    first, repair = store.rows
     assert isinstance(first.prompt, PromptText)
     assert first.prompt == request_key(first.request["payload"]).prompt
     assert first.request_hash == request_key(first.request["payload"]).hash
@@ -270,22 +274,10 @@ def test_stored_rows_carry_the_messages_serialised_once_with_the_request_hash(em
 def test_messages_the_prompt_builder_serialised_are_stored_as_they_are(emu: VLLMEmulator) -> None:
     """A request carrying its stored form (`DecisionRequest.stored`, from the prompt builder) hands that very
     text to the store: the gateway does not serialise a long prompt a second time."""
-    from agent.db.prompts import prompt_text
-    from agent.llm.cache import CallRecord
-
-    rows: list[CallRecord] = []
-
-    class Store:
-        def lookup(self, hashes: list[str]) -> dict[str, Any]:
-            return {}
-
-        def insert_many(self, records: list[CallRecord]) -> list[int]:
-            rows.extend(records)
-            return list(range(len(records)))
-
+    store = RecordingStore()
     plain = request(2)
     stored = prompt_text(plain.messages)
     emu.script(Reply(content=json.dumps(GOOD_BUY)))
-    with LLMGateway(settings(), emu.base_url, store=Store()) as gw:  # type: ignore[arg-type]
+    with LLMGateway(settings(), emu.base_url, store=store) as gw:  # type: ignore[arg-type]
         run(gw, [DecisionRequest(plain.symbol, plain.messages, stored.digest, stored=stored)])
-    assert rows[0].prompt is stored
+    assert store.rows[0].prompt is stored
