@@ -270,12 +270,6 @@ def budget_from_settings(settings: Settings, max_model_len: int | None = None, m
     return max(512, max_model_len - settings.llm.max_tokens - margin)
 
 
-def prompt_hash(messages: tuple[dict[str, str], ...]) -> str:
-    """sha256 of the canonical JSON of the messages (sorted keys, no whitespace, UTF-8): the digest of the
-    stored form (`agent.db.prompts.prompt_text`), so a decision's prompt hash names its stored prompt."""
-    return prompt_text(messages).digest
-
-
 # --- layout planning -----------------------------------------------------------------------------
 
 

@@ -10,8 +10,9 @@ import pandas as pd
 import pytest
 
 from agent.config import DEFAULT_DATA_DIR, Settings
+from agent.db.prompts import prompt_text
 from agent.errors import ConfigError, DataError
-from agent.llm.context import BudgetTooSmall, MarketContextBuilder, budget_from_settings, prompt_hash
+from agent.llm.context import BudgetTooSmall, MarketContextBuilder, budget_from_settings
 from agent.llm.protocol import ContextInput, PastDecision, Prompt
 from agent.llm.schema import Action, TradeDecision
 from agent.llm.tokens import EstimateTokenCounter, TokenCounter, smollm2_counter, smollm2_gguf_path
@@ -195,7 +196,11 @@ def test_same_inputs_give_the_same_prompt(counter: TokenCounter, candles: pd.Dat
     second = MarketContextBuilder(counter).build(make_ctx(candles.iloc[:5000]), 10_000)
     assert first == second
     canonical = json.dumps(list(first.messages), ensure_ascii=False, sort_keys=True, separators=(",", ":"))
-    assert first.prompt_hash == prompt_hash(first.messages) == hashlib.sha256(canonical.encode()).hexdigest()
+    assert (
+        first.prompt_hash
+        == prompt_text(first.messages).digest
+        == hashlib.sha256(canonical.encode()).hexdigest()
+    )
     assert first.price_scale == 1.0 and first.alias is None
 
 
