@@ -4,9 +4,9 @@ full copy of a long prompt per attempt, retry and rerun.
 
 Contracts:
 - `canonical_messages(messages)` = their canonical JSON (sorted keys, no whitespace, UTF-8, NaN refused);
-  `prompt_digest(messages)` = its hex sha256: the same formula as `agent.llm.context.prompt_hash`, so a first
-  attempt's `messages_hash` equals its decision's prompt hash. `prompt_text(messages)` = both, as a
-  `PromptText`: what is stored, computed from one serialisation.
+  `prompt_digest(messages)` = its hex sha256, which the context builder uses as the prompt hash (through
+  `prompt_text`), so a first attempt's `messages_hash` equals its decision's prompt hash.
+  `prompt_text(messages)` = both, as a `PromptText`: what is stored, computed from one serialisation.
 - `split_messages(request)` takes the messages out of a call's `request` JSON (`request["payload"]
   ["messages"]`, as the gateway records what it sent) without changing the dict it was given, and returns
   them as they are (not copied, not hashed); a request without messages (a cache hit) gives None.
