@@ -61,7 +61,9 @@ def test_complete_periods_equal_pandas_resampling(
     rng = np.random.default_rng(seed)
     start = pd.Timestamp("2024-01-01", tz="UTC") + pd.Timedelta(minutes=step_minutes * rng.integers(0, 500))
     index = pd.DatetimeIndex(start + pd.Timedelta(minutes=step_minutes) * np.arange(bars), name="date")
-    index = index[rng.random(bars) >= holes] if bars > 1 else index
+    kept = rng.random(bars) >= holes
+    kept[-1] = True  # holes never take every bar (two bars, both dropped, left nothing to resample)
+    index = index[kept]
     close = 100 * np.exp(np.cumsum(rng.normal(0, 0.01, len(index))))
     frame = pd.DataFrame(
         {
