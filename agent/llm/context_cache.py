@@ -232,6 +232,10 @@ class SymbolHistory:
         """The last day in progress encoded (the next bar of that day only appends its line)."""
         self._viewed: tuple[int, MarketView] | None = None
         """The last view built and its bar count: a build at the bar a warm-up prepared reuses it."""
+        self._seen: tuple[list[np.ndarray], int] | None = None
+        """The arrays (open times, OHLCV) of the last input found equal to the stored series over its first
+        rows, when they are read-only: slices of them need not be compared again (`_common`). Held, so
+        their memory cannot be reused by other data."""
 
     # --- the public reads ------------------------------------------------------------------------
 
@@ -270,12 +274,20 @@ class SymbolHistory:
         if np.any(np.diff(ts[max(0, start - 1) :]) <= 0):
             return None  # not ascending or duplicated: the scratch path raises the error
         self._append(ts, ohlcv, start)
+        self._seen = ([ts, *ohlcv], n) if all(_read_only(col) for col in ohlcv) else None
         return n
 
     def _common(self, ts: np.ndarray, ohlcv: list[np.ndarray], m: int) -> int:
-        """Length of the common prefix of the input and the stored series, compared bit for bit (<= m)."""
+        """Length of the common prefix of the input and the stored series, compared bit for bit (<= m).
+
+        Rows an earlier input already matched are not read again when this input is a slice of the same
+        read-only memory (`agent.market.source.read_only`: nobody can have revised them since); a
+        writable input is compared in full every time (it may have been changed in place)."""
         if m == 0:
             return 0
+        if self._seen is not None and m <= self._seen[1]:
+            if all(_same_start(a, b) for a, b in zip((ts, *ohlcv), self._seen[0], strict=True)):
+                return m
         pairs = [(ts[:m], self._ts[:m])]
         pairs += [(col[:m].view(np.int64), self._ohlcv[k, :m].view(np.int64)) for k, col in enumerate(ohlcv)]
         if all(np.array_equal(a, b) for a, b in pairs):
@@ -440,6 +452,23 @@ class SymbolHistory:
 
 
 # --- helpers -------------------------------------------------------------------------------------
+
+
+def _read_only(a: np.ndarray) -> bool:
+    """Whether nobody can write `a`'s memory: the array owning it is read-only."""
+    while isinstance(a.base, np.ndarray):
+        a = a.base
+    return a.base is None and not a.flags.writeable
+
+
+def _same_start(a: np.ndarray, b: np.ndarray) -> bool:
+    """Whether `a` and `b` view the same memory from the same first element with the same layout (so
+    the shorter one's rows are the longer one's first rows)."""
+    return (
+        a.__array_interface__["data"][0] == b.__array_interface__["data"][0]
+        and a.strides == b.strides
+        and a.dtype == b.dtype
+    )
 
 
 def _parse(

@@ -34,8 +34,20 @@ def ts_ms(index: pd.Index) -> np.ndarray:
     return np.asarray(index.as_unit("ms").asi8, dtype=np.int64)
 
 
+def read_only(frame: pd.DataFrame) -> pd.DataFrame:
+    """`frame` on a read-only copy of its values, one column after another in memory (what `FrameSource`
+    serves): writing a bar in place raises, so a revised bar can only come in a new frame, and a consumer
+    that already read a prefix (the context cache) need not read it again. A frame that is not all float64
+    is returned as it is."""
+    if len(frame.columns) == 0 or not all(d == np.float64 for d in frame.dtypes):
+        return frame
+    values = np.array(frame.to_numpy(dtype=np.float64).T, order="C")  # a copy: the caller keeps theirs
+    values.flags.writeable = False
+    return pd.DataFrame(values.T, index=frame.index, columns=frame.columns, copy=False)
+
+
 class FrameSource:
-    """In-memory candle frames, sliced point in time."""
+    """In-memory candle frames, sliced point in time; the bars served are read-only (`read_only`)."""
 
     def __init__(
         self,
@@ -49,7 +61,7 @@ class FrameSource:
             self._set(symbol, frame)
 
     def _set(self, symbol: str, frame: pd.DataFrame) -> None:
-        self._frames[symbol] = frame
+        self._frames[symbol] = read_only(frame)
         self._times[symbol] = ts_ms(frame.index)
 
     def reload(self) -> None:

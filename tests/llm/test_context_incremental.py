@@ -286,3 +286,39 @@ def test_at_most_max_symbols_are_kept() -> None:
         builder.build(make_ctx(frame, f"S{k}/USDT"), 8_000)
     kept = builder._history_cache().bars()  # noqa: SLF001
     assert list(kept) == [f"S{k}/USDT" for k in range(3, MAX_SYMBOLS + 3)]  # the least recently used went
+
+
+def _read_only(frame: pd.DataFrame) -> pd.DataFrame:
+    """`frame` on a read-only copy of its values, as `FrameSource` serves it."""
+    values = np.array(frame.to_numpy(dtype=np.float64).T, order="C")
+    values.flags.writeable = False
+    return pd.DataFrame(values.T, index=frame.index, columns=frame.columns, copy=False)
+
+
+def test_read_only_bars_already_compared_are_not_compared_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The stored series is checked against each input bit for bit; for slices of a read-only frame it
+    already checked, the prefix cannot have changed, so only the new rows are read (an O(1) check per
+    build instead of one pass over years of bars). The prompt is the same."""
+    frame = _read_only(candles("BTC_USDT-1h").iloc[:3_000])
+    inc, ref = builders(False)
+    inc.build(make_ctx(frame.iloc[:2_000]), 8_000)
+
+    def no_full_pass(*_: object) -> bool:
+        raise AssertionError("the stored prefix was compared again")
+
+    monkeypatch.setattr(np, "array_equal", no_full_pass)
+    for n in (2_000, 2_001, 2_002, 2_500, 1_500, 3_000):
+        got = inc.build(make_ctx(frame.iloc[:n]), 8_000)
+        monkeypatch.undo()
+        assert got == ref.build(make_ctx(frame.iloc[:n]), 8_000)
+        monkeypatch.setattr(np, "array_equal", no_full_pass)
+
+
+def test_a_bar_revised_in_place_in_a_writable_frame_is_seen() -> None:
+    """A writable frame can change under the cache between builds: it is compared in full every time."""
+    frame = candles("BTC_USDT-1h").iloc[:3_000].copy()
+    inc, ref = builders(False)
+    inc.build(make_ctx(frame), 8_000)
+    frame.iloc[2_900, frame.columns.get_loc("close")] *= 1.01  # revised in place, same memory
+    assert_same(inc, ref, make_ctx(frame), 8_000)
+    assert_same(inc, ref, make_ctx(frame.iloc[:2_950]), 8_000)

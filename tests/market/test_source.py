@@ -20,3 +20,28 @@ def test_an_index_of_numbers_is_refused_not_read_as_times() -> None:
     frame = pd.DataFrame({"close": [1.0, 2.0]}, index=pd.Index([1_704_067_200_000, 1_704_070_800_000]))
     with pytest.raises(TypeError, match="indexed by bar open time"):
         ts_ms(frame.index)
+
+
+def test_frame_source_history_cannot_be_revised_in_place() -> None:
+    """The bars a source serves are read-only (a revised bar comes in a new frame), so what a build read
+    once stays what it read; the values and the frame's shape are those handed over."""
+    from agent.market.source import FrameSource
+
+    index = pd.date_range("2024-01-01", periods=48, freq="h", tz="UTC")
+    rng = np.random.default_rng(1)
+    columns = ["open", "high", "low", "close", "volume"]
+    frame = pd.DataFrame(rng.random((48, 5)) + 1.0, index=index, columns=columns)
+    source = FrameSource({"BTC/USDT": frame})
+    served = source.history("BTC/USDT", int(index[30].value // 1_000_000))
+    pd.testing.assert_frame_equal(served, frame.iloc[:31])
+    t = int(index[30].value // 1_000_000)
+    try:
+        served.iloc[3, 0] = 99.0  # a read-only view refuses it, or copy-on-write gives `served` its own copy
+    except ValueError:
+        pass
+    frame.iloc[4, 0] = 99.0  # the caller's frame stays theirs: the source holds a read-only copy
+    assert (source.history("BTC/USDT", t).iloc[3:5, 0] != 99.0).all()
+    owner = source.history("BTC/USDT", t).to_numpy(copy=False)
+    while isinstance(owner.base, np.ndarray):
+        owner = owner.base
+    assert not owner.flags.writeable  # the memory behind every served frame
