@@ -19,13 +19,18 @@ Contracts:
   for audit but never served.
 - `lookup` answers many hashes in one query (per 2,000 hashes); `insert_many` writes many rows in one
   transaction (one Core insert for the prompts, one for the calls) and returns their ids in input order.
-  Both block: the gateway runs them in a worker thread.
+  `store_prompts` writes prompts ahead of their calls (the gateway does, while the request is in flight);
+  `insert_many` then skips the prompts this store wrote (nothing ever deletes a stored prompt), so the
+  write after an answer holds only the call rows. All three block: the gateway runs them in a worker
+  thread; they are thread-safe.
 - Text from the model (response, reasoning, error, model name) is stored through `agent.textsafe.for_storage`.
 """
 
 from __future__ import annotations
 
 import json
+import threading
+from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -151,12 +156,19 @@ class CachedAnswer:
     latency_ms: float | None
 
 
+STORED_MEMO = 1024
+"""How many recently stored prompt digests a `CallStore` remembers (a prompt is stored ahead of its call)."""
+
+
 class CallStore:
     """The `llm_calls` table behind a session factory."""
 
     def __init__(self, factory: sessionmaker[Session]) -> None:
         """Wrap a session factory (from `agent.db.session.open_db`)."""
         self._factory = factory
+        self._stored: OrderedDict[str, None] = OrderedDict()
+        """Digests of prompts this store committed lately (`STORED_MEMO`): `insert_many` skips them."""
+        self._lock = threading.Lock()
 
     def lookup(self, hashes: Iterable[str]) -> dict[str, CachedAnswer]:
         """The newest servable answer per request hash (hashes without one are absent)."""
@@ -198,9 +210,30 @@ class CallStore:
             return []
         texts: dict[int, PromptText] = {}  # by id of the messages object: the records keep them alive
         rows = [_call_row(record, texts) for record in records]
+        with self._lock:
+            new = [t for t in texts.values() if t.digest not in self._stored]
         with transaction(self._factory) as session:
-            store_prompts(session, texts.values())
-            return list(session.connection().execute(_INSERT_CALLS, rows).scalars())
+            store_prompts(session, new)
+            ids = list(session.connection().execute(_INSERT_CALLS, rows).scalars())
+        self._remember(new)
+        return ids
+
+    def store_prompts(self, prompts: Sequence[PromptText]) -> None:
+        """Write `prompts` now, in their own transaction, ahead of the calls that will name them."""
+        with self._lock:
+            new = [p for p in prompts if p.digest not in self._stored]
+        if new:
+            with transaction(self._factory) as session:
+                store_prompts(session, new)
+            self._remember(new)
+
+    def _remember(self, prompts: Sequence[PromptText]) -> None:
+        with self._lock:
+            for p in prompts:
+                self._stored[p.digest] = None
+                self._stored.move_to_end(p.digest)
+            while len(self._stored) > STORED_MEMO:
+                self._stored.popitem(last=False)
 
     def count(self) -> int:
         """Number of rows (for tests and `tradegraph llm` reports)."""

@@ -11,6 +11,8 @@ Contracts (implements `agent.llm.protocol.DecisionGateway`):
 - Cache (`llm.cache_mode`): all request hashes are looked up in one query before any call; hits are served
   without touching the endpoint. Every attempt and every hit is written to `llm_calls` in one batch (in a
   worker thread) before `decide_many` returns, and each result carries the `llm_call_id` of its last row.
+  The prompts of the requests sent are written to `llm_prompts` while those requests are in flight, so the
+  write after the answers holds only the call rows.
 - Faults: per-attempt deadline `llm.timeout_s`; connection errors, 5xx and 429 are retried up to
   `llm.max_retries` times with exponential backoff and jitter (injectable `sleep`); a timeout is not retried.
   A circuit breaker (`circuit.py`) counts calls that failed after their retries. A 400 for an over-long
@@ -165,7 +167,17 @@ class LLMGateway:
             hit = hits.get(job.hash)
             done.append(self._serve_cached(job, hit) if hit else None)
         misses = [i for i, d in enumerate(done) if d is None]
-        answered = await asyncio.gather(*(self._decide(jobs[i], state) for i in misses))
+        ahead = [p for i in misses if (p := jobs[i].prompt) is not None]
+        stored = (
+            asyncio.ensure_future(asyncio.to_thread(self.store.store_prompts, ahead))
+            if ahead and self.store
+            else None
+        )
+        try:
+            answered = await asyncio.gather(*(self._decide(jobs[i], state) for i in misses))
+        finally:
+            if stored is not None:
+                await stored  # the prompts, written while the requests were in flight
         for i, outcome in zip(misses, answered, strict=True):
             done[i] = outcome
         return await self._finish([d for d in done if d is not None])

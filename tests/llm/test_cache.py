@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -12,6 +13,7 @@ from sqlalchemy import Engine, event, select
 
 from agent.config import LLMSettings
 from agent.db.models import LLMCall
+from agent.db.prompts import prompt_text
 from agent.db.session import open_db
 from agent.llm import profiles
 from agent.llm.cache import CallRecord, CallStore, canonical_json, request_hash
@@ -183,3 +185,33 @@ def test_store_lookup_returns_newest_servable_row(db: tuple[Engine, CallStore]) 
     found = store.lookup(["a", "b", "c", "d"])
     assert set(found) == {"a"} and found["a"].response_text == "2" and found["a"].id == ids[1]
     assert store.insert_many([]) == []
+
+
+def test_a_prompt_is_stored_while_its_request_is_in_flight(
+    emu: VLLMEmulator, db: tuple[Engine, CallStore]
+) -> None:
+    """The long prompt text goes to `llm_prompts` while the server works on the request; once the answer is
+    in, only the small call row is written (a stateful bar waits for that write). The rows are the same."""
+    engine, store = db
+    committed = threading.Event()
+    statements: list[tuple[bool, str]] = []
+    answered = threading.Event()
+    event.listen(engine, "commit", lambda *_: committed.set())
+    event.listen(engine, "before_cursor_execute", lambda *a: statements.append((answered.is_set(), a[2])))
+
+    stored_in_flight: list[bool] = []
+
+    def responder(body: dict[str, Any]) -> None:  # runs when the request reaches the server
+        stored_in_flight.append(committed.wait(10))  # bounded: the prompt is stored in flight, or never
+        answered.set()
+
+    emu.set_responder(responder)
+    (result,) = LLMGateway(settings(), emu.base_url, store=store).decide_many_sync([request(7)])
+    assert stored_in_flight == [True] and not result.abstained
+    before = [s for after, s in statements if not after and "llm_prompts" in s]
+    after = [s for after, s in statements if after]
+    assert any(s.lstrip().upper().startswith("INSERT") for s in before)
+    assert not any("llm_prompts" in s for s in after)  # the answer's write: the call row only
+    with engine.connect() as conn:
+        row = conn.execute(select(LLMCall.messages_hash).where(LLMCall.id == result.llm_call_id)).one()
+    assert row.messages_hash == prompt_text(list(request(7).messages)).digest

@@ -255,6 +255,9 @@ class RecordingStore:
         self.rows.extend(records)
         return list(range(len(self.rows) - len(records), len(self.rows)))
 
+    def store_prompts(self, prompts: list[PromptText]) -> None:
+        pass
+
 
 def test_stored_rows_carry_the_messages_serialised_once_with_the_request_hash(emu: VLLMEmulator) -> None:
     """The gateway hands the store the canonical messages it hashed the request with (first attempts and
