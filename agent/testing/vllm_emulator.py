@@ -12,7 +12,10 @@ Usage::
 Contracts:
 - Runs aiohttp on 127.0.0.1 (port 0) in a background thread with its own event loop; hundreds of concurrent
   connections are fine. At most `max_num_seqs` requests are "running"; the rest wait (vLLM's
-  `--max-num-seqs`). Each running request takes `latency_s`.
+  `--max-num-seqs`). Each running request takes `latency_s` from its body's arrival, its parsing, tokenising
+  and prefix-cache bookkeeping included (the time it waited for a slot excluded), as a server's latency is
+  measured: on a machine shared with the client, the emulator's own CPU does not lengthen it. A scripted
+  `delay_s` is slept as given.
 - vLLM's dialect: `/v1/models` (with `max_model_len`), `/v1/chat/completions` (plain, and SSE with a final
   usage chunk when `stream_options.include_usage`), `/tokenize`, `/health` (503 when `healthy=False`),
   `/metrics` (Prometheus). Errors are `{"error": {"message", "type", "param", "code"}}`; an over-long prompt
@@ -372,6 +375,7 @@ class VLLMEmulator:
 
     async def _chat(self, request: web.Request) -> web.StreamResponse:
         raw = await request.read()
+        arrived = time.perf_counter()
         try:
             body = json.loads(raw)
         except ValueError:
@@ -396,7 +400,7 @@ class VLLMEmulator:
         if max_tokens and len(tokens) + int(max_tokens) > self.max_model_len:
             return _context_error(len(tokens), int(max_tokens), self.max_model_len)
         seed = int.from_bytes(hashlib.sha256(raw).digest()[:8], "big")
-        return await self._generate(request, body, reply, tokens, max_tokens, seed)
+        return await self._generate(request, body, reply, tokens, max_tokens, seed, arrived)
 
     def _validate(self, body: dict[str, Any]) -> web.Response | None:
         if body.get("model") != self.model:
@@ -420,10 +424,13 @@ class VLLMEmulator:
         tokens: list[int],
         max_tokens: Any,
         seed: int,
+        arrived: float,
     ) -> web.StreamResponse:
         assert self._seqs is not None and self._stopping is not None
         self._m["waiting"] += 1
+        queued = time.perf_counter()
         async with self._seqs:
+            admitted = time.perf_counter()
             self._m["waiting"] -= 1
             self._m["running"] += 1
             self._m["peak"] = max(self._m["peak"], self._m["running"])
@@ -433,7 +440,10 @@ class VLLMEmulator:
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(self._stopping.wait(), self.hang_s)
                     return _error(500, "emulator shut down while hanging")
-                delay = reply.delay_s if reply is not None and reply.delay_s is not None else self.latency_s
+                if reply is not None and reply.delay_s is not None:
+                    delay = reply.delay_s
+                else:  # the latency counts from arrival: this request's own work so far is part of it
+                    delay = self.latency_s - (queued - arrived) - (time.perf_counter() - admitted)
                 if delay > 0:
                     await asyncio.sleep(delay)  # cancelled on client disconnect or shutdown
             finally:
