@@ -98,16 +98,11 @@ def _observe(rt: AgentRuntime) -> Node:
                 age = (t - last) // bar_ms
                 skipped[symbol] = f"stale data: no bar at t, the last one is {age} bar(s) older"
                 continue
-            row = hist.iloc[-1]
-            bars[symbol] = Bar(*(float(row[k]) for k in ("open", "high", "low", "close", "volume")))
-            marks[symbol] = float(row["close"])
-            tail = hist.iloc[-ATR_WINDOW:]
-            value = atr(
-                tail["high"].to_numpy(),
-                tail["low"].to_numpy(),
-                tail["close"].to_numpy(),
-                rt.settings.risk.atr_period,
-            )[-1]
+            o, h, lo, c, v = (hist[k].to_numpy() for k in ("open", "high", "low", "close", "volume"))
+            bars[symbol] = Bar(float(o[-1]), float(h[-1]), float(lo[-1]), float(c[-1]), float(v[-1]))
+            marks[symbol] = float(c[-1])
+            w = slice(-ATR_WINDOW, None)
+            value = atr(h[w], lo[w], c[w], rt.settings.risk.atr_period)[-1]
             atrs[symbol] = float(value) if np.isfinite(value) else math.nan
         return {
             "marks": marks,
@@ -216,9 +211,15 @@ def _ask_bar(rt: AgentRuntime, t: int, state: TickState, wanted: list[str]) -> d
     prepared while they are on their way (`stream.ask_bar`); a gateway without a background loop (test
     fakes) is asked the whole bar at once."""
     submit = getattr(rt.gateway, "submit_many", None)
+    ctxs = {s: context_input(rt, s, t, state) for s in wanted}
+    count_ahead = getattr(rt.builder, "count_ahead", None)
+    if count_ahead is not None:  # the bar's per-bar texts counted at once, before the first request leaves
+        count_ahead(list(ctxs.values()))
     if submit is None:
-        return _ask(rt, [prepare(rt, s, t, state) for s in wanted])
-    return ask_bar(wanted, lambda s: prepare(rt, s, t, state)[1], submit, lambda: _prepare_next(rt, t))
+        return _ask(rt, [prepare(rt, s, t, state, ctxs[s]) for s in wanted])
+    return ask_bar(
+        wanted, lambda s: prepare(rt, s, t, state, ctxs[s])[1], submit, lambda: _prepare_next(rt, t)
+    )
 
 
 def _prepare_next(rt: AgentRuntime, t: int) -> None:
@@ -246,28 +247,36 @@ def _ask(rt: AgentRuntime, prepared: list[tuple[str, Prepared]]) -> dict[str, An
     return {s: out[s] for s, _ in prepared}
 
 
-def prepare(rt: AgentRuntime, symbol: str, t: int, state: TickState | None) -> tuple[str, Prepared]:
-    """The request for `symbol` at bar t with its prompt's mapping back, or, when the prompt cannot be built,
-    the abstained answer (budget, or a tokenizer without a fallback).
+def context_input(rt: AgentRuntime, symbol: str, t: int, state: TickState | None) -> ContextInput:
+    """What the prompt for `symbol` at bar t shows.
 
-    Stateful (`llm.prompt_mode`, the default): the prompt shows the account, the positions, the allowance
-    and the symbol's past decisions from `state`. Stateless (or `state` None): only the market up to t and
-    the question, so it can be built for any bar ahead (`agent.graph.stream`); the risk layer then applies
-    the allowance to the answer."""
+    Stateful (`llm.prompt_mode`, the default): the account, the positions, the allowance and the symbol's
+    past decisions from `state`. Stateless (or `state` None): only the market up to t and the question, so it
+    can be built for any bar ahead (`agent.graph.stream`); the risk layer then applies the allowance to the
+    answer."""
     hist = rt.source.history(symbol, t)
     if state is None or rt.settings.llm.prompt_mode == "stateless":
-        ctx = ContextInput(symbol=symbol, candles=hist, portfolio=None, marks={})
-    else:
-        a = state["allowances"][symbol]
-        ctx = ContextInput(
-            symbol=symbol,
-            candles=hist,
-            portfolio=state["portfolio"],
-            marks=state["marks"],
-            recent_decisions=_with_outcomes(rt.recent_for(symbol), hist),
-            allowed_actions=a.actions,
-            max_exposure=a.max_exposure,
-        )
+        return ContextInput(symbol=symbol, candles=hist, portfolio=None, marks={})
+    a = state["allowances"][symbol]
+    return ContextInput(
+        symbol=symbol,
+        candles=hist,
+        portfolio=state["portfolio"],
+        marks=state["marks"],
+        recent_decisions=_with_outcomes(rt.recent_for(symbol), hist),
+        allowed_actions=a.actions,
+        max_exposure=a.max_exposure,
+    )
+
+
+def prepare(
+    rt: AgentRuntime, symbol: str, t: int, state: TickState | None, ctx: ContextInput | None = None
+) -> tuple[str, Prepared]:
+    """The request for `symbol` at bar t (`ctx`, else `context_input(rt, symbol, t, state)`) with its
+    prompt's mapping back, or, when the prompt cannot be built, the abstained answer (budget, or a tokenizer
+    without a fallback)."""
+    if ctx is None:
+        ctx = context_input(rt, symbol, t, state)
     try:
         request, prompt = _request(rt, ctx, t, rt.budget_tokens)
     except BudgetTooSmall as e:  # the current state alone outgrew the budget: abstain, recorded
@@ -332,17 +341,30 @@ def _abstain(symbol: str, reason: str, fault: LLMFault) -> Analysis:
     return Analysis(symbol, hold(symbol, reason), abstained=True, fault=fault, reason=reason)
 
 
+_NS_PER = {"s": 1_000_000_000, "ms": 1_000_000, "us": 1_000, "ns": 1}
+
+
+def _index_ticks(index: pd.Index) -> tuple[np.ndarray, int]:
+    """A candle frame's open times in the index's own unit (a view, not a converted copy of years of bars)
+    and the nanoseconds per unit; `TypeError` for an index that is not of times (as `ts_ms`)."""
+    if not isinstance(index, pd.DatetimeIndex):
+        ts_ms(index)  # raises, with its message
+    assert isinstance(index, pd.DatetimeIndex)
+    return index.asi8, _NS_PER[index.unit]
+
+
 def _with_outcomes(recent: tuple[PastDecision, ...], hist: pd.DataFrame) -> tuple[PastDecision, ...]:
     """Past decisions with the return from their bar's close to the current close (known at t)."""
     if not recent:
         return ()
-    times = ts_ms(hist.index)
+    times, per = _index_ticks(hist.index)
     closes = hist["close"].to_numpy()
     out = []
     for d in recent:
-        i = int(np.searchsorted(times, d.bar_ts))
+        key, off = divmod(d.bar_ts * 1_000_000, per)  # the bar's open time in the index's unit, if whole
+        i = int(np.searchsorted(times, key)) if not off else len(times)
         realised = None
-        if i < len(times) and times[i] == d.bar_ts and closes[i] > 0:
+        if i < len(times) and times[i] == key and closes[i] > 0:
             realised = float(closes[-1] / closes[i] - 1.0)
         out.append(PastDecision(d.bar_ts, d.action, d.target_exposure, d.confidence, d.rationale, realised))
     return tuple(out)
