@@ -32,18 +32,15 @@ Contracts:
   round trip), through a small memo (`VOLATILE_MEMO` entries), so the long-lived count memo does not grow
   per bar. Both paths count that way. `prepare(symbol, candles)` hands a longer series over
   ahead of the builds that read it; `warm(symbol, candles)` builds the market part of a later bar's prompt
-  ahead of its build (same prompt; the build then only adds the tail); `count_ahead(ctxs)` counts the per-bar
-  texts of a bar's prompts at the same time, ahead of their builds (same prompts).
+  ahead of its build (same prompt; the build then only adds the tail).
 - Thread-safe: builds, `prepare` and `warm` of one builder run one at a time (they share the count memos).
 """
 
 from __future__ import annotations
 
-import logging
 import threading
 from bisect import bisect_left
-from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -72,8 +69,6 @@ from agent.market.candles import TIMEFRAME_MS, timeframe_ms
 if TYPE_CHECKING:
     from agent.config import Settings
 
-log = logging.getLogger(__name__)
-
 SPANS_WEEKS = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512, 768, 1024)
 """Block lengths tried, in whole weeks before the current week (about x1.4 apart)."""
 MESSAGE_OVERHEAD = 8
@@ -82,8 +77,6 @@ REPLY_OVERHEAD = 16
 """Tokens of the assistant header the template appends (generation prompt, empty think block)."""
 DEFAULT_CONTEXT_LEN = 8192
 """Context length assumed when the server reports none (the prompt budget is this minus the output)."""
-AHEAD_THREADS = 8
-"""At most this many per-bar texts are counted at the same time (`count_ahead`)."""
 VOLATILE_MEMO = 64
 """Counts of per-bar texts kept (the long-lived count memo keeps only texts that recur)."""
 BASE_SHARE, DAILY_SHARE = 0.5, 0.6
@@ -159,8 +152,6 @@ class MarketContextBuilder:
         self._cache: HistoryCache | None = None
         self._lock = threading.RLock()
         """Builds share the count memos and the cache: one at a time (they are CPU-bound anyway)."""
-        self._pool: ThreadPoolExecutor | None = None
-        """Threads that count a bar's per-bar texts at once (`count_ahead`), made on first use."""
         self._volatile = CachingTokenCounter(self.counter.inner, max_entries=VOLATILE_MEMO)
         """Counts texts that change at every bar (the tail, the day in progress): a few kept, for the
         rebuilds of the same bar (a halved budget), not one per bar."""
@@ -242,41 +233,6 @@ class MarketContextBuilder:
         if self.incremental:
             with self._lock:
                 self._history_cache().view(symbol, candles)
-
-    def count_ahead(self, ctxs: Sequence[ContextInput]) -> None:
-        """Count the texts that change at every bar (the day in progress and the tail) of several prompts at
-        the same time, so that their builds find the counts in the memo: one round trip's wait for the whole
-        bar instead of one per prompt, the later ones queued behind the requests already sent.
-
-        For a caller about to build several prompts of one bar (the stateful prompt mode: the tail shows the
-        book, known only once the bar settled). Best effort and the same prompts: a text that cannot be
-        counted here is counted, and its failure handled, by its build. A no-op without the incremental
-        cache."""
-        if not self.incremental or len(ctxs) < 2:
-            return
-        with self._lock:
-            try:
-                texts = [self._volatile_text(ctx) for ctx in ctxs]
-                if self._pool is None:
-                    self._pool = ThreadPoolExecutor(AHEAD_THREADS, thread_name_prefix="count-ahead")
-                counting = [self._pool.submit(self._volatile.count, text) for text in texts if text]
-            except Exception:  # noqa: BLE001 - the builds meet the same failure and handle it
-                log.debug("counting ahead failed; the builds count", exc_info=True)
-                return
-            for done in counting:
-                try:
-                    done.result()
-                except Exception:  # noqa: BLE001 - the build counts it again and handles the failure
-                    log.debug("counting ahead failed; the build counts", exc_info=True)
-
-    def _volatile_text(self, ctx: ContextInput) -> str | None:
-        """The text `volatile_tokens` counts for `ctx`'s prompt (None: built from scratch, not ahead)."""
-        view = self._cached_view(ctx)
-        if view is None:
-            return None
-        levels = [(lv.name, lv.frame) for lv in view.levels]
-        tail = prompts.tail_text(ctx, view.disc, levels, view.tf, self.max_decisions)
-        return view.levels[0].volatile + tail
 
     def _history_cache(self) -> HistoryCache:
         """The cache for the current configuration (a changed configuration starts an empty one)."""

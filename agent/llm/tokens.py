@@ -32,7 +32,6 @@ import json
 import logging
 import math
 import re
-import threading
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
@@ -260,23 +259,19 @@ class CachingTokenCounter:
         self.name = inner.name
         self._max = max_entries
         self._cache: OrderedDict[str, int] = OrderedDict()
-        self._lock = threading.Lock()
         self.misses = 0
 
     def count(self, text: str) -> int:
-        """The inner counter's count, computed once per distinct text (thread-safe; two threads asking for
-        the same new text may both ask the inner counter)."""
-        with self._lock:
-            hit = self._cache.get(text)
-            if hit is not None:
-                self._cache.move_to_end(text)
-                return hit
-            self.misses += 1
+        """The inner counter's count, computed once per distinct text."""
+        hit = self._cache.get(text)
+        if hit is not None:
+            self._cache.move_to_end(text)
+            return hit
+        self.misses += 1
         value = self.inner.count(text)
-        with self._lock:
-            self._cache[text] = value
-            if len(self._cache) > self._max:
-                self._cache.popitem(last=False)
+        self._cache[text] = value
+        if len(self._cache) > self._max:
+            self._cache.popitem(last=False)
         return value
 
 
