@@ -211,15 +211,9 @@ def _ask_bar(rt: AgentRuntime, t: int, state: TickState, wanted: list[str]) -> d
     prepared while they are on their way (`stream.ask_bar`); a gateway without a background loop (test
     fakes) is asked the whole bar at once."""
     submit = getattr(rt.gateway, "submit_many", None)
-    ctxs = {s: context_input(rt, s, t, state) for s in wanted}
-    count_ahead = getattr(rt.builder, "count_ahead", None)
-    if count_ahead is not None:  # the bar's per-bar texts counted at once, before the first request leaves
-        count_ahead(list(ctxs.values()))
     if submit is None:
-        return _ask(rt, [prepare(rt, s, t, state, ctxs[s]) for s in wanted])
-    return ask_bar(
-        wanted, lambda s: prepare(rt, s, t, state, ctxs[s])[1], submit, lambda: _prepare_next(rt, t)
-    )
+        return _ask(rt, [prepare(rt, s, t, state) for s in wanted])
+    return ask_bar(wanted, lambda s: prepare(rt, s, t, state)[1], submit, lambda: _prepare_next(rt, t))
 
 
 def _prepare_next(rt: AgentRuntime, t: int) -> None:
@@ -269,14 +263,10 @@ def context_input(rt: AgentRuntime, symbol: str, t: int, state: TickState | None
     )
 
 
-def prepare(
-    rt: AgentRuntime, symbol: str, t: int, state: TickState | None, ctx: ContextInput | None = None
-) -> tuple[str, Prepared]:
-    """The request for `symbol` at bar t (`ctx`, else `context_input(rt, symbol, t, state)`) with its
-    prompt's mapping back, or, when the prompt cannot be built, the abstained answer (budget, or a tokenizer
-    without a fallback)."""
-    if ctx is None:
-        ctx = context_input(rt, symbol, t, state)
+def prepare(rt: AgentRuntime, symbol: str, t: int, state: TickState | None) -> tuple[str, Prepared]:
+    """The request for `symbol` at bar t (what `context_input` shows) with its prompt's mapping back, or,
+    when the prompt cannot be built, the abstained answer (budget, or a tokenizer without a fallback)."""
+    ctx = context_input(rt, symbol, t, state)
     try:
         request, prompt = _request(rt, ctx, t, rt.budget_tokens)
     except BudgetTooSmall as e:  # the current state alone outgrew the budget: abstain, recorded
