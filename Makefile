@@ -28,7 +28,7 @@ LLAMA_BUILD := CMAKE_ARGS='$(LLAMA_CMAKE)' CMAKE_BUILD_PARALLEL_LEVEL=$$(nproc)
 $(STAMP): pyproject.toml | $(BIN)/python
 	$(LLAMA_BUILD) $(BIN)/pip install --quiet -e '.[local,dev]'
 	$(BIN)/python .ci/check-llama.py || { \
-	  $(BIN)/pip cache remove 'llama_cpp_python*' && \
+	  { $(BIN)/pip cache remove 'llama_cpp_python*' || true; } && \
 	  $(LLAMA_BUILD) $(BIN)/pip install --quiet --force-reinstall --no-deps --no-binary llama-cpp-python \
 	    "llama-cpp-python==$$($(BIN)/pip show llama-cpp-python | sed -n 's/^Version: //p')" && \
 	  $(BIN)/python .ci/check-llama.py; }
