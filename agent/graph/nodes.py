@@ -331,16 +331,13 @@ def _abstain(symbol: str, reason: str, fault: LLMFault) -> Analysis:
     return Analysis(symbol, hold(symbol, reason), abstained=True, fault=fault, reason=reason)
 
 
-_NS_PER = {"s": 1_000_000_000, "ms": 1_000_000, "us": 1_000, "ns": 1}
-
-
 def _index_ticks(index: pd.Index) -> tuple[np.ndarray, int]:
     """A candle frame's open times in the index's own unit (a view, not a converted copy of years of bars)
     and the nanoseconds per unit; `TypeError` for an index that is not of times (as `ts_ms`)."""
     if not isinstance(index, pd.DatetimeIndex):
         ts_ms(index)  # raises, with its message
     assert isinstance(index, pd.DatetimeIndex)
-    return index.asi8, _NS_PER[index.unit]
+    return index.asi8, int(pd.Timedelta(1, unit=index.unit).value)
 
 
 def _with_outcomes(recent: tuple[PastDecision, ...], hist: pd.DataFrame) -> tuple[PastDecision, ...]:

@@ -234,8 +234,9 @@ class SymbolHistory:
         """The last view built and its bar count: a build at the bar a warm-up prepared reuses it."""
         self._seen: tuple[list[np.ndarray], int] | None = None
         """The arrays (open times, OHLCV) of the last input found equal to the stored series over its first
-        rows, when they are read-only: slices of them need not be compared again (`_common`). Held, so
-        their memory cannot be reused by other data."""
+        rows, when its OHLCV memory is read-only (the open times are a pandas index's, which pandas never
+        changes in place): slices of them need not be compared again (`_common`). Held, so their memory
+        cannot be reused by other data."""
 
     # --- the public reads ------------------------------------------------------------------------
 
