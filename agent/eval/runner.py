@@ -253,6 +253,7 @@ def _llm_cell(
     show_progress: bool,
 ) -> CellResult:
     cs = llm_settings(campaign, cell, settings)
+    source = load_source(cs)  # read once: the run, its buy-and-hold baseline and its outcomes share it
     resumed = status is RunStatus.DONE
     if not resumed:
         run_agent_backtest(
@@ -264,11 +265,11 @@ def _llm_cell(
             reports_dir=folder,
             console=console,
             show_progress=show_progress,
+            source=source,
         )
     metrics, report = _stored(factory, run_id)
     eq = equity_frame(factory, run_id)
     index = pd.DatetimeIndex(eq.index)
-    source = load_source(cs)
     hold, _ = buy_and_hold(source, list(cell.symbols), index, trading_rules(cs), cs)
     outcomes = directional_outcomes(decisions_frame(factory, run_id), source)
     initial = float(cs.broker.initial_cash)

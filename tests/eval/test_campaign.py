@@ -265,3 +265,33 @@ def test_a_window_without_data_fails_before_anything_is_recorded(tmp_path: Path,
             assert s.scalar(select(func.count()).select_from(Run)) == 0
     finally:
         engine.dispose()
+
+
+def test_an_llm_cell_reads_its_candles_once(
+    tmp_path: Path, data_folder: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import agent.eval.runner as runner
+    import agent.graph.backtest as backtest
+
+    loads: list[str] = []
+
+    def counted(module: Any) -> Any:
+        real = module.load_source
+
+        def load_source(settings: Settings, *args: Any, **kwargs: Any) -> Any:
+            loads.append(module.__name__)
+            return real(settings, *args, **kwargs)
+
+        return load_source
+
+    monkeypatch.setattr(runner, "load_source", counted(runner))
+    monkeypatch.setattr(backtest, "load_source", counted(backtest))
+    url = f"sqlite:///{tmp_path / 'ledger.db'}"
+    with VLLMEmulator(latency_s=0.0, max_model_len=65536) as emu:
+        settings = emulator_settings(url, emu.base_url, data_dir=data_folder)
+        results = _run(_file(tmp_path), settings, tmp_path / "reports")
+    llm_cells = sum(r.cell.kind == "llm" for r in results)
+    assert llm_cells == 2
+    # once per LLM cell to check the campaign before anything runs, once more to run the cell: the run,
+    # its buy-and-hold baseline and its decisions' outcomes share that one
+    assert loads == ["agent.eval.runner"] * (2 * llm_cells)
