@@ -89,20 +89,19 @@ def _observe(rt: AgentRuntime) -> Node:
         bars: dict[str, Bar] = {}
         skipped: dict[str, str] = {}
         for symbol in state["symbols"]:
-            hist = rt.source.history(symbol, t)
-            if hist.empty:
+            w = rt.source.window(symbol, t, ATR_WINDOW)
+            if not len(w):
                 skipped[symbol] = "no data at or before this bar"
                 continue
-            last = int(ts_ms(hist.index[-1:])[0])
+            last = int(w.open_ms[-1])
             if last != t:
                 age = (t - last) // bar_ms
                 skipped[symbol] = f"stale data: no bar at t, the last one is {age} bar(s) older"
                 continue
-            o, h, lo, c, v = (hist[k].to_numpy() for k in ("open", "high", "low", "close", "volume"))
-            bars[symbol] = Bar(float(o[-1]), float(h[-1]), float(lo[-1]), float(c[-1]), float(v[-1]))
-            marks[symbol] = float(c[-1])
-            w = slice(-ATR_WINDOW, None)
-            value = atr(h[w], lo[w], c[w], rt.settings.risk.atr_period)[-1]
+            o, h, lo, c, v = (float(x[-1]) for x in (w.open, w.high, w.low, w.close, w.volume))
+            bars[symbol] = Bar(o, h, lo, c, v)
+            marks[symbol] = c
+            value = atr(w.high, w.low, w.close, rt.settings.risk.atr_period)[-1]
             atrs[symbol] = float(value) if np.isfinite(value) else math.nan
         return {
             "marks": marks,

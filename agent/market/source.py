@@ -7,6 +7,8 @@ Contracts:
 - `history(symbol, bar_ts)` returns the candle frame up to and including bar `bar_ts` (its open time), never a
   row after it — the clock is whatever `bar_ts` the caller passes (simulated in backtests and replays, the
   last closed bar in live mode).
+- `window(symbol, bar_ts, n)` is the last `n` rows of that frame (fewer near the start) as read-only arrays,
+  column by column, for readers of a few recent bars that need no frame (the observe node, every tick).
 - `FrameSource` keeps whole frames in memory and slices with a binary search (no copy of the past per tick
   beyond the view); `reload()` re-reads them after the market-data service stored new bars.
 """
@@ -14,16 +16,37 @@ Contracts:
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
 import pandas as pd
+
+OHLCV = ("open", "high", "low", "close", "volume")
+
+
+@dataclass(frozen=True)
+class BarWindow:
+    """The last bars up to a bar, oldest first, column by column (read-only arrays of equal length)."""
+
+    open_ms: np.ndarray
+    """Open times, epoch milliseconds (int64)."""
+    open: np.ndarray
+    high: np.ndarray
+    low: np.ndarray
+    close: np.ndarray
+    volume: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.open_ms)
 
 
 class CandleSource(Protocol):
     """Where candles are read from, point in time."""
 
     def history(self, symbol: str, bar_ts: int) -> pd.DataFrame: ...
+
+    def window(self, symbol: str, bar_ts: int, n: int) -> BarWindow: ...
 
 
 def ts_ms(index: pd.Index) -> np.ndarray:
@@ -57,12 +80,15 @@ class FrameSource:
         self._loader = loader
         self._frames: dict[str, pd.DataFrame] = {}
         self._times: dict[str, np.ndarray] = {}
+        self._columns: dict[str, tuple[np.ndarray, ...]] = {}
         for symbol, frame in frames.items():
             self._set(symbol, frame)
 
     def _set(self, symbol: str, frame: pd.DataFrame) -> None:
-        self._frames[symbol] = read_only(frame)
-        self._times[symbol] = ts_ms(frame.index)
+        served = self._frames[symbol] = read_only(frame)
+        self._times[symbol] = _frozen(ts_ms(frame.index))
+        if all(c in served.columns for c in OHLCV):
+            self._columns[symbol] = tuple(_frozen(served[c].to_numpy(dtype=np.float64)) for c in OHLCV)
 
     def reload(self) -> None:
         """Re-read every frame through the loader (after new bars were stored)."""
@@ -80,6 +106,15 @@ class FrameSource:
         """Rows with open time <= bar_ts."""
         end = int(np.searchsorted(self._times[symbol], bar_ts, side="right"))
         return self._frames[symbol].iloc[:end]
+
+    def window(self, symbol: str, bar_ts: int, n: int) -> BarWindow:
+        """The last `n` rows with open time <= bar_ts, as read-only columns (`KeyError` for a frame without
+        the OHLCV columns)."""
+        times = self._times[symbol]
+        end = int(np.searchsorted(times, bar_ts, side="right"))
+        cut = slice(max(0, end - n), end)
+        o, h, lo, c, v = (column[cut] for column in self._columns[symbol])
+        return BarWindow(times[cut], o, h, lo, c, v)
 
     def since(self, start_ts: int) -> FrameSource:
         """The same candles from `start_ts` on (open time >= start_ts), without a loader: the history a run
@@ -100,3 +135,11 @@ class FrameSource:
     def last_ts(self, symbol: str) -> int:
         """Open time of the last bar held for `symbol`."""
         return int(self._times[symbol][-1])
+
+
+def _frozen(values: np.ndarray) -> np.ndarray:
+    """`values` read-only (a read-only copy when it is a writable view of someone else's memory)."""
+    if values.flags.writeable:
+        values = values.copy() if values.base is not None else values
+        values.flags.writeable = False
+    return values

@@ -1,10 +1,13 @@
-"""`ts_ms`: epoch milliseconds of a candle frame's index, whatever its resolution; nothing else is read."""
+"""`ts_ms`: epoch milliseconds of a candle frame's index, whatever its resolution; nothing else is read.
+`FrameSource`: read-only bars, point in time, as frames (`history`) and as columns (`window`)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from agent.market.source import ts_ms
 
@@ -45,3 +48,29 @@ def test_frame_source_history_cannot_be_revised_in_place() -> None:
     while isinstance(owner.base, np.ndarray):
         owner = owner.base
     assert not owner.flags.writeable  # the memory behind every served frame
+
+
+@settings(max_examples=200, deadline=None)
+@given(offset_h=st.integers(-3, 60), minutes=st.sampled_from([0, 1, 59]), n=st.integers(1, 60))
+def test_a_window_is_the_last_bars_of_history_column_by_column(offset_h: int, minutes: int, n: int) -> None:
+    """`window(symbol, t, n)`: the last n rows of `history(symbol, t)` (fewer near the start, none before it),
+    as read-only arrays: the same bars, point in time, without building a frame (the observe node's read)."""
+    from agent.market.source import FrameSource
+
+    index = pd.date_range("2024-01-01", periods=48, freq="h", tz="UTC")
+    frame = pd.DataFrame(
+        np.random.default_rng(2).random((48, 5)) + 1.0,
+        index=index,
+        columns=["open", "high", "low", "close", "volume"],
+    )
+    source = FrameSource({"BTC/USDT": frame})
+    t = int(index[0].value // 1_000_000) + offset_h * 3_600_000 + minutes * 60_000
+    expected = source.history("BTC/USDT", t).tail(n)
+    got = source.window("BTC/USDT", t, n)
+    assert len(got) == len(expected)
+    assert got.open_ms.tolist() == ts_ms(expected.index).tolist()
+    for column in ("open", "high", "low", "close", "volume"):
+        values = getattr(got, column)
+        assert values.tolist() == expected[column].tolist()
+        assert not values.flags.writeable
+    assert not got.open_ms.flags.writeable
