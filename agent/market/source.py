@@ -22,7 +22,7 @@ from typing import Protocol
 import numpy as np
 import pandas as pd
 
-OHLCV = ("open", "high", "low", "close", "volume")
+from agent.market.candles import COLUMNS
 
 
 @dataclass(frozen=True)
@@ -87,8 +87,8 @@ class FrameSource:
     def _set(self, symbol: str, frame: pd.DataFrame) -> None:
         served = self._frames[symbol] = read_only(frame)
         self._times[symbol] = _frozen(ts_ms(frame.index))
-        if all(c in served.columns for c in OHLCV):
-            self._columns[symbol] = tuple(_frozen(served[c].to_numpy(dtype=np.float64)) for c in OHLCV)
+        if all(c in served.columns for c in COLUMNS):
+            self._columns[symbol] = tuple(_frozen(served[c].to_numpy(dtype=np.float64)) for c in COLUMNS)
 
     def reload(self) -> None:
         """Re-read every frame through the loader (after new bars were stored)."""
